@@ -1,0 +1,165 @@
+// Package ferry runs Kafka consumers: it turns consumer groups into
+// per-partition consumers, hands them batches, and manages offsets so that
+// each topic gets the delivery guarantee it was routed with.
+//
+// # Routing and consumers
+//
+// An App routes topics, each within a consumer group, to consumers. ferry
+// builds one Consumer per assigned partition and calls its Consume method
+// with batches of that partition, in offset order, one batch at a time.
+// Different partitions run in parallel on a bounded pool of workers
+// (Concurrency, default 5).
+//
+//	app, err := ferry.New(
+//		ferry.Brokers("127.0.0.1:9092"),
+//		ferry.RouteFunc("billing", "invoices", func(ctx context.Context, b *ferry.Batch) error {
+//			return store(ctx, b.Messages)
+//		}),
+//	)
+//	if err != nil { ... }
+//	err = app.Run(ctx) // returns after a graceful drain once ctx is cancelled
+//
+// # Delivery modes
+//
+// At-least-once (the default) processes a batch, then marks its last message
+// as consumed; marks are committed every CommitInterval, on revocation and on
+// shutdown. Nothing is lost; a crash between processing and the next commit
+// redelivers. At-most-once commits each batch before Consume sees it:
+// nothing is redelivered, a crash or error loses the rest of the batch.
+//
+// # Offsets
+//
+// A mark names the next offset to consume. Marks are kept per partition and
+// committed only while this member owns the partition: after a revocation
+// or a lost assignment, marks return false and are dropped, and a lost
+// partition is never committed for. On revocation ferry waits for in-flight
+// batches of the revoked partitions, commits their marks synchronously, runs
+// the Revoked hooks and only then lets the partitions go, so a clean hand-off
+// redelivers nothing.
+//
+// When Consume fails (or panics), nothing past the last mark is committed;
+// the partition pauses, and after a backoff (1 s doubling to 30 s by
+// default) it is retried from its first unmarked message. Other partitions
+// keep flowing.
+//
+// With ManualOffsets the consumer marks through its Claim — Karafka's
+// mark_as_consumed / mark_as_consumed! / commit_offsets contract; see Claim
+// for what each call blocks on and returns.
+package ferry
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/ferrykit/ferry/internal/engine"
+)
+
+var (
+	// ErrUnreachable is returned by Run when no broker answered within
+	// ConnectTimeout (O1).
+	ErrUnreachable = engine.ErrUnreachable
+	// ErrShutdownTimeout is returned by Run when in-flight work outlived
+	// ShutdownTimeout; what did not finish was not committed (A4).
+	ErrShutdownTimeout = engine.ErrShutdownTimeout
+	// ErrRunning is returned by Run when the App is already running.
+	ErrRunning = errors.New("ferry: app already running")
+)
+
+// PanicError is the error a recovered panic in a consumer becomes (A6); it
+// carries the stack where the panic happened.
+type PanicError = engine.PanicError
+
+// App is a configured set of routes. Create it with New and start it with
+// Run.
+type App struct {
+	cfg     config
+	groups  []*engine.Group
+	mu      sync.Mutex
+	running bool
+}
+
+// New validates the configuration and returns an App. It connects to
+// nothing: every configuration error is reported here, wrapping
+// ErrInvalidConfig (O2).
+func New(opts ...Option) (*App, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg}
+	slots := make(chan struct{}, cfg.concurrency)
+	byName := make(map[string]*engine.Group)
+	for _, r := range cfg.routes {
+		g := byName[r.group]
+		if g == nil {
+			g = &engine.Group{
+				Name:            r.group,
+				Topics:          make(map[string]*engine.Topic),
+				Brokers:         cfg.brokers,
+				ClientID:        cfg.clientID,
+				Logger:          cfg.logger,
+				CommitInterval:  cfg.commitInterval,
+				ShutdownTimeout: cfg.shutdownTimeout,
+				ConnectTimeout:  cfg.connectTimeout,
+				Slots:           slots,
+				Clock:           cfg.clock,
+				ClientOpts:      cfg.clientOpts,
+			}
+			byName[r.group] = g
+			a.groups = append(a.groups, g)
+		}
+		t := r.cfg
+		g.Topics[r.topic] = &engine.Topic{
+			Name:        r.topic,
+			NewWorker:   newWorker(r.newConsumer),
+			MaxMessages: t.maxMessages,
+			MaxWait:     t.maxWait,
+			StartLatest: t.start == Latest,
+			Manual:      t.manualOffsets,
+			Delivery:    engine.Delivery(t.delivery),
+			Backoff:     t.backoff.Delay,
+			QueueBytes:  t.queueBytes,
+		}
+	}
+	return a, nil
+}
+
+// Run consumes until ctx is cancelled, then shuts down gracefully: fetching
+// stops, in-flight batches finish, Shutdown hooks run, one final commit is
+// made and the members leave their groups (A4). It returns nil after a clean
+// shutdown, an error wrapping ErrShutdownTimeout if draining outlived
+// ShutdownTimeout, or an error wrapping ErrUnreachable if no broker answered
+// (O1). If one group fails, the others are stopped too.
+func (a *App) Run(ctx context.Context) error {
+	a.mu.Lock()
+	if a.running {
+		a.mu.Unlock()
+		return ErrRunning
+	}
+	a.running = true
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.running = false
+		a.mu.Unlock()
+	}()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(a.groups))
+	var wg sync.WaitGroup
+	for i, g := range a.groups {
+		wg.Go(func() {
+			errs[i] = engine.Run(ctx, g)
+			if errs[i] != nil {
+				cancel() // one group failing stops the app
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}

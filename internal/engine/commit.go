@@ -1,0 +1,131 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ferrykit/ferry/offsets"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// learnCommitted records the group's committed position for a freshly
+// assigned partition and lets its goroutine build the consumer.
+func (p *Partition) learnCommitted(offset int64, epoch int32, metadata *string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if offset >= 0 {
+		m := offsets.Mark{Offset: offset, Epoch: epoch}
+		if metadata != nil {
+			m.Metadata = *metadata
+			p.committedMD = *metadata
+		}
+		p.tracker.Acknowledge(m)
+	}
+	p.markReadyLocked()
+}
+
+// commitSoon asks the commit loop for a commit without waiting (M4).
+func (g *group) commitSoon() {
+	select {
+	case g.commitNow <- struct{}{}:
+	default:
+	}
+}
+
+// commitLoop commits every CommitInterval, and when asked (A2).
+func (g *group) commitLoop(stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-g.clock.After(g.cfg.CommitInterval):
+		case <-g.commitNow:
+		}
+		g.commitAndLog(context.WithoutCancel(g.runCtx), "periodic")
+	}
+}
+
+func (g *group) commitAndLog(ctx context.Context, why string) {
+	for p, err := range g.commit(ctx) {
+		p.log.Warn("ferry: commit failed; will retry on the next commit", "why", why, "err", err)
+	}
+}
+
+// commit sends the pending marks of every owned partition in one request
+// and waits for it. It returns the partitions whose commit failed. Commits
+// are serialised with each other and with revocation, so a commit never
+// names a partition this member has released.
+func (g *group) commit(ctx context.Context) map[*Partition]error {
+	g.commitMu.Lock()
+	defer g.commitMu.Unlock()
+
+	type sent struct {
+		p    *Partition
+		mark offsets.Mark
+	}
+	g.mu.RLock()
+	batch := make(map[tp]sent, len(g.parts))
+	for k, p := range g.parts {
+		if m, ok := p.pending(); ok {
+			batch[k] = sent{p, m}
+		}
+	}
+	g.mu.RUnlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	offs := make(map[string]map[int32]kgo.EpochOffset)
+	for k, s := range batch {
+		if offs[k.topic] == nil {
+			offs[k.topic] = make(map[int32]kgo.EpochOffset)
+		}
+		offs[k.topic][k.partition] = kgo.EpochOffset{Epoch: s.mark.Epoch, Offset: s.mark.Offset}
+	}
+	// M8: offsets carry their marks' metadata.
+	ctx = kgo.PreCommitFnContext(ctx, func(req *kmsg.OffsetCommitRequest) error {
+		for i := range req.Topics {
+			t := &req.Topics[i]
+			for j := range t.Partitions {
+				pp := &t.Partitions[j]
+				if s, ok := batch[tp{t.Topic, pp.Partition}]; ok && s.mark.Metadata != "" {
+					md := s.mark.Metadata
+					pp.Metadata = &md
+				}
+			}
+		}
+		return nil
+	})
+
+	failed := make(map[*Partition]error)
+	g.cl.CommitOffsetsSync(ctx, offs, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		answered := make(map[tp]bool, len(batch))
+		if err == nil {
+			for _, t := range resp.Topics {
+				for _, rp := range t.Partitions {
+					k := tp{t.Topic, rp.Partition}
+					s, ok := batch[k]
+					if !ok {
+						continue
+					}
+					answered[k] = true
+					if cerr := kerr.ErrorForCode(rp.ErrorCode); cerr != nil {
+						failed[s.p] = cerr
+					} else {
+						s.p.acknowledge(s.mark)
+					}
+				}
+			}
+		}
+		for k, s := range batch {
+			if !answered[k] {
+				if err == nil {
+					err = fmt.Errorf("partition missing from the commit response")
+				}
+				failed[s.p] = err
+			}
+		}
+	})
+	return failed
+}

@@ -1,0 +1,85 @@
+// Package engine is ferry's runtime: one kgo client per consumer group, a poll
+// loop that fills per-partition queues, one goroutine per assigned partition
+// that cuts batches and runs them on a shared worker pool, and the commit
+// machinery. The public ferry package adapts its types onto this one.
+//
+// See DESIGN.md at the repository root for how an offset travels and which
+// goroutine owns what.
+package engine
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Delivery is a topic's delivery mode.
+type Delivery int
+
+// Delivery modes. Only AtLeastOnce and AtMostOnce are run by this package so
+// far; the ferry package refuses the others at construction.
+const (
+	AtLeastOnce Delivery = iota
+	AtMostOnce
+	ExactlyOnce
+)
+
+// Worker is what the engine drives for one assigned partition. The ferry
+// package builds one per assignment from the user's consumer.
+type Worker interface {
+	// Consume processes one batch. attempt is 1 on first delivery.
+	Consume(ctx context.Context, recs []*kgo.Record, attempt int) error
+	// Initialized runs once before the first batch.
+	Initialized(ctx context.Context) error
+	// Revoked runs after the partition was revoked or lost.
+	Revoked(ctx context.Context) error
+	// Shutdown runs when the app stops while the partition is owned.
+	Shutdown(ctx context.Context) error
+	// EOF runs when the partition's end was reached and all of it processed.
+	EOF(ctx context.Context) error
+}
+
+// NewWorker builds the worker of a freshly assigned partition.
+type NewWorker func(p *Partition) Worker
+
+// Topic is the engine's view of one routed topic.
+type Topic struct {
+	Name        string
+	NewWorker   NewWorker
+	MaxMessages int
+	MaxWait     time.Duration
+	StartLatest bool
+	Manual      bool
+	Delivery    Delivery
+	// Backoff returns the wait before retry attempt n+1 after n failures.
+	Backoff func(failures int) time.Duration
+	// QueueBytes bounds the bytes buffered per partition before fetching
+	// of that partition pauses.
+	QueueBytes int
+}
+
+// Clock is the time source for commit intervals and retry backoff.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+// Group is the configuration of one consumer group.
+type Group struct {
+	Name            string
+	Topics          map[string]*Topic
+	Brokers         []string
+	ClientID        string
+	Logger          *slog.Logger
+	CommitInterval  time.Duration
+	ShutdownTimeout time.Duration
+	ConnectTimeout  time.Duration
+	// Slots is the worker pool shared by every group of an app: a batch runs
+	// only while it holds a slot.
+	Slots chan struct{}
+	Clock Clock
+	// ClientOpts are extra kgo options (TLS, SASL, group protocol…).
+	ClientOpts []kgo.Opt
+}

@@ -1,0 +1,470 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Sentinel errors the ferry package re-exports.
+var (
+	// ErrUnreachable: no broker answered within the connect timeout (O1).
+	ErrUnreachable = errors.New("ferry: brokers unreachable")
+	// ErrShutdownTimeout: in-flight work did not finish within the
+	// shutdown timeout; what did not finish was not committed (A4).
+	ErrShutdownTimeout = errors.New("ferry: shutdown timed out")
+)
+
+type tp struct {
+	topic     string
+	partition int32
+}
+
+// group runs one consumer group: one kgo client, one poll loop, one commit
+// loop and one goroutine per assigned partition.
+type group struct {
+	cfg    *Group
+	log    *slog.Logger
+	cl     *kgo.Client
+	slots  chan struct{}
+	clock  Clock
+	runCtx context.Context
+
+	// rebalanceMu serialises ferry's view of rebalances with shutdown.
+	rebalanceMu sync.Mutex
+
+	mu       sync.RWMutex // guards parts and shutting
+	parts    map[tp]*Partition
+	shutting bool
+	workers  sync.WaitGroup // partition goroutines
+
+	commitMu  sync.Mutex    // one commit at a time; revocation commits under it too
+	commitNow chan struct{} // poked by Partition.Commit
+
+	pollMu     sync.Mutex
+	pollCancel context.CancelFunc // cancels the poll in progress
+	seekWanted bool               // a partition asked the poll loop to seek
+}
+
+// Run consumes as one member of the group until ctx is cancelled, then shuts
+// down gracefully (A4). It returns nil after a clean shutdown.
+func Run(ctx context.Context, cfg *Group) error {
+	g := &group{
+		cfg:       cfg,
+		log:       cfg.Logger.With("group", cfg.Name),
+		slots:     cfg.Slots,
+		clock:     cfg.Clock,
+		runCtx:    ctx,
+		parts:     make(map[tp]*Partition),
+		commitNow: make(chan struct{}, 1),
+	}
+	topics := make([]string, 0, len(cfg.Topics))
+	for name := range cfg.Topics {
+		topics = append(topics, name)
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ClientID(cfg.ClientID),
+		kgo.ConsumerGroup(cfg.Name),
+		kgo.ConsumeTopics(topics...),
+		kgo.DisableAutoCommit(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), // B8
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.OnPartitionsAssigned(g.onAssigned),
+		kgo.OnPartitionsRevoked(g.onRevoked),
+		kgo.OnPartitionsLost(g.onLost),
+		kgo.OnOffsetsFetched(g.onFetched),
+		kgo.AdjustFetchOffsetsFn(g.adjustOffsets),
+	}
+	opts = append(opts, cfg.ClientOpts...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("ferry: group %q: %w", cfg.Name, err)
+	}
+	g.cl = cl
+	if err := g.connect(ctx); err != nil {
+		cl.Close()
+		return err
+	}
+	return g.run(ctx)
+}
+
+// connect fails fast when no broker answers (O1) and names routed topics
+// that do not exist (B7).
+func (g *group) connect(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(ctx, g.cfg.ConnectTimeout)
+	defer cancel()
+	if err := g.cl.Ping(pctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // cancelled while connecting: nothing to drain
+		}
+		return fmt.Errorf("%w: %v after %s: %w", ErrUnreachable, g.cfg.Brokers, g.cfg.ConnectTimeout, err)
+	}
+	names := make([]string, 0, len(g.cfg.Topics))
+	for name := range g.cfg.Topics {
+		names = append(names, name)
+	}
+	details, err := kadm.NewClient(g.cl).ListTopics(pctx, names...)
+	if err != nil {
+		g.log.Warn("ferry: cannot check routed topics", "err", err)
+		return nil
+	}
+	for _, name := range names {
+		d, ok := details[name]
+		if !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) || len(d.Partitions) == 0 {
+			g.log.Error("ferry: routed topic does not exist; its consumer starts once it is created", "topic", name)
+		}
+	}
+	return nil
+}
+
+func (g *group) run(ctx context.Context) error {
+	pollCtx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
+	commitStop := make(chan struct{})
+	var loops sync.WaitGroup
+	loops.Add(2)
+	go func() { defer loops.Done(); g.pollLoop(pollCtx) }()
+	go func() { defer loops.Done(); g.commitLoop(commitStop) }()
+
+	if ctx.Err() == nil {
+		<-ctx.Done()
+	}
+	g.log.Info("ferry: shutting down", "timeout", g.cfg.ShutdownTimeout)
+	deadline := time.Now().Add(g.cfg.ShutdownTimeout)
+
+	// A4: fetching stops, in-flight batches finish, Shutdown hooks run.
+	stopPoll()
+	g.mu.Lock()
+	g.shutting = true
+	parts := make([]*Partition, 0, len(g.parts))
+	for _, p := range g.parts {
+		parts = append(parts, p)
+	}
+	g.mu.Unlock()
+	for _, p := range parts {
+		p.mu.Lock()
+		if p.state == owned {
+			p.setStateLocked(stopping)
+		}
+		p.mu.Unlock()
+	}
+	drained := make(chan struct{})
+	go func() { g.workers.Wait(); close(drained) }()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	var runErr error
+	select {
+	case <-drained:
+	case <-timer.C:
+		runErr = g.abandon(parts)
+	}
+
+	// One final synchronous commit of everything that finished.
+	cctx, cancel := context.WithDeadline(context.Background(), later(deadline, time.Now().Add(5*time.Second)))
+	for p, err := range g.commit(cctx) {
+		g.log.Error("ferry: final commit failed", "topic", p.topic.Name, "partition", p.id, "err", err)
+	}
+	cancel()
+	for _, p := range parts {
+		p.mu.Lock()
+		p.state = closed
+		p.mu.Unlock()
+	}
+	close(commitStop)
+	loops.Wait()
+	g.cl.Close() // leaves the group; onRevoked sees only closed partitions
+	if runErr == nil {
+		g.log.Info("ferry: stopped")
+	}
+	return runErr
+}
+
+// abandon gives up on partitions whose work outlived the shutdown timeout:
+// their marks are dropped and their context is cancelled.
+func (g *group) abandon(parts []*Partition) error {
+	var stuck []string
+	for _, p := range parts {
+		select {
+		case <-p.done:
+			continue
+		default:
+		}
+		p.mu.Lock()
+		p.state = lost
+		p.mu.Unlock()
+		p.cancel()
+		stuck = append(stuck, fmt.Sprintf("%s/%d", p.topic.Name, p.id))
+	}
+	return fmt.Errorf("%w after %s: still running on %v; their work was not committed",
+		ErrShutdownTimeout, g.cfg.ShutdownTimeout, stuck)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// pollLoop fetches and fills partition queues until ctx is cancelled. It is
+// also the only goroutine that seeks, so no record fetched before a seek can
+// slip past it.
+func (g *group) pollLoop(ctx context.Context) {
+	for {
+		g.applySeeks()
+		pctx, cancel := context.WithCancel(ctx)
+		g.pollMu.Lock()
+		g.pollCancel = cancel
+		if g.seekWanted {
+			cancel()
+		}
+		g.pollMu.Unlock()
+
+		fetches := g.cl.PollRecords(pctx, 0)
+
+		g.pollMu.Lock()
+		g.pollCancel = nil
+		g.pollMu.Unlock()
+		cancel()
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			return
+		}
+		fetches.EachError(func(topic string, partition int32, err error) {
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+				return
+			}
+			g.log.Error("ferry: fetch error", "topic", topic, "partition", partition, "err", err)
+		})
+		now := time.Now()
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if len(fp.Records) == 0 {
+				return
+			}
+			g.mu.RLock()
+			p := g.parts[tp{fp.Topic, fp.Partition}]
+			g.mu.RUnlock()
+			if p == nil {
+				return
+			}
+			end := fp.HighWatermark
+			if fp.LastStableOffset >= 0 {
+				end = fp.LastStableOffset // read_committed reads up to the LSO
+			}
+			p.push(fp.Records, end, now)
+		})
+	}
+}
+
+// wantSeek wakes the poll loop so it applies pending seeks.
+func (g *group) wantSeek() {
+	g.pollMu.Lock()
+	g.seekWanted = true
+	if g.pollCancel != nil {
+		g.pollCancel()
+	}
+	g.pollMu.Unlock()
+}
+
+// applySeeks moves kgo's fetch position of every partition that asked for it.
+// kgo ignores partitions it no longer consumes, so a seek racing a
+// revocation is harmless.
+func (g *group) applySeeks() {
+	g.pollMu.Lock()
+	wanted := g.seekWanted
+	g.seekWanted = false
+	g.pollMu.Unlock()
+	if !wanted {
+		return
+	}
+	set := make(map[string]map[int32]kgo.EpochOffset)
+	g.mu.RLock()
+	for _, p := range g.parts {
+		p.mu.Lock()
+		if p.seek >= 0 && p.state == owned {
+			if set[p.topic.Name] == nil {
+				set[p.topic.Name] = make(map[int32]kgo.EpochOffset)
+			}
+			set[p.topic.Name][p.id] = kgo.EpochOffset{Epoch: -1, Offset: p.seek}
+		}
+		p.seek = -1
+		p.mu.Unlock()
+	}
+	g.mu.RUnlock()
+	if len(set) > 0 {
+		g.cl.SetOffsets(set)
+	}
+}
+
+func (g *group) topic(name string) *Topic { return g.cfg.Topics[name] }
+
+// onAssigned starts a partition goroutine per newly assigned partition. A
+// partition lost earlier and still finishing is waited for by its successor.
+func (g *group) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	g.rebalanceMu.Lock()
+	defer g.rebalanceMu.Unlock()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.shutting {
+		return
+	}
+	for topic, ids := range assigned {
+		t := g.topic(topic)
+		if t == nil {
+			continue
+		}
+		for _, id := range ids {
+			k := tp{topic, id}
+			prev := g.parts[k]
+			if prev != nil && prev.Owned() {
+				continue // already ours
+			}
+			p := newPartition(g, t, id, prev)
+			g.parts[k] = p
+			g.workers.Add(1)
+			go func() {
+				defer g.workers.Done()
+				p.run()
+			}()
+		}
+	}
+	g.log.Info("ferry: partitions assigned", "assigned", assigned)
+}
+
+// onFetched learns the committed offset and metadata of each newly assigned
+// partition (M8) before its consumer is built.
+func (g *group) onFetched(_ context.Context, _ *kgo.Client, resp *kmsg.OffsetFetchResponse) error {
+	learn := func(topic string, partition int32, offset int64, epoch int32, metadata *string) {
+		g.mu.RLock()
+		p := g.parts[tp{topic, partition}]
+		g.mu.RUnlock()
+		if p != nil {
+			p.learnCommitted(offset, epoch, metadata)
+		}
+	}
+	for _, t := range resp.Topics {
+		for _, rp := range t.Partitions {
+			learn(t.Topic, rp.Partition, rp.Offset, rp.LeaderEpoch, rp.Metadata)
+		}
+	}
+	for _, gr := range resp.Groups {
+		for _, t := range gr.Topics {
+			for _, rp := range t.Partitions {
+				learn(t.Topic, rp.Partition, rp.Offset, rp.LeaderEpoch, rp.Metadata)
+			}
+		}
+	}
+	return nil
+}
+
+// adjustOffsets starts partitions of "latest" topics that have no committed
+// offset at the end of the partition (B6).
+func (g *group) adjustOffsets(_ context.Context, offs map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	for topic, parts := range offs {
+		t := g.topic(topic)
+		if t == nil || !t.StartLatest {
+			continue
+		}
+		for id, o := range parts {
+			if o.EpochOffset().Offset < 0 {
+				parts[id] = kgo.NewOffset().AtEnd()
+			}
+		}
+	}
+	return offs, nil
+}
+
+// onRevoked hands partitions back cleanly (A3): no new batches, in-flight
+// batches finish, their marks are committed, the Revoked hooks run (and
+// anything they mark is committed), then the partitions are released.
+func (g *group) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	g.rebalanceMu.Lock()
+	defer g.rebalanceMu.Unlock()
+	var ps []*Partition
+	g.mu.RLock()
+	for topic, ids := range revoked {
+		for _, id := range ids {
+			if p := g.parts[tp{topic, id}]; p != nil {
+				ps = append(ps, p)
+			}
+		}
+	}
+	g.mu.RUnlock()
+	var leaving, stoppingNow []*Partition
+	for _, p := range ps {
+		p.mu.Lock()
+		switch p.state {
+		case owned:
+			p.setStateLocked(revoking)
+			leaving = append(leaving, p)
+		case stopping:
+			// Revoked while the app shuts down: its Shutdown hook
+			// runs instead of Revoked; still commit before letting go.
+			stoppingNow = append(stoppingNow, p)
+		}
+		p.mu.Unlock()
+	}
+	if len(leaving)+len(stoppingNow) == 0 {
+		return
+	}
+	for _, p := range leaving {
+		<-p.idle
+	}
+	for _, p := range stoppingNow {
+		<-p.done
+	}
+	g.commitAndLog(ctx, "revocation")
+	for _, p := range leaving {
+		close(p.hooks)
+	}
+	for _, p := range leaving {
+		<-p.done
+	}
+	g.commitAndLog(ctx, "revocation hooks")
+	g.mu.Lock()
+	for _, p := range leaving {
+		p.mu.Lock()
+		p.state = released
+		p.syncPauseLocked()
+		p.mu.Unlock()
+		k := tp{p.topic.Name, p.id}
+		if g.parts[k] == p {
+			delete(g.parts, k)
+		}
+	}
+	g.mu.Unlock()
+	g.log.Info("ferry: partitions revoked", "revoked", revoked)
+}
+
+// onLost drops partitions whose assignment was lost (A7): marks are refused
+// from now on and nothing is committed for them. In-flight work may finish;
+// it is not waited for, so the member can rejoin at once.
+func (g *group) onLost(_ context.Context, _ *kgo.Client, lostParts map[string][]int32) {
+	g.rebalanceMu.Lock()
+	defer g.rebalanceMu.Unlock()
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	for topic, ids := range lostParts {
+		for _, id := range ids {
+			p := g.parts[tp{topic, id}]
+			if p == nil {
+				continue
+			}
+			p.mu.Lock()
+			if p.state.marksAccepted() {
+				p.setStateLocked(lost)
+				p.syncPauseLocked()
+			}
+			p.mu.Unlock()
+			p.cancel()
+		}
+	}
+	g.log.Warn("ferry: partitions lost; their uncommitted work will be redelivered", "lost", lostParts)
+}

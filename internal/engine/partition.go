@@ -1,0 +1,527 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/ferrykit/ferry/offsets"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// state is where a partition is in its life. Transitions happen under
+// Partition.mu; every transition away from owned closes Partition.stop.
+type state int
+
+const (
+	owned    state = iota // batches flow, marks accepted
+	revoking              // revocation in progress: no new batch, marks accepted
+	stopping              // app shutting down: no new batch, marks accepted
+	released              // handed back after revocation: marks refused
+	lost                  // assignment lost: marks refused, never committed
+	closed                // final commit done at shutdown: marks refused
+)
+
+func (s state) marksAccepted() bool { return s <= stopping }
+
+// chunk remembers when a run of queued records arrived, for MaxWait.
+type chunk struct {
+	n  int
+	at time.Time
+}
+
+// Partition is one assigned topic-partition: its queue, its offsets and the
+// goroutine that runs its worker. The poll loop pushes into it; its own
+// goroutine takes batches out; rebalance callbacks change its state.
+type Partition struct {
+	g     *group
+	topic *Topic
+	id    int32
+	log   *slog.Logger
+
+	// ctx is handed to the worker. It is cancelled when the partition is
+	// lost or the shutdown deadline passes, not on revocation or graceful
+	// shutdown (in-flight work finishes then).
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu          sync.Mutex
+	state       state
+	tracker     *offsets.Tracker
+	committedMD string
+	queue       []*kgo.Record
+	chunks      []chunk
+	queuedBytes int
+	caughtUp    bool // the newest fetch reached the end of the partition
+	eofSent     bool
+	pausedFull  bool  // fetching paused because the queue is full
+	pausedRetry bool  // fetching paused while waiting to retry
+	pausedInKgo bool  // what kgo was last told
+	seek        int64 // offset the poll loop must seek to; -1 for none
+	readyClosed bool
+	stopReason  state
+
+	ready chan struct{} // closed once committed offsets are known
+	wake  chan struct{} // poked when records arrive
+	stop  chan struct{} // closed when no new batch may start
+	idle  chan struct{} // closed by the worker once it ran its last batch
+	hooks chan struct{} // closed by the revoker: the Revoked hook may run
+	done  chan struct{} // closed when the worker goroutine exits
+	prev  *Partition    // the previous instance of this partition, if still finishing
+
+	// Owned by the worker goroutine.
+	failures int
+}
+
+func newPartition(g *group, t *Topic, id int32, prev *Partition) *Partition {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(g.runCtx))
+	return &Partition{
+		g:       g,
+		topic:   t,
+		id:      id,
+		log:     g.log.With("topic", t.Name, "partition", id),
+		ctx:     ctx,
+		cancel:  cancel,
+		tracker: offsets.New(offsets.Mark{Offset: -1, Epoch: -1}),
+		seek:    -1,
+		ready:   make(chan struct{}),
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		idle:    make(chan struct{}),
+		hooks:   make(chan struct{}),
+		done:    make(chan struct{}),
+		prev:    prev,
+	}
+}
+
+// Topic returns the partition's topic name.
+func (p *Partition) Topic() string { return p.topic.Name }
+
+// ID returns the partition number.
+func (p *Partition) ID() int32 { return p.id }
+
+// Logger returns a logger carrying the group, topic and partition.
+func (p *Partition) Logger() *slog.Logger { return p.log }
+
+// setState moves the partition to s, closing stop when it leaves owned.
+// Callers hold p.mu.
+func (p *Partition) setStateLocked(s state) {
+	if p.state == owned && s != owned {
+		p.stopReason = s
+		close(p.stop)
+	}
+	p.state = s
+	if !p.readyClosed {
+		p.readyClosed = true
+		close(p.ready)
+	}
+}
+
+func (p *Partition) markReadyLocked() {
+	if !p.readyClosed {
+		p.readyClosed = true
+		close(p.ready)
+	}
+}
+
+// Owned reports whether marks are still accepted.
+func (p *Partition) Owned() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state.marksAccepted()
+}
+
+// Revoked reports whether the partition was revoked or lost (M5). It is
+// already true while the revocation waits for in-flight work.
+func (p *Partition) Revoked() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state == revoking || p.state == released || p.state == lost
+}
+
+// CommittedMetadata is the metadata committed with the offset this
+// assignment started from (M8).
+func (p *Partition) CommittedMetadata() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.committedMD
+}
+
+// Mark stores r's offset+1 with metadata for the next commit. It reports
+// false, storing nothing, when the partition is no longer owned or r belongs
+// to another partition (M2).
+func (p *Partition) Mark(r *kgo.Record, metadata string) bool {
+	if r.Topic != p.topic.Name || r.Partition != p.id {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.state.marksAccepted() {
+		return false
+	}
+	p.tracker.Mark(offsets.Mark{Offset: r.Offset + 1, Epoch: r.LeaderEpoch, Metadata: metadata})
+	return true
+}
+
+// MarkSync stores the mark and commits before returning (M3). It reports
+// true only if the commit succeeded and the partition is still owned.
+func (p *Partition) MarkSync(ctx context.Context, r *kgo.Record, metadata string) (bool, error) {
+	if !p.Mark(r, metadata) {
+		return false, nil
+	}
+	return p.CommitSync(ctx)
+}
+
+// Commit asks the commit loop to commit stored marks soon, without waiting.
+// It reports whether the partition is still owned (M4).
+func (p *Partition) Commit() bool {
+	if !p.Owned() {
+		return false
+	}
+	p.g.commitSoon()
+	return true
+}
+
+// CommitSync commits stored marks and waits (M4). With nothing stored it
+// succeeds while the partition is owned.
+func (p *Partition) CommitSync(ctx context.Context) (bool, error) {
+	if !p.Owned() {
+		return false, nil
+	}
+	errs := p.g.commit(ctx)
+	if err := errs[p]; err != nil {
+		return false, err
+	}
+	return p.Owned(), nil
+}
+
+// pending returns the mark a commit should send, if any. Lost and released
+// partitions have nothing to commit (A7).
+func (p *Partition) pending() (offsets.Mark, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.state.marksAccepted() {
+		return offsets.Mark{}, false
+	}
+	return p.tracker.Pending()
+}
+
+func (p *Partition) acknowledge(m offsets.Mark) {
+	p.mu.Lock()
+	p.tracker.Acknowledge(m)
+	p.mu.Unlock()
+}
+
+// push appends fetched records; it runs on the poll loop. Records for a
+// partition that is not owned, or that arrive before a pending seek was
+// applied, are dropped: they will be fetched again.
+func (p *Partition) push(recs []*kgo.Record, end int64, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state != owned || p.seek >= 0 {
+		return
+	}
+	p.markReadyLocked()
+	p.queue = append(p.queue, recs...)
+	p.chunks = append(p.chunks, chunk{n: len(recs), at: now})
+	for _, r := range recs {
+		p.queuedBytes += recordSize(r)
+	}
+	p.caughtUp = end >= 0 && recs[len(recs)-1].Offset+1 >= end
+	p.eofSent = false
+	if p.queuedBytes >= p.topic.QueueBytes && !p.pausedFull {
+		p.pausedFull = true
+		p.syncPauseLocked()
+	}
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+func recordSize(r *kgo.Record) int {
+	n := len(r.Key) + len(r.Value) + 64
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+// syncPauseLocked tells kgo whether to fetch this partition.
+func (p *Partition) syncPauseLocked() {
+	want := (p.pausedFull || p.pausedRetry) && p.state == owned
+	if want == p.pausedInKgo {
+		return
+	}
+	tp := map[string][]int32{p.topic.Name: {p.id}}
+	if want {
+		p.g.cl.PauseFetchPartitions(tp)
+	} else {
+		p.g.cl.ResumeFetchPartitions(tp)
+	}
+	p.pausedInKgo = want
+}
+
+// takeLocked cuts the next batch if one is due (B1): MaxMessages are queued,
+// the oldest queued record waited MaxWait, or the fetch reached the end of
+// the partition. It returns nil when no batch is due.
+func (p *Partition) takeLocked(now time.Time) []*kgo.Record {
+	n := len(p.queue)
+	if n == 0 {
+		return nil
+	}
+	max := p.topic.MaxMessages
+	if n < max && !p.caughtUp && now.Sub(p.chunks[0].at) < p.topic.MaxWait {
+		return nil
+	}
+	k := min(n, max)
+	batch := p.queue[:k:k]
+	if k == n {
+		p.queue, p.chunks = nil, nil
+		p.queuedBytes = 0
+	} else {
+		p.queue = p.queue[k:]
+		for left := k; left > 0; {
+			if p.chunks[0].n <= left {
+				left -= p.chunks[0].n
+				p.chunks = p.chunks[1:]
+			} else {
+				p.chunks[0].n -= left
+				left = 0
+			}
+		}
+		for _, r := range batch {
+			p.queuedBytes -= recordSize(r)
+		}
+	}
+	if p.pausedFull && p.queuedBytes < p.topic.QueueBytes/2 {
+		p.pausedFull = false
+		p.syncPauseLocked()
+	}
+	return batch
+}
+
+// next waits for the next batch. It returns false once no new batch may
+// start (revocation, loss, shutdown).
+func (p *Partition) next() ([]*kgo.Record, bool) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		now := time.Now()
+		p.mu.Lock()
+		if p.state != owned {
+			p.mu.Unlock()
+			return nil, false
+		}
+		if batch := p.takeLocked(now); batch != nil {
+			p.tracker.Start(batch[0].Offset)
+			p.mu.Unlock()
+			return batch, true
+		}
+		var due <-chan time.Time
+		if len(p.queue) > 0 {
+			wait := p.topic.MaxWait - now.Sub(p.chunks[0].at)
+			if timer == nil {
+				timer = time.NewTimer(wait)
+			} else {
+				timer.Reset(wait)
+			}
+			due = timer.C
+		}
+		p.mu.Unlock()
+		select {
+		case <-p.wake:
+		case <-due:
+		case <-p.stop:
+		}
+	}
+}
+
+// run is the partition's goroutine: it builds the worker, feeds it batches
+// until the partition stops, then runs the closing hook.
+func (p *Partition) run() {
+	defer close(p.done)
+	if p.prev != nil {
+		<-p.prev.done // one instance per partition at a time (B4)
+		p.prev = nil
+	}
+	select {
+	case <-p.ready:
+	case <-p.stop:
+	}
+	w, err := p.newWorker()
+	if err != nil {
+		p.log.Error("ferry: cannot build consumer; the partition is not consumed until it is assigned again", "err", err)
+		p.setFailed()
+		close(p.idle)
+		return
+	}
+	if err := guard(func() error { return w.Initialized(p.ctx) }); err != nil {
+		p.log.Error("ferry: Initialized hook failed", "err", err)
+	}
+	for {
+		batch, ok := p.next()
+		if !ok {
+			break
+		}
+		p.deliver(w, batch)
+	}
+	close(p.idle)
+
+	p.mu.Lock()
+	reason := p.stopReason
+	p.mu.Unlock()
+	switch reason {
+	case revoking:
+		<-p.hooks // A3: the revoker commits first, then lets the hook run
+		fallthrough
+	case lost:
+		if err := guard(func() error { return w.Revoked(p.ctx) }); err != nil {
+			p.log.Error("ferry: Revoked hook failed", "err", err)
+		}
+	case stopping:
+		if err := guard(func() error { return w.Shutdown(p.ctx) }); err != nil {
+			p.log.Error("ferry: Shutdown hook failed", "err", err)
+		}
+	}
+}
+
+func (p *Partition) newWorker() (w Worker, err error) {
+	err = guard(func() error {
+		w = p.topic.NewWorker(p)
+		if w == nil {
+			return fmt.Errorf("consumer factory for topic %q returned nil", p.topic.Name)
+		}
+		return nil
+	})
+	return w, err
+}
+
+// setFailed stops a partition whose consumer could not be built.
+func (p *Partition) setFailed() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state == owned {
+		p.setStateLocked(lost)
+	}
+}
+
+// deliver runs one batch on a worker slot and applies its outcome.
+func (p *Partition) deliver(w Worker, batch []*kgo.Record) {
+	select {
+	case p.g.slots <- struct{}{}:
+	case <-p.stop:
+		return // never started: the next owner fetches it again
+	}
+	attempt := p.failures + 1
+	if p.topic.Delivery == AtMostOnce && !p.commitBefore(batch) {
+		<-p.g.slots
+		p.retryLater(fmt.Errorf("at-most-once: committing before processing failed"), batch, batch[0].Offset)
+		return
+	}
+	err := guard(func() error { return w.Consume(p.ctx, batch, attempt) })
+	<-p.g.slots
+
+	if err == nil || p.topic.Delivery == AtMostOnce {
+		if err != nil {
+			// S1: the offsets are already committed; the rest of the
+			// batch is skipped, never redelivered.
+			p.log.Error("ferry: consume failed; at-most-once skips the rest of the batch",
+				"first_offset", batch[0].Offset, "last_offset", batch[len(batch)-1].Offset, "err", err)
+		}
+		p.failures = 0
+		if !p.topic.Manual {
+			p.Mark(batch[len(batch)-1], "") // A1; refused if the partition was lost
+		}
+		p.maybeEOF(w)
+		return
+	}
+	p.mu.Lock()
+	resume := p.tracker.Resume()
+	p.mu.Unlock()
+	p.retryLater(err, batch, resume)
+}
+
+// commitBefore marks the whole batch and commits it before processing (S1).
+func (p *Partition) commitBefore(batch []*kgo.Record) bool {
+	if !p.Mark(batch[len(batch)-1], "") {
+		return false
+	}
+	ok, err := p.CommitSync(p.ctx)
+	if err != nil {
+		p.log.Error("ferry: at-most-once commit failed", "err", err)
+	}
+	return ok
+}
+
+// retryLater handles a failed batch (A5): the partition stops fetching,
+// forgets what it queued, seeks back to the first unmarked offset and waits
+// out the backoff before fetching again.
+func (p *Partition) retryLater(err error, batch []*kgo.Record, resume int64) {
+	p.failures++
+	delay := p.topic.Backoff(p.failures)
+	p.mu.Lock()
+	p.queue, p.chunks, p.queuedBytes = nil, nil, 0
+	p.pausedFull = false
+	p.pausedRetry = true
+	p.syncPauseLocked()
+	if p.state == owned {
+		p.seek = resume
+	}
+	p.mu.Unlock()
+	p.g.wantSeek()
+
+	p.log.Error("ferry: consume failed; retrying after backoff",
+		"attempt", p.failures, "first_offset", batch[0].Offset, "last_offset", batch[len(batch)-1].Offset,
+		"resume_offset", resume, "backoff", delay, "err", err)
+
+	select {
+	case <-p.g.clock.After(delay):
+	case <-p.stop:
+	}
+	p.mu.Lock()
+	p.pausedRetry = false
+	p.syncPauseLocked()
+	p.mu.Unlock()
+}
+
+// maybeEOF runs the EOF hook once each time the partition is caught up and
+// everything fetched was processed.
+func (p *Partition) maybeEOF(w Worker) {
+	p.mu.Lock()
+	due := p.caughtUp && len(p.queue) == 0 && !p.eofSent && p.state == owned
+	if due {
+		p.eofSent = true
+	}
+	p.mu.Unlock()
+	if due {
+		if err := guard(func() error { return w.EOF(p.ctx) }); err != nil {
+			p.log.Error("ferry: EOF hook failed", "err", err)
+		}
+	}
+}
+
+// PanicError is a recovered panic with the stack where it happened (A6).
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v\n%s", e.Value, e.Stack) }
+
+// guard runs fn, turning a panic into a *PanicError.
+func guard(fn func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return fn()
+}

@@ -1,0 +1,328 @@
+package ferry
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// ErrInvalidConfig is wrapped by every configuration error New returns (O2).
+var ErrInvalidConfig = errors.New("ferry: invalid configuration")
+
+// Option configures an App.
+type Option func(*config)
+
+// TopicOption configures one routed topic.
+type TopicOption func(*topicConfig)
+
+// Delivery is a topic's delivery guarantee (BEHAVIOURS S1–S3).
+type Delivery int
+
+const (
+	// AtLeastOnce processes, then commits: nothing is lost, a crash may
+	// redeliver what was processed but not yet committed (S2). Default.
+	AtLeastOnce Delivery = iota
+	// AtMostOnce commits each batch before processing it: nothing is
+	// redelivered, a crash or error loses the rest of that batch (S1).
+	AtMostOnce
+	// ExactlyOnce commits outputs and input offsets in one Kafka
+	// transaction (S3). Not available yet: New refuses it.
+	ExactlyOnce
+)
+
+func (d Delivery) String() string {
+	switch d {
+	case AtLeastOnce:
+		return "at-least-once"
+	case AtMostOnce:
+		return "at-most-once"
+	case ExactlyOnce:
+		return "exactly-once"
+	}
+	return fmt.Sprintf("Delivery(%d)", int(d))
+}
+
+// StartOffset is where a partition without a committed offset starts (B6).
+type StartOffset int
+
+const (
+	// Earliest starts at the oldest retained message. Default.
+	Earliest StartOffset = iota
+	// Latest starts after the newest message at assignment time.
+	Latest
+)
+
+// Clock is the time source for commit intervals and retry backoff; tests
+// inject a fake one. It defaults to the real clock.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+type config struct {
+	brokers         []string
+	clientID        string
+	logger          *slog.Logger
+	concurrency     int
+	commitInterval  time.Duration
+	shutdownTimeout time.Duration
+	connectTimeout  time.Duration
+	clock           Clock
+	clientOpts      []kgo.Opt
+	routes          []route
+	errs            []error
+}
+
+type route struct {
+	group, topic string
+	newConsumer  NewConsumer
+	cfg          topicConfig
+}
+
+type topicConfig struct {
+	maxMessages   int
+	maxWait       time.Duration
+	start         StartOffset
+	delivery      Delivery
+	manualOffsets bool
+	backoff       Backoff
+	queueBytes    int
+}
+
+func defaultConfig() config {
+	var brokers []string
+	if env := os.Getenv("FERRY_BROKERS"); env != "" {
+		for _, b := range strings.Split(env, ",") {
+			if b = strings.TrimSpace(b); b != "" {
+				brokers = append(brokers, b)
+			}
+		}
+	}
+	return config{
+		brokers:         brokers,
+		clientID:        "ferry",
+		logger:          slog.Default(),
+		concurrency:     5,
+		commitInterval:  5 * time.Second,
+		shutdownTimeout: 60 * time.Second,
+		connectTimeout:  10 * time.Second,
+		clock:           realClock{},
+	}
+}
+
+func defaultTopicConfig() topicConfig {
+	return topicConfig{
+		maxMessages: 100,
+		maxWait:     time.Second,
+		backoff:     ExponentialBackoff(time.Second, 30*time.Second),
+		queueBytes:  4 << 20,
+	}
+}
+
+// Brokers sets the seed brokers ("host:port"). Default: the comma-separated
+// FERRY_BROKERS environment variable; with neither, New fails.
+func Brokers(addrs ...string) Option {
+	return func(c *config) { c.brokers = addrs }
+}
+
+// ClientID sets the Kafka client id. Default "ferry".
+func ClientID(id string) Option {
+	return func(c *config) { c.clientID = id }
+}
+
+// Logger sets the logger. Default slog.Default().
+func Logger(l *slog.Logger) Option {
+	return func(c *config) { c.logger = l }
+}
+
+// Concurrency sets how many batches run at once across all partitions and
+// groups of the app (B3). Default 5. Order within a partition is kept
+// whatever the value (B2).
+func Concurrency(n int) Option {
+	return func(c *config) { c.concurrency = n }
+}
+
+// CommitInterval sets how often marked offsets are committed, in one request
+// per group (A2). Default 5 s. Revocation and shutdown commit at once
+// whatever the interval.
+func CommitInterval(d time.Duration) Option {
+	return func(c *config) { c.commitInterval = d }
+}
+
+// ShutdownTimeout bounds a graceful shutdown (A4). Past it Run returns an
+// error wrapping ErrShutdownTimeout and nothing unfinished is committed.
+// Default 60 s.
+func ShutdownTimeout(d time.Duration) Option {
+	return func(c *config) { c.shutdownTimeout = d }
+}
+
+// ConnectTimeout bounds how long Run waits for a first broker answer before
+// failing with ErrUnreachable (O1). Default 10 s.
+func ConnectTimeout(d time.Duration) Option {
+	return func(c *config) { c.connectTimeout = d }
+}
+
+// WithClock sets the clock behind commit intervals and retry backoff.
+func WithClock(clk Clock) Option {
+	return func(c *config) { c.clock = clk }
+}
+
+// ClientOptions passes extra franz-go options to every client ferry creates:
+// TLS, SASL, timeouts, the group protocol (kgo.ServerSideBalancer for
+// KIP-848). Options that would break ferry's contract — autocommit,
+// isolation level, partition callbacks — are overridden by ferry.
+func ClientOptions(opts ...kgo.Opt) Option {
+	return func(c *config) { c.clientOpts = append(c.clientOpts, opts...) }
+}
+
+// Route sends a topic, consumed by a consumer group, to consumers built by
+// newConsumer — one per assigned partition (B4).
+func Route(group, topic string, newConsumer NewConsumer, opts ...TopicOption) Option {
+	return func(c *config) {
+		r := route{group: group, topic: topic, newConsumer: newConsumer, cfg: defaultTopicConfig()}
+		for _, o := range opts {
+			o(&r.cfg)
+		}
+		c.routes = append(c.routes, r)
+	}
+}
+
+// RouteFunc routes a topic to a stateless function. It is Route with a
+// factory that returns fn for every partition.
+func RouteFunc(group, topic string, fn ConsumerFunc, opts ...TopicOption) Option {
+	var newConsumer NewConsumer
+	if fn != nil {
+		newConsumer = func(*Claim) Consumer { return fn }
+	}
+	return Route(group, topic, newConsumer, opts...)
+}
+
+// MaxMessages caps a batch (B1). Default 100.
+func MaxMessages(n int) TopicOption {
+	return func(t *topicConfig) { t.maxMessages = n }
+}
+
+// MaxWait is the longest a message waits for its batch to fill (B1): a batch
+// is handed over when MaxMessages are queued, when its oldest message waited
+// MaxWait, or at once when the fetch reached the end of the partition.
+// Default 1 s.
+func MaxWait(d time.Duration) TopicOption {
+	return func(t *topicConfig) { t.maxWait = d }
+}
+
+// InitialOffset sets where partitions without a committed offset start (B6).
+// Default Earliest.
+func InitialOffset(s StartOffset) TopicOption {
+	return func(t *topicConfig) { t.start = s }
+}
+
+// WithDelivery sets the topic's delivery guarantee. Default AtLeastOnce.
+func WithDelivery(d Delivery) TopicOption {
+	return func(t *topicConfig) { t.delivery = d }
+}
+
+// ManualOffsets turns off marking after each successful batch (M1): the
+// consumer marks through its Claim. Periodic, revocation and shutdown
+// commits of its marks still happen. A retry resumes right after the last
+// mark (M7).
+func ManualOffsets() TopicOption {
+	return func(t *topicConfig) { t.manualOffsets = true }
+}
+
+// Retry sets the backoff between attempts of a failing partition (A5).
+// Default ExponentialBackoff(1 s, 30 s).
+func Retry(b Backoff) TopicOption {
+	return func(t *topicConfig) { t.backoff = b }
+}
+
+// QueueBytes bounds the bytes fetched ahead for one partition; past it
+// fetching of that partition pauses until its consumer catches up. Default
+// 4 MiB.
+func QueueBytes(n int) TopicOption {
+	return func(t *topicConfig) { t.queueBytes = n }
+}
+
+// validate reports every configuration problem at once (O2).
+func (c *config) validate() error {
+	errs := append([]error(nil), c.errs...)
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf(format, args...))
+	}
+	if len(c.brokers) == 0 {
+		bad("no brokers: use ferry.Brokers or set FERRY_BROKERS")
+	}
+	if c.logger == nil {
+		bad("logger is nil")
+	}
+	if c.clock == nil {
+		bad("clock is nil")
+	}
+	if c.concurrency < 1 {
+		bad("concurrency %d: must be at least 1", c.concurrency)
+	}
+	if c.commitInterval <= 0 {
+		bad("commit interval %s: must be positive", c.commitInterval)
+	}
+	if c.shutdownTimeout <= 0 {
+		bad("shutdown timeout %s: must be positive", c.shutdownTimeout)
+	}
+	if c.connectTimeout <= 0 {
+		bad("connect timeout %s: must be positive", c.connectTimeout)
+	}
+	if len(c.routes) == 0 {
+		bad("no routes: use ferry.Route")
+	}
+	seen := make(map[[2]string]bool)
+	for _, r := range c.routes {
+		where := fmt.Sprintf("route %q/%q", r.group, r.topic)
+		switch {
+		case r.group == "":
+			bad("%s: empty group name", where)
+		case r.topic == "":
+			bad("%s: empty topic name", where)
+		case seen[[2]string{r.group, r.topic}]:
+			bad("%s: topic routed twice in one group", where)
+		}
+		seen[[2]string{r.group, r.topic}] = true
+		if r.newConsumer == nil {
+			bad("%s: no consumer", where)
+		}
+		t := r.cfg
+		if t.maxMessages < 1 {
+			bad("%s: MaxMessages %d: must be at least 1", where, t.maxMessages)
+		}
+		if t.maxWait <= 0 {
+			bad("%s: MaxWait %s: must be positive", where, t.maxWait)
+		}
+		if t.start != Earliest && t.start != Latest {
+			bad("%s: unknown initial offset %d", where, t.start)
+		}
+		switch t.delivery {
+		case AtLeastOnce, AtMostOnce:
+		case ExactlyOnce:
+			bad("%s: exactly-once delivery is not available yet", where)
+		default:
+			bad("%s: unknown delivery %s", where, t.delivery)
+		}
+		if !t.backoff.valid() {
+			bad("%s: invalid backoff %+v: need 0 < Initial <= Max, Multiplier >= 1, 0 <= Jitter <= 1", where, t.backoff)
+		}
+		if t.queueBytes < 1 {
+			bad("%s: QueueBytes %d: must be positive", where, t.queueBytes)
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
+}
