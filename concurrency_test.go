@@ -1,0 +1,110 @@
+package ferry_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferrykit/ferry"
+	"github.com/ferrykit/ferry/ferrytest"
+)
+
+// B2, B3, B4: partitions run in parallel on at most Concurrency workers;
+// within a partition batches never overlap and come in order; one consumer
+// instance per partition serves every batch of the assignment.
+func TestWorkerPoolAndPerPartitionOrder(t *testing.T) {
+	c := cluster(t)
+	const partitions, per = 8, 200
+	tp := topic(t, c, partitions)
+	for p := range int32(partitions) {
+		produceN(t, c, tp, p, per)
+	}
+	group := ferrytest.UniqueName("g")
+	rec := newRecorder()
+
+	var running, peak atomic.Int32
+	var mu sync.Mutex
+	instances := map[int32]int{}
+	busy := map[int32]bool{}
+	next := map[int32]int64{}
+	var problems []string
+	newConsumer := func(claim *ferry.Claim) ferry.Consumer {
+		mu.Lock()
+		instances[claim.Partition()]++
+		mu.Unlock()
+		return ferry.ConsumerFunc(func(_ context.Context, b *ferry.Batch) error {
+			n := running.Add(1)
+			for {
+				p := peak.Load()
+				if n <= p || peak.CompareAndSwap(p, n) {
+					break
+				}
+			}
+			mu.Lock()
+			if busy[b.Partition] {
+				problems = append(problems, "two batches of one partition overlapped (B2)")
+			}
+			busy[b.Partition] = true
+			if b.Messages[0].Offset != next[b.Partition] {
+				problems = append(problems, "batch out of order (B2)")
+			}
+			next[b.Partition] = b.Last().Offset + 1
+			mu.Unlock()
+
+			time.Sleep(20 * time.Millisecond)
+			rec.record(b)
+
+			mu.Lock()
+			busy[b.Partition] = false
+			mu.Unlock()
+			running.Add(-1)
+			return nil
+		})
+	}
+	app := start(t, opts(t, c, ferry.Concurrency(5), ferry.Route(group, tp, newConsumer, ferry.MaxMessages(20)))...)
+	rec.waitDistinct(t, tp, partitions*per, 60*time.Second)
+	if err := app.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, p := range problems {
+		t.Error(p)
+	}
+	if got := peak.Load(); got != 5 {
+		t.Errorf("peak concurrent batches %d, want exactly the pool size 5 (B3)", got)
+	}
+	for p := range int32(partitions) {
+		if instances[p] != 1 {
+			t.Errorf("partition %d had %d consumer instances, want 1 (B4)", p, instances[p])
+		}
+	}
+}
+
+// B3: a partition whose consumer is stuck does not hold up the others.
+func TestStuckPartitionDoesNotStopOthers(t *testing.T) {
+	c := cluster(t)
+	tp := topic(t, c, 3)
+	for p := range int32(3) {
+		produceN(t, c, tp, p, 500)
+	}
+	rec := newRecorder()
+	release := make(chan struct{})
+	fn := func(ctx context.Context, b *ferry.Batch) error {
+		if b.Partition == 0 {
+			<-release
+		}
+		rec.record(b)
+		return nil
+	}
+	app := start(t, opts(t, c, ferry.Concurrency(2),
+		ferry.RouteFunc(ferrytest.UniqueName("g"), tp, fn, ferry.MaxMessages(10), ferry.QueueBytes(4096)))...)
+	rec.waitDistinct(t, tp, 1000, 30*time.Second) // partitions 1 and 2 complete
+	close(release)
+	rec.waitDistinct(t, tp, 1500, 30*time.Second)
+	if err := app.stop(t); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,143 @@
+package ferry_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferrykit/ferry"
+	"github.com/ferrykit/ferry/ferrytest"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// handoffConsumer processes slowly and, when revoked, checks that its work
+// was committed before its Revoked hook runs (A3).
+type handoffConsumer struct {
+	rec      *recorder
+	claim    *ferry.Claim
+	cluster  *ferrytest.Cluster
+	group    string
+	last     int64
+	revoked  *atomic.Int32
+	problems chan string
+}
+
+func (h *handoffConsumer) Consume(_ context.Context, b *ferry.Batch) error {
+	time.Sleep(3 * time.Millisecond)
+	h.rec.record(b)
+	h.last = b.Last().Offset
+	return nil
+}
+
+func (h *handoffConsumer) Revoked(ctx context.Context) error {
+	h.revoked.Add(1)
+	if h.last < 0 {
+		return nil
+	}
+	got, err := h.cluster.Committed(ctx, h.group, h.claim.Topic())
+	if err != nil {
+		h.problems <- err.Error()
+		return nil
+	}
+	if got[h.claim.Partition()] != h.last+1 {
+		h.problems <- fmt.Sprintf("partition %d: Revoked hook ran with committed offset %d, want %d (A3: commit before the hook)",
+			h.claim.Partition(), got[h.claim.Partition()], h.last+1)
+	}
+	return nil
+}
+
+// A3, B4: a second member joins mid-stream. The first member finishes its
+// in-flight batches, commits, runs Revoked, then lets go; across both members
+// every message is processed exactly once.
+func TestHandOffLosesNothingAndDuplicatesNothing(t *testing.T) {
+	for _, proto := range protocols() {
+		t.Run(proto.name, func(t *testing.T) {
+			c := cluster(t)
+			tp := topic(t, c, 4)
+			group := ferrytest.UniqueName("g")
+			rec := newRecorder()
+			var revoked atomic.Int32
+			problems := make(chan string, 100)
+			newConsumer := func(claim *ferry.Claim) ferry.Consumer {
+				return &handoffConsumer{rec: rec, claim: claim, cluster: c, group: group, last: -1, revoked: &revoked, problems: problems}
+			}
+			const perPartition = 1500
+			// First half while A runs alone, second half after B took over
+			// some partitions, so the hand-off happens mid-stream.
+			if err := produceSlowly(c, tp, 4, 0, perPartition/2, time.Second); err != nil {
+				t.Fatal(err)
+			}
+			route := ferry.Route(group, tp, newConsumer, ferry.MaxMessages(50))
+			a := start(t, opts(t, c, route, ferry.ClientOptions(proto.opts...))...)
+			rec.waitDistinct(t, tp, 1000, 30*time.Second)
+			b := start(t, opts(t, c, route, ferry.ClientOptions(proto.opts...))...)
+			produced := make(chan error, 1)
+			go func() { produced <- produceSlowly(c, tp, 4, perPartition/2, perPartition, 2*time.Second) }()
+			if err := ferrytest.WaitFor(ctxFor(t, 45*time.Second), func() bool { return revoked.Load() > 0 }); err != nil {
+				t.Fatal("no partition was revoked: the second member never took over")
+			}
+			if err := <-produced; err != nil {
+				t.Fatal(err)
+			}
+			rec.waitDistinct(t, tp, 4*perPartition, 60*time.Second)
+			if err := b.stop(t); err != nil {
+				t.Error(err)
+			}
+			if err := a.stop(t); err != nil {
+				t.Error(err)
+			}
+			close(problems)
+			for p := range problems {
+				t.Error(p)
+			}
+			if d := rec.duplicates(tp); d != 0 {
+				t.Errorf("%d messages processed twice in a clean hand-off, want 0", d)
+			}
+		})
+	}
+}
+
+type protocol struct {
+	name string
+	opts []kgo.Opt
+}
+
+// protocols are the group protocols every rebalance test runs on: classic
+// (cooperative-sticky) and KIP-848.
+func protocols() []protocol {
+	return []protocol{
+		{"classic", nil},
+		{"kip848", []kgo.Opt{kgo.ServerSideBalancer(), kgo.Balancers(kgo.CooperativeStickyBalancer(), kgo.StickyBalancer())}},
+	}
+}
+
+// produceSlowly writes values from..to-1 to every partition, spread over
+// about d.
+func produceSlowly(c *ferrytest.Cluster, topic string, partitions int32, from, to int, d time.Duration) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	const steps = 30
+	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
+	defer cancel()
+	sent := from
+	for s := range steps {
+		upto := from + (to-from)*(s+1)/steps
+		var recs []*kgo.Record
+		for i := sent; i < upto; i++ {
+			for p := range partitions {
+				recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Value: []byte(fmt.Sprint(i))})
+			}
+		}
+		sent = upto
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			return err
+		}
+		time.Sleep(d / steps)
+	}
+	return nil
+}

@@ -1,0 +1,138 @@
+package ferry_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferrykit/ferry"
+	"github.com/ferrykit/ferry/ferrytest"
+)
+
+// shutdownConsumer blocks in one batch until released, and marks in its
+// Shutdown hook.
+type shutdownConsumer struct {
+	claim      *ferry.Claim
+	inFlight   chan struct{} // closed when the slow batch started
+	release    chan struct{} // closed to let it finish
+	ctxErr     atomic.Value
+	shutdownOK atomic.Bool
+	last       *ferry.Message
+}
+
+func (s *shutdownConsumer) Consume(ctx context.Context, b *ferry.Batch) error {
+	if b.Messages[0].Offset == 0 {
+		close(s.inFlight)
+		<-s.release
+		if err := ctx.Err(); err != nil {
+			s.ctxErr.Store(err)
+		}
+	}
+	s.last = b.Last()
+	return nil
+}
+
+func (s *shutdownConsumer) Shutdown(context.Context) error {
+	s.shutdownOK.Store(s.claim.MarkAsConsumed(s.last))
+	return nil
+}
+
+// A4, M9: cancelling Run lets the in-flight batch finish with a live
+// context, runs Shutdown hooks, commits what finished and returns nil; the
+// next member of the group starts right after it.
+func TestShutdownDrainsInFlightWork(t *testing.T) {
+	c := cluster(t)
+	tp := topic(t, c, 1)
+	produceN(t, c, tp, 0, 30)
+	group := ferrytest.UniqueName("g")
+	sc := &shutdownConsumer{inFlight: make(chan struct{}), release: make(chan struct{})}
+	newConsumer := func(claim *ferry.Claim) ferry.Consumer { sc.claim = claim; return sc }
+	app := start(t, opts(t, c, ferry.Route(group, tp, newConsumer, ferry.MaxMessages(10)))...)
+	select {
+	case <-sc.inFlight:
+	case <-time.After(20 * time.Second):
+		t.Fatal("first batch never started")
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- app.stop(t) }()
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case err := <-stopped:
+		t.Fatalf("Run returned (%v) while a batch was in flight", err)
+	default:
+	}
+	close(sc.release)
+	if err := <-stopped; err != nil {
+		t.Fatalf("Run = %v, want nil after a clean drain", err)
+	}
+	if v := sc.ctxErr.Load(); v != nil {
+		t.Errorf("in-flight batch saw a cancelled context (%v); it must be allowed to finish", v)
+	}
+	if !sc.shutdownOK.Load() {
+		t.Error("MarkAsConsumed in the Shutdown hook returned false")
+	}
+	got, err := c.Committed(ctxFor(t, 10*time.Second), group, tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0] != 10 {
+		t.Errorf("committed %v, want 10: the in-flight batch finished, nothing after it ran", got)
+	}
+
+	// A restart continues right after the committed batch.
+	rec := newRecorder()
+	again := start(t, opts(t, c, ferry.RouteFunc(group, tp, rec.fn()))...)
+	rec.waitDistinct(t, tp, 20, 20*time.Second)
+	if err := again.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if first := rec.snapshot()[0].offsets[0]; first != 10 {
+		t.Errorf("restart began at offset %d, want 10", first)
+	}
+}
+
+// A4: work that outlives ShutdownTimeout makes Run return an error wrapping
+// ErrShutdownTimeout, and is not committed.
+func TestShutdownTimeout(t *testing.T) {
+	c := cluster(t)
+	tp := topic(t, c, 1)
+	produceN(t, c, tp, 0, 20)
+	group := ferrytest.UniqueName("g")
+	stuck := make(chan struct{})
+	release := make(chan struct{})
+	defer close(release)
+	fn := func(ctx context.Context, b *ferry.Batch) error {
+		if b.Messages[0].Offset == 10 {
+			close(stuck)
+			select { // ignores shutdown until its context is cancelled
+			case <-ctx.Done():
+				<-release
+			case <-release:
+			}
+		}
+		return nil
+	}
+	app := start(t, opts(t, c, ferry.ShutdownTimeout(time.Second),
+		ferry.RouteFunc(group, tp, fn, ferry.MaxMessages(10)))...)
+	select {
+	case <-stuck:
+	case <-time.After(20 * time.Second):
+		t.Fatal("second batch never started")
+	}
+	time.Sleep(400 * time.Millisecond) // the first batch's mark reaches a periodic commit
+	began := time.Now()
+	err := app.stop(t)
+	took := time.Since(began)
+	if !errors.Is(err, ferry.ErrShutdownTimeout) {
+		t.Fatalf("Run = %v, want ErrShutdownTimeout", err)
+	}
+	if took < time.Second || took > 8*time.Second {
+		t.Errorf("Run returned after %s, want about the 1s timeout", took)
+	}
+	got, _ := c.Committed(ctxFor(t, 10*time.Second), group, tp)
+	if got[0] != 10 {
+		t.Errorf("committed %v, want 10: the unfinished batch must not be committed", got)
+	}
+}
