@@ -1,0 +1,110 @@
+package engine
+
+import (
+	"testing"
+	"time"
+
+	"github.com/ferrykit/ferry/offsets"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func testPartition(max int, wait time.Duration) *Partition {
+	return &Partition{
+		topic:   &Topic{Name: "t", MaxMessages: max, MaxWait: wait, QueueBytes: 1 << 30},
+		tracker: offsets.New(offsets.Mark{Offset: -1, Epoch: -1}),
+		seek:    -1,
+		ready:   make(chan struct{}),
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+	}
+}
+
+func records(from, n int) []*kgo.Record {
+	out := make([]*kgo.Record, n)
+	for i := range out {
+		out[i] = &kgo.Record{Topic: "t", Offset: int64(from + i), Value: []byte("v")}
+	}
+	return out
+}
+
+// B1: when batches are cut.
+func TestTakeCutsBatches(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	wait := time.Second
+	type push struct {
+		from, n int
+		end     int64 // partition end reported by the fetch
+		at      time.Duration
+	}
+	tests := []struct {
+		name   string
+		max    int
+		pushes []push
+		now    time.Duration
+		want   []int // sizes of batches taken at now, in order
+	}{
+		{"full batch at once", 100, []push{{0, 250, 1000, 0}}, 0, []int{100, 100}},
+		{"fewer than max waits while the fetch is not done", 100, []push{{0, 30, 1000, 0}}, 999 * time.Millisecond, nil},
+		{"fewer than max handed over at MaxWait", 100, []push{{0, 30, 1000, 0}}, time.Second, []int{30}},
+		{"fewer than max handed over when the fetch reached the end", 100, []push{{0, 30, 30, 0}}, 0, []int{30}},
+		{"MaxWait counts from the oldest queued message", 100, []push{{0, 10, 1000, 0}, {10, 10, 1000, 900 * time.Millisecond}}, time.Second, []int{20}},
+		{"tail after a full batch waits for its own chunk's age", 10, []push{{0, 8, 1000, 0}, {8, 8, 1000, 900 * time.Millisecond}}, 1500 * time.Millisecond, []int{10}},
+		{"tail after a full batch is due once its chunk aged", 10, []push{{0, 8, 1000, 0}, {8, 8, 1000, 900 * time.Millisecond}}, 1900 * time.Millisecond, []int{10, 6}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := testPartition(tt.max, wait)
+			for _, ps := range tt.pushes {
+				p.push(records(ps.from, ps.n), ps.end, t0.Add(ps.at))
+			}
+			var got []int
+			next := int64(0)
+			for {
+				b := p.takeLocked(t0.Add(tt.now))
+				if b == nil {
+					break
+				}
+				for _, r := range b {
+					if r.Offset != next {
+						t.Fatalf("offset %d in batch, want %d", r.Offset, next)
+					}
+					next++
+				}
+				got = append(got, len(b))
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("batches %v, want %v", got, tt.want)
+			}
+			for i := range got {
+				if got[i] != tt.want[i] {
+					t.Fatalf("batches %v, want %v", got, tt.want)
+				}
+			}
+		})
+	}
+}
+
+// Records fetched before a pending seek are dropped, so a retry never sees
+// messages past its resume point first.
+func TestPushDropsRecordsBeforeSeek(t *testing.T) {
+	p := testPartition(10, time.Second)
+	p.seek = 5
+	p.push(records(20, 5), 1000, time.Now())
+	if len(p.queue) != 0 {
+		t.Fatalf("queued %d records while a seek was pending", len(p.queue))
+	}
+}
+
+// Batches handed out never share backing arrays with later batches, so a
+// consumer may keep them.
+func TestBatchesDoNotAlias(t *testing.T) {
+	p := testPartition(3, time.Second)
+	p.push(records(0, 5), 1000, time.Now())
+	first := p.takeLocked(time.Now())
+	p.push(records(5, 5), 1000, time.Now())
+	second := p.takeLocked(time.Now())
+	_ = append(first, records(100, 1)...)
+	if second[0].Offset != 3 || first[0].Offset != 0 || cap(first) != len(first) {
+		t.Fatalf("batches alias: first %v (cap %d), second starts at %d", len(first), cap(first), second[0].Offset)
+	}
+}

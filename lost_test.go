@@ -1,0 +1,122 @@
+package ferry_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferrykit/ferry"
+	"github.com/ferrykit/ferry/ferrytest"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// loseOnce makes the group's next heartbeat fail so the member loses its
+// assignment (classic: ILLEGAL_GENERATION; KIP-848: FENCED_MEMBER_EPOCH).
+func loseOnce(c *ferrytest.Cluster, group string, kip848 bool) {
+	if kip848 {
+		c.Fake.ControlKey(int16(kmsg.ConsumerGroupHeartbeat), func(req kmsg.Request) (kmsg.Response, error, bool) {
+			r := req.(*kmsg.ConsumerGroupHeartbeatRequest)
+			if r.Group != group {
+				return nil, nil, false
+			}
+			resp := r.ResponseKind().(*kmsg.ConsumerGroupHeartbeatResponse)
+			resp.ErrorCode = kerr.FencedMemberEpoch.Code
+			return resp, nil, true
+		})
+		return
+	}
+	c.Fake.ControlKey(int16(kmsg.Heartbeat), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		r := req.(*kmsg.HeartbeatRequest)
+		if r.Group != group {
+			return nil, nil, false
+		}
+		resp := r.ResponseKind().(*kmsg.HeartbeatResponse)
+		resp.ErrorCode = kerr.IllegalGeneration.Code
+		return resp, nil, true
+	})
+}
+
+// A7, M2, M5: a partition lost while its batch is in flight: the batch may
+// finish, but its marks report false and are dropped, nothing is committed
+// for it, Revoked reports true, and the batch is delivered again once the
+// member gets the partition back.
+func TestLostPartitionNeverCommits(t *testing.T) {
+	for _, proto := range protocols() {
+		t.Run(proto.name, func(t *testing.T) {
+			kip848 := proto.name == "kip848"
+			c := embedded(t, kfake.BrokerConfigs(map[string]string{"group.consumer.heartbeat.interval.ms": "200"}))
+			tp := topic(t, c, 1)
+			produceN(t, c, tp, 0, 20)
+			group := ferrytest.UniqueName("g")
+			rec := newRecorder()
+			blocked := make(chan struct{})
+			release := make(chan struct{})
+			var markAfterLoss, revokedAfterLoss, ctxDone atomic.Bool
+			var first atomic.Bool
+			fn := func(ctx context.Context, b *ferry.Batch) error {
+				rec.record(b)
+				if b.Messages[0].Offset == 10 && first.CompareAndSwap(false, true) {
+					close(blocked)
+					<-release
+					markAfterLoss.Store(b.Claim().MarkAsConsumed(b.Last()))
+					revokedAfterLoss.Store(b.Claim().Revoked())
+					ctxDone.Store(ctx.Err() != nil)
+				}
+				return nil
+			}
+			var claim atomic.Pointer[ferry.Claim]
+			newConsumer := func(cl *ferry.Claim) ferry.Consumer {
+				claim.CompareAndSwap(nil, cl)
+				return ferry.ConsumerFunc(fn)
+			}
+			kopts := append([]kgo.Opt{kgo.HeartbeatInterval(100 * time.Millisecond)}, proto.opts...)
+			app := start(t, opts(t, c, ferry.ClientOptions(kopts...),
+				ferry.Route(group, tp, newConsumer, ferry.MaxMessages(10)))...)
+			select {
+			case <-blocked:
+			case <-time.After(20 * time.Second):
+				t.Fatal("second batch never started")
+			}
+			// The first batch's commit lands, then the assignment is lost.
+			if err := ferrytest.WaitFor(ctxFor(t, 10*time.Second), func() bool {
+				got, _ := c.Committed(ctxFor(t, 5*time.Second), group, tp)
+				return got[0] == 10
+			}); err != nil {
+				t.Fatal("first batch never committed")
+			}
+			loseOnce(c, group, kip848)
+			// The in-flight claim learns of the loss.
+			if err := ferrytest.WaitFor(ctxFor(t, 15*time.Second), func() bool { return claim.Load().Revoked() }); err != nil {
+				t.Fatal("the assignment was never lost")
+			}
+			close(release)
+			// The lost batch is redelivered to the member's new assignment.
+			if err := ferrytest.WaitFor(ctxFor(t, 30*time.Second), func() bool { return deliveredTimes(rec, tp, 10) >= 2 }); err != nil {
+				t.Fatal("lost batch was never delivered again")
+			}
+			rec.waitDistinct(t, tp, 20, 20*time.Second)
+			if err := app.stop(t); err != nil {
+				t.Fatal(err)
+			}
+			if markAfterLoss.Load() {
+				t.Error("MarkAsConsumed returned true after the partition was lost (A7, M2)")
+			}
+			if !revokedAfterLoss.Load() {
+				t.Error("Revoked() = false after the partition was lost (M5)")
+			}
+			if !ctxDone.Load() {
+				t.Error("the lost batch's context was not cancelled")
+			}
+		})
+	}
+}
+
+func deliveredTimes(rec *recorder, topic string, offset int64) int {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return rec.seen[topic][0][offset]
+}
