@@ -92,6 +92,12 @@ func New(opts ...Option) (*App, error) {
 	}
 	a := &App{cfg: cfg}
 	slots := make(chan struct{}, cfg.concurrency)
+	var onCommit func(engine.CommitEvent)
+	if cfg.onCommit != nil {
+		onCommit = func(ev engine.CommitEvent) {
+			cfg.onCommit(Commit{Group: ev.Group, Reason: ev.Reason, Offsets: ev.Offsets, Err: ev.Err})
+		}
+	}
 	byName := make(map[string]*engine.Group)
 	for _, r := range cfg.routes {
 		g := byName[r.group]
@@ -108,6 +114,7 @@ func New(opts ...Option) (*App, error) {
 				Slots:           slots,
 				Clock:           cfg.clock,
 				ClientOpts:      cfg.clientOpts,
+				OnCommit:        onCommit,
 			}
 			byName[r.group] = g
 			a.groups = append(a.groups, g)

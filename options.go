@@ -79,6 +79,7 @@ type config struct {
 	connectTimeout  time.Duration
 	clock           Clock
 	clientOpts      []kgo.Opt
+	onCommit        func(Commit)
 	routes          []route
 	errs            []error
 }
@@ -183,6 +184,24 @@ func WithClock(clk Clock) Option {
 // isolation level, partition callbacks — are overridden by ferry.
 func ClientOptions(opts ...kgo.Opt) Option {
 	return func(c *config) { c.clientOpts = append(c.clientOpts, opts...) }
+}
+
+// Commit describes one commit request ferry made, for OnCommit.
+type Commit struct {
+	Group string
+	// Reason is "periodic", "revocation", "revocation hooks", "sync" or
+	// "shutdown".
+	Reason string
+	// Offsets holds the committed next-offsets per topic and partition.
+	Offsets map[string]map[int32]int64
+	// Err is set when some partition's commit failed.
+	Err error
+}
+
+// OnCommit sets a function told about every commit request, for metrics
+// and demos. It runs on the committing goroutine: keep it fast.
+func OnCommit(fn func(Commit)) Option {
+	return func(c *config) { c.onCommit = fn }
 }
 
 // Route sends a topic, consumed by a consumer group, to consumers built by

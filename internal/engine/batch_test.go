@@ -10,6 +10,7 @@ import (
 
 func testPartition(max int, wait time.Duration) *Partition {
 	return &Partition{
+		g:       &group{room: make(chan struct{}, 1)},
 		topic:   &Topic{Name: "t", MaxMessages: max, MaxWait: wait, QueueBytes: 1 << 30},
 		tracker: offsets.New(offsets.Mark{Offset: -1, Epoch: -1}),
 		seek:    -1,
@@ -90,8 +91,8 @@ func TestPushDropsRecordsBeforeSeek(t *testing.T) {
 	p := testPartition(10, time.Second)
 	p.seek = 5
 	p.push(records(20, 5), 1000, time.Now())
-	if len(p.queue) != 0 {
-		t.Fatalf("queued %d records while a seek was pending", len(p.queue))
+	if p.queued != 0 {
+		t.Fatalf("queued %d records while a seek was pending", p.queued)
 	}
 }
 

@@ -26,6 +26,12 @@ func (p *Partition) learnCommitted(offset int64, epoch int32, metadata *string) 
 	p.markReadyLocked()
 }
 
+// sent is one partition's part of a commit request.
+type sent struct {
+	p    *Partition
+	mark offsets.Mark
+}
+
 // commitSoon asks the commit loop for a commit without waiting (M4).
 func (g *group) commitSoon() {
 	select {
@@ -48,7 +54,7 @@ func (g *group) commitLoop(stop <-chan struct{}) {
 }
 
 func (g *group) commitAndLog(ctx context.Context, why string) {
-	for p, err := range g.commit(ctx) {
+	for p, err := range g.commit(ctx, why) {
 		p.log.Warn("ferry: commit failed; will retry on the next commit", "why", why, "err", err)
 	}
 }
@@ -57,14 +63,10 @@ func (g *group) commitAndLog(ctx context.Context, why string) {
 // and waits for it. It returns the partitions whose commit failed. Commits
 // are serialised with each other and with revocation, so a commit never
 // names a partition this member has released.
-func (g *group) commit(ctx context.Context) map[*Partition]error {
+func (g *group) commit(ctx context.Context, why string) map[*Partition]error {
 	g.commitMu.Lock()
 	defer g.commitMu.Unlock()
 
-	type sent struct {
-		p    *Partition
-		mark offsets.Mark
-	}
 	g.mu.RLock()
 	batch := make(map[tp]sent, len(g.parts))
 	for k, p := range g.parts {
@@ -99,6 +101,7 @@ func (g *group) commit(ctx context.Context) map[*Partition]error {
 	})
 
 	failed := make(map[*Partition]error)
+	defer func() { g.report(why, batch, failed) }()
 	g.cl.CommitOffsetsSync(ctx, offs, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		answered := make(map[tp]bool, len(batch))
 		if err == nil {
@@ -128,4 +131,23 @@ func (g *group) commit(ctx context.Context) map[*Partition]error {
 		}
 	})
 	return failed
+}
+
+// report tells the OnCommit hook what a commit achieved.
+func (g *group) report(why string, batch map[tp]sent, failed map[*Partition]error) {
+	if g.cfg.OnCommit == nil {
+		return
+	}
+	ev := CommitEvent{Group: g.cfg.Name, Reason: why, Offsets: make(map[string]map[int32]int64)}
+	for k, s := range batch {
+		if err, bad := failed[s.p]; bad {
+			ev.Err = err
+			continue
+		}
+		if ev.Offsets[k.topic] == nil {
+			ev.Offsets[k.topic] = make(map[int32]int64)
+		}
+		ev.Offsets[k.topic][k.partition] = s.mark.Offset
+	}
+	g.cfg.OnCommit(ev)
 }

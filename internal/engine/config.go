@@ -82,4 +82,18 @@ type Group struct {
 	Clock Clock
 	// ClientOpts are extra kgo options (TLS, SASL, group protocol…).
 	ClientOpts []kgo.Opt
+	// OnCommit, if set, is told about every commit request.
+	OnCommit func(CommitEvent)
+}
+
+// CommitEvent describes one commit request.
+type CommitEvent struct {
+	Group string
+	// Reason is "periodic", "revocation", "revocation hooks", "sync" or
+	// "shutdown".
+	Reason string
+	// Offsets holds what was committed, per topic and partition.
+	Offsets map[string]map[int32]int64
+	// Err is the last error of partitions whose commit failed, if any.
+	Err error
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -49,9 +50,43 @@ type group struct {
 	commitMu  sync.Mutex    // one commit at a time; revocation commits under it too
 	commitNow chan struct{} // poked by Partition.Commit
 
+	ahead atomic.Int64  // bytes queued in partitions that are not paused
+	room  chan struct{} // poked when ahead drops below fetchAhead
+
 	pollMu     sync.Mutex
 	pollCancel context.CancelFunc // cancels the poll in progress
 	seekWanted bool               // a partition asked the poll loop to seek
+	seekCh     chan struct{}      // poked with seekWanted
+}
+
+// fetchAhead bounds the bytes the poll loop lets pile up in the queues of
+// partitions that are not paused. Past it the poll loop stops polling, and
+// kgo stops fetching after one buffered response: backpressure without
+// discarding fetched data.
+const fetchAhead = 16 << 20
+
+func (g *group) addAhead(delta int) {
+	if n := g.ahead.Add(int64(delta)); delta < 0 && n < fetchAhead {
+		select {
+		case g.room <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// waitForRoom blocks the poll loop while too much is queued, applying seeks
+// meanwhile. It reports false when ctx ended.
+func (g *group) waitForRoom(ctx context.Context) bool {
+	for g.ahead.Load() >= fetchAhead {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-g.room:
+		case <-g.seekCh:
+			g.applySeeks()
+		}
+	}
+	return true
 }
 
 // Run consumes as one member of the group until ctx is cancelled, then shuts
@@ -65,12 +100,17 @@ func Run(ctx context.Context, cfg *Group) error {
 		runCtx:    ctx,
 		parts:     make(map[tp]*Partition),
 		commitNow: make(chan struct{}, 1),
+		room:      make(chan struct{}, 1),
+		seekCh:    make(chan struct{}, 1),
 	}
 	topics := make([]string, 0, len(cfg.Topics))
 	for name := range cfg.Topics {
 		topics = append(topics, name)
 	}
-	opts := []kgo.Opt{
+	// The caller's options come first so that ferry's own, which its
+	// guarantees rest on, win.
+	opts := append([]kgo.Opt(nil), cfg.ClientOpts...)
+	opts = append(opts,
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ClientID(cfg.ClientID),
 		kgo.ConsumerGroup(cfg.Name),
@@ -83,8 +123,7 @@ func Run(ctx context.Context, cfg *Group) error {
 		kgo.OnPartitionsLost(g.onLost),
 		kgo.OnOffsetsFetched(g.onFetched),
 		kgo.AdjustFetchOffsetsFn(g.adjustOffsets),
-	}
-	opts = append(opts, cfg.ClientOpts...)
+	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("ferry: group %q: %w", cfg.Name, err)
@@ -169,7 +208,7 @@ func (g *group) run(ctx context.Context) error {
 
 	// One final synchronous commit of everything that finished.
 	cctx, cancel := context.WithDeadline(context.Background(), later(deadline, time.Now().Add(5*time.Second)))
-	for p, err := range g.commit(cctx) {
+	for p, err := range g.commit(cctx, "shutdown") {
 		g.log.Error("ferry: final commit failed", "topic", p.topic.Name, "partition", p.id, "err", err)
 	}
 	cancel()
@@ -220,6 +259,9 @@ func later(a, b time.Time) time.Time {
 func (g *group) pollLoop(ctx context.Context) {
 	for {
 		g.applySeeks()
+		if !g.waitForRoom(ctx) {
+			return
+		}
 		pctx, cancel := context.WithCancel(ctx)
 		g.pollMu.Lock()
 		g.pollCancel = cancel
@@ -271,6 +313,10 @@ func (g *group) wantSeek() {
 		g.pollCancel()
 	}
 	g.pollMu.Unlock()
+	select {
+	case g.seekCh <- struct{}{}:
+	default:
+	}
 }
 
 // applySeeks moves kgo's fetch position of every partition that asked for it.

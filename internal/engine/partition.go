@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -27,10 +28,24 @@ const (
 
 func (s state) marksAccepted() bool { return s <= stopping }
 
-// chunk remembers when a run of queued records arrived, for MaxWait.
+// chunk is one fetch's records of the partition, queued as kgo returned
+// them: batches are cut from chunks without copying when they fit in one.
 type chunk struct {
-	n  int
-	at time.Time
+	recs  []*kgo.Record
+	at    time.Time // arrival, for MaxWait
+	bytes int       // approximate size of the records left, for QueueBytes
+	per   int       // average record size
+}
+
+// take removes the chunk's first k records and returns their bytes.
+func (c *chunk) take(k int) int {
+	c.recs = c.recs[k:]
+	b := c.bytes
+	if len(c.recs) > 0 {
+		b = min(k*c.per, c.bytes)
+	}
+	c.bytes -= b
+	return b
 }
 
 // Partition is one assigned topic-partition: its queue, its offsets and the
@@ -52,8 +67,8 @@ type Partition struct {
 	state       state
 	tracker     *offsets.Tracker
 	committedMD string
-	queue       []*kgo.Record
 	chunks      []chunk
+	queued      int // records in chunks
 	queuedBytes int
 	caughtUp    bool // the newest fetch reached the end of the partition
 	eofSent     bool
@@ -112,6 +127,7 @@ func (p *Partition) setStateLocked(s state) {
 	if p.state == owned && s != owned {
 		p.stopReason = s
 		close(p.stop)
+		p.clearQueueLocked() // never taken now; stop counting it
 	}
 	p.state = s
 	if !p.readyClosed {
@@ -191,7 +207,7 @@ func (p *Partition) CommitSync(ctx context.Context) (bool, error) {
 	if !p.Owned() {
 		return false, nil
 	}
-	errs := p.g.commit(ctx)
+	errs := p.g.commit(ctx, "sync")
 	if err := errs[p]; err != nil {
 		return false, err
 	}
@@ -225,21 +241,27 @@ func (p *Partition) push(recs []*kgo.Record, end int64, now time.Time) {
 		return
 	}
 	p.markReadyLocked()
-	p.queue = append(p.queue, recs...)
-	p.chunks = append(p.chunks, chunk{n: len(recs), at: now})
-	for _, r := range recs {
-		p.queuedBytes += recordSize(r)
-	}
+	size := chunkSize(recs)
+	p.chunks = append(p.chunks, chunk{recs: recs, at: now, bytes: size, per: size / len(recs)})
+	p.queued += len(recs)
+	p.addBytesLocked(size)
 	p.caughtUp = end >= 0 && recs[len(recs)-1].Offset+1 >= end
 	p.eofSent = false
 	if p.queuedBytes >= p.topic.QueueBytes && !p.pausedFull {
-		p.pausedFull = true
-		p.syncPauseLocked()
+		p.setFullLocked(true)
 	}
 	select {
 	case p.wake <- struct{}{}:
 	default:
 	}
+}
+
+// chunkSize estimates a chunk's memory from three sampled records: exact
+// enough to bound memory, and it does not walk every record on the hot path.
+func chunkSize(recs []*kgo.Record) int {
+	n := len(recs)
+	sample := recordSize(recs[0]) + recordSize(recs[n/2]) + recordSize(recs[n-1])
+	return sample * n / 3
 }
 
 func recordSize(r *kgo.Record) int {
@@ -269,7 +291,7 @@ func (p *Partition) syncPauseLocked() {
 // the oldest queued record waited MaxWait, or the fetch reached the end of
 // the partition. It returns nil when no batch is due.
 func (p *Partition) takeLocked(now time.Time) []*kgo.Record {
-	n := len(p.queue)
+	n := p.queued
 	if n == 0 {
 		return nil
 	}
@@ -278,30 +300,74 @@ func (p *Partition) takeLocked(now time.Time) []*kgo.Record {
 		return nil
 	}
 	k := min(n, max)
-	batch := p.queue[:k:k]
-	if k == n {
-		p.queue, p.chunks = nil, nil
-		p.queuedBytes = 0
+	var batch []*kgo.Record
+	if head := &p.chunks[0]; len(head.recs) >= k {
+		batch = head.recs[:k:k] // no copy; capped so appends cannot reach the rest
+		p.addBytesLocked(-head.take(k))
 	} else {
-		p.queue = p.queue[k:]
-		for left := k; left > 0; {
-			if p.chunks[0].n <= left {
-				left -= p.chunks[0].n
-				p.chunks = p.chunks[1:]
-			} else {
-				p.chunks[0].n -= left
-				left = 0
+		batch = make([]*kgo.Record, 0, k)
+		for len(batch) < k {
+			head := &p.chunks[0]
+			n := min(k-len(batch), len(head.recs))
+			batch = append(batch, head.recs[:n]...)
+			p.addBytesLocked(-head.take(n))
+			if len(head.recs) == 0 {
+				p.dropHeadLocked()
 			}
 		}
-		for _, r := range batch {
-			p.queuedBytes -= recordSize(r)
-		}
 	}
+	if len(p.chunks) > 0 && len(p.chunks[0].recs) == 0 {
+		p.dropHeadLocked()
+	}
+	p.queued -= k
 	if p.pausedFull && p.queuedBytes < p.topic.QueueBytes/2 {
-		p.pausedFull = false
-		p.syncPauseLocked()
+		p.setFullLocked(false)
 	}
 	return batch
+}
+
+// dropHeadLocked forgets the emptied oldest chunk.
+func (p *Partition) dropHeadLocked() {
+	p.addBytesLocked(-p.chunks[0].bytes)
+	p.chunks[0] = chunk{}
+	p.chunks = p.chunks[1:]
+	if len(p.chunks) == 0 {
+		p.chunks = nil
+	}
+}
+
+// clearQueueLocked forgets everything queued.
+func (p *Partition) clearQueueLocked() {
+	p.addBytesLocked(-p.queuedBytes)
+	p.chunks, p.queued = nil, 0
+	if p.pausedFull {
+		p.setFullLocked(false)
+	}
+}
+
+// addBytesLocked accounts queued bytes, in the partition and — unless the
+// partition is paused for being full — in the group's fetch-ahead total.
+func (p *Partition) addBytesLocked(delta int) {
+	p.queuedBytes += delta
+	if !p.pausedFull {
+		p.g.addAhead(delta)
+	}
+}
+
+// setFullLocked pauses or resumes fetching of a partition whose queue is
+// full. A full partition's bytes stop counting against the group's
+// fetch-ahead budget, so one slow partition never stops the poll loop (B3).
+func (p *Partition) setFullLocked(full bool) {
+	if full == p.pausedFull {
+		return
+	}
+	if full {
+		p.g.addAhead(-p.queuedBytes)
+	} else {
+		p.g.addAhead(p.queuedBytes)
+	}
+	p.pausedFull = full
+	p.syncPauseLocked()
 }
 
 // next waits for the next batch. It returns false once no new batch may
@@ -326,7 +392,7 @@ func (p *Partition) next() ([]*kgo.Record, bool) {
 			return batch, true
 		}
 		var due <-chan time.Time
-		if len(p.queue) > 0 {
+		if p.queued > 0 {
 			wait := p.topic.MaxWait - now.Sub(p.chunks[0].at)
 			if timer == nil {
 				timer = time.NewTimer(wait)
@@ -371,7 +437,16 @@ func (p *Partition) run() {
 		if !ok {
 			break
 		}
-		p.deliver(w, batch)
+		select {
+		case p.g.slots <- struct{}{}:
+		case <-p.stop:
+			continue // never started: the next owner fetches it again
+		}
+		failed := p.consumeHeld(w, batch)
+		<-p.g.slots
+		if failed != nil {
+			p.retryLater(failed.err, failed.batch, failed.resume)
+		}
 	}
 	close(p.idle)
 
@@ -413,22 +488,57 @@ func (p *Partition) setFailed() {
 	}
 }
 
-// deliver runs one batch on a worker slot and applies its outcome.
-func (p *Partition) deliver(w Worker, batch []*kgo.Record) {
-	select {
-	case p.g.slots <- struct{}{}:
-	case <-p.stop:
-		return // never started: the next owner fetches it again
+// slotBatches is how many due batches a partition runs in a row once it
+// holds a worker slot, saving a hand-off per batch when it is busy while
+// keeping the pool fair (B3).
+const slotBatches = 8
+
+// failure is a batch to retry after the backoff.
+type failure struct {
+	err    error
+	batch  []*kgo.Record
+	resume int64
+}
+
+// consumeHeld runs batches while the caller holds a worker slot: the given
+// one, then any batch already due, up to slotBatches. It returns the failure
+// to retry, if any.
+func (p *Partition) consumeHeld(w Worker, batch []*kgo.Record) *failure {
+	for held := 1; ; held++ {
+		if f := p.consume(w, batch); f != nil {
+			return f
+		}
+		if held == slotBatches {
+			return nil
+		}
+		if batch = p.due(); batch == nil {
+			return nil
+		}
 	}
+}
+
+// due takes the next batch if one is due now, without waiting.
+func (p *Partition) due() []*kgo.Record {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state != owned {
+		return nil
+	}
+	batch := p.takeLocked(time.Now())
+	if batch != nil {
+		p.tracker.Start(batch[0].Offset)
+	}
+	return batch
+}
+
+// consume runs one batch and applies its outcome: marks after success (A1),
+// or the failure to retry (A5).
+func (p *Partition) consume(w Worker, batch []*kgo.Record) *failure {
 	attempt := p.failures + 1
 	if p.topic.Delivery == AtMostOnce && !p.commitBefore(batch) {
-		<-p.g.slots
-		p.retryLater(fmt.Errorf("at-most-once: committing before processing failed"), batch, batch[0].Offset)
-		return
+		return &failure{errors.New("at-most-once: committing before processing failed"), batch, batch[0].Offset}
 	}
 	err := guard(func() error { return w.Consume(p.ctx, batch, attempt) })
-	<-p.g.slots
-
 	if err == nil || p.topic.Delivery == AtMostOnce {
 		if err != nil {
 			// S1: the offsets are already committed; the rest of the
@@ -441,12 +551,12 @@ func (p *Partition) deliver(w Worker, batch []*kgo.Record) {
 			p.Mark(batch[len(batch)-1], "") // A1; refused if the partition was lost
 		}
 		p.maybeEOF(w)
-		return
+		return nil
 	}
 	p.mu.Lock()
 	resume := p.tracker.Resume()
 	p.mu.Unlock()
-	p.retryLater(err, batch, resume)
+	return &failure{err, batch, resume}
 }
 
 // commitBefore marks the whole batch and commits it before processing (S1).
@@ -468,8 +578,7 @@ func (p *Partition) retryLater(err error, batch []*kgo.Record, resume int64) {
 	p.failures++
 	delay := p.topic.Backoff(p.failures)
 	p.mu.Lock()
-	p.queue, p.chunks, p.queuedBytes = nil, nil, 0
-	p.pausedFull = false
+	p.clearQueueLocked()
 	p.pausedRetry = true
 	p.syncPauseLocked()
 	if p.state == owned {
@@ -496,7 +605,7 @@ func (p *Partition) retryLater(err error, batch []*kgo.Record, resume int64) {
 // everything fetched was processed.
 func (p *Partition) maybeEOF(w Worker) {
 	p.mu.Lock()
-	due := p.caughtUp && len(p.queue) == 0 && !p.eofSent && p.state == owned
+	due := p.caughtUp && p.queued == 0 && !p.eofSent && p.state == owned
 	if due {
 		p.eofSent = true
 	}

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ferrykit/ferry"
+	"github.com/ferrykit/ferry/ferrytest"
+	"github.com/ferrykit/ferry/internal/bench"
+)
+
+// runBench measures ferry against a raw franz-go loop, alternating rounds on
+// one topic so both see the same cluster state.
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	brokers := fs.String("brokers", os.Getenv("FERRY_BROKERS"), "cluster to use (default: an embedded cluster in a child process)")
+	messages := fs.Int("messages", 1_000_000, "messages to produce and consume per round")
+	partitions := fs.Int("partitions", 8, "partitions of the topic")
+	size := fs.Int("size", 100, "message size in bytes")
+	rounds := fs.Int("rounds", 3, "rounds; each consumes the whole topic once with each contender")
+	maxWait := fs.Duration("max-wait", 0, "ferry's MaxWait (0: its default)")
+	queueBytes := fs.Int("queue-bytes", 0, "ferry's QueueBytes (0: its default)")
+	only := fs.String("only", "", "run one contender only: raw or ferry (for profiling)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measured rounds to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var seeds []string
+	where := "external cluster " + *brokers
+	if *brokers != "" {
+		seeds = strings.Split(*brokers, ",")
+	} else {
+		addr, stop, err := childCluster(ctx, stderr)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		seeds = []string{addr}
+		where = "embedded cluster (kfake) in a child process at " + addr
+	}
+	topic := ferrytest.UniqueName("bench")
+	fmt.Fprintf(stdout, "ferry bench: %d × %d-byte messages, %d partitions, %s\n", *messages, *size, *partitions, where)
+	fmt.Fprintf(stdout, "machine: %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+	began := time.Now()
+	if err := bench.Produce(ctx, seeds, topic, int32(*partitions), *messages, *size); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "produced in %s\n\n", time.Since(began).Round(time.Millisecond))
+	// Warm-up: the first read of a fresh topic is slower for whoever goes
+	// first; it is not measured.
+	if _, err := bench.Raw(ctx, seeds, topic, ferrytest.UniqueName("warmup"), *messages); err != nil {
+		return err
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	fmt.Fprintf(stdout, "%-6s %-22s %12s %10s %10s %11s\n", "round", "contender", "msgs/s", "elapsed", "first msg", "allocs/msg")
+	var ratios []float64
+	for r := 1; r <= *rounds; r++ {
+		var raw, fer bench.Result
+		var err error
+		if *only != "ferry" {
+			if raw, err = bench.Raw(ctx, seeds, topic, ferrytest.UniqueName("raw"), *messages); err != nil {
+				return err
+			}
+			report(stdout, r, raw)
+			runtime.GC()
+		}
+		if *only != "raw" {
+			var topts []ferry.TopicOption
+			if *maxWait > 0 {
+				topts = append(topts, ferry.MaxWait(*maxWait))
+			}
+			if *queueBytes > 0 {
+				topts = append(topts, ferry.QueueBytes(*queueBytes))
+			}
+			if fer, err = bench.Ferry(ctx, seeds, topic, ferrytest.UniqueName("ferry"), *messages, topts...); err != nil {
+				return err
+			}
+			report(stdout, r, fer)
+			runtime.GC()
+		}
+		if *only != "" {
+			continue
+		}
+		ratio := fer.Rate() / raw.Rate()
+		ratios = append(ratios, ratio)
+		fmt.Fprintf(stdout, "%-6d %-22s %12.3f\n", r, "ratio ferry/raw", ratio)
+	}
+	if len(ratios) == 0 {
+		return nil
+	}
+	slices.Sort(ratios)
+	fmt.Fprintf(stdout, "\nmedian ratio ferry/raw: %.3f (target ≥ 0.97)\n", ratios[len(ratios)/2])
+	return nil
+}
+
+func report(w io.Writer, round int, res bench.Result) {
+	fmt.Fprintf(w, "%-6d %-22s %12.0f %10s %10s %11.3f\n", round, res.Name, res.Rate(), res.Elapsed.Round(time.Millisecond), res.First.Round(time.Millisecond), res.AllocsPerMsg())
+}
+
+// childCluster starts `ferry cluster` as a child process, so the broker's
+// work and allocations are not counted against the consumers measured here.
+func childCluster(ctx context.Context, stderr io.Writer) (addr string, stop func(), err error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command(self, "cluster")
+	cmd.Stderr = stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	stop = func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		stop()
+		return "", nil, fmt.Errorf("embedded cluster did not start: %w", err)
+	}
+	return strings.TrimSpace(line), stop, ctx.Err()
+}

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ferrykit/ferry"
+	"github.com/ferrykit/ferry/ferrytest"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// demo narrates ferry's at-least-once runtime on an embedded cluster: batches
+// per partition, a failing batch retried, a second member taking over
+// partitions, commits, and a final count of lost and duplicated messages.
+type demo struct {
+	out    io.Writer
+	mu     sync.Mutex
+	seen   map[int32]map[int64]int
+	failed bool
+}
+
+func (d *demo) printf(format string, args ...any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Fprintf(d.out, format, args...)
+}
+
+// member builds the consumer factory of one group member.
+func (d *demo) member(name string) ferry.NewConsumer {
+	return func(claim *ferry.Claim) ferry.Consumer {
+		return &demoConsumer{d: d, member: name, claim: claim}
+	}
+}
+
+type demoConsumer struct {
+	d      *demo
+	member string
+	claim  *ferry.Claim
+}
+
+func (c *demoConsumer) Consume(_ context.Context, b *ferry.Batch) error {
+	time.Sleep(15 * time.Millisecond) // pretend to work
+	first, last := b.Messages[0].Offset, b.Last().Offset
+	d := c.d
+	d.mu.Lock()
+	fail := !d.failed && b.Partition == 2 && first >= 200
+	if fail {
+		d.failed = true
+	}
+	d.mu.Unlock()
+	if fail {
+		d.printf("  %s  %s/%d  offsets %4d–%-4d  FAILED (simulated outage) → partition paused, retried from %d\n",
+			c.member, b.Topic, b.Partition, first, last, first)
+		return errors.New("simulated outage")
+	}
+	d.mu.Lock()
+	for _, m := range b.Messages {
+		d.seen[m.Partition][m.Offset]++
+	}
+	d.mu.Unlock()
+	note := ""
+	if b.Attempt > 1 {
+		note = fmt.Sprintf("  (attempt %d)", b.Attempt)
+	}
+	d.printf("  %s  %s/%d  offsets %4d–%-4d  %3d msgs%s\n", c.member, b.Topic, b.Partition, first, last, len(b.Messages), note)
+	return nil
+}
+
+func (c *demoConsumer) Revoked(context.Context) error {
+	c.d.printf("  %s  %s/%d  revoked: in-flight work finished and committed, handing over\n", c.member, c.claim.Topic(), c.claim.Partition())
+	return nil
+}
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	perWave := fs.Int("messages", 500, "messages per partition in each of the two waves")
+	verbose := fs.Bool("v", false, "show ferry's own log")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	const partitions = 4
+	c, err := ferrytest.StartEmbedded()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	d := &demo{out: stdout, seen: make(map[int32]map[int64]int)}
+	for p := range int32(partitions) {
+		d.seen[p] = make(map[int64]int)
+	}
+	const topic, group = "orders", "billing"
+	if err := c.CreateTopic(ctx, topic, partitions); err != nil {
+		return err
+	}
+	d.printf("ferry demo — embedded Kafka cluster at %s\n", strings.Join(c.Brokers(), ","))
+	d.printf("topic %q with %d partitions, consumer group %q, at-least-once, batches of up to 100\n\n", topic, partitions, group)
+
+	logLevel := slog.LevelError + 1
+	if *verbose {
+		logLevel = slog.LevelInfo
+	}
+	commits := 0
+	base := []ferry.Option{
+		ferry.Brokers(c.Brokers()...),
+		ferry.Logger(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))),
+		ferry.CommitInterval(time.Second),
+		ferry.ClientOptions(kgo.SessionTimeout(6 * time.Second)),
+		ferry.OnCommit(func(cm ferry.Commit) {
+			commits++
+			d.printf("        commit (%s): %s\n", cm.Reason, formatOffsets(cm.Offsets[topic]))
+		}),
+	}
+	route := func(member string) ferry.Option {
+		return ferry.Route(group, topic, d.member(member), ferry.MaxMessages(100),
+			ferry.Retry(ferry.ConstantBackoff(300*time.Millisecond)))
+	}
+
+	if err := produceWave(ctx, c, topic, partitions, 0, *perWave); err != nil {
+		return err
+	}
+	d.printf("produced %d messages; member A joins the group\n", partitions**perWave)
+	a, err := ferry.New(append(base, route("A"))...)
+	if err != nil {
+		return err
+	}
+	actx, stopA := context.WithCancel(ctx)
+	defer stopA()
+	aDone := make(chan error, 1)
+	go func() { aDone <- a.Run(actx) }()
+	if err := waitProcessed(ctx, d, partitions**perWave); err != nil {
+		return err
+	}
+
+	d.printf("\nmember B joins: A hands over some partitions, then %d more messages arrive\n", partitions**perWave)
+	b, err := ferry.New(append(base, route("B"))...)
+	if err != nil {
+		return err
+	}
+	bctx, stopB := context.WithCancel(ctx)
+	defer stopB()
+	bDone := make(chan error, 1)
+	go func() { bDone <- b.Run(bctx) }()
+	time.Sleep(2 * time.Second) // let the group rebalance
+	if err := produceWave(ctx, c, topic, partitions, *perWave, 2**perWave); err != nil {
+		return err
+	}
+	if err := waitProcessed(ctx, d, 2*partitions**perWave); err != nil {
+		return err
+	}
+
+	d.printf("\nshutting down: in-flight batches finish, final commit, members leave\n")
+	stopB()
+	if err := <-bDone; err != nil {
+		return err
+	}
+	stopA()
+	if err := <-aDone; err != nil {
+		return err
+	}
+	committed, err := c.Committed(context.WithoutCancel(ctx), group, topic)
+	if err != nil {
+		return err
+	}
+	total := 2 * partitions * *perWave
+	processed, dups, lost := 0, 0, 0
+	d.mu.Lock()
+	for p := range int32(partitions) {
+		for o := int64(0); o < int64(2**perWave); o++ {
+			switch n := d.seen[p][o]; {
+			case n == 0:
+				lost++
+			default:
+				processed++
+				dups += n - 1
+			}
+		}
+	}
+	d.mu.Unlock()
+	d.printf("\nsummary: %d produced, %d processed, %d lost, %d duplicated, %d commits\n", total, processed, lost, dups, commits)
+	d.printf("committed offsets: %s (every partition at its end: %v)\n", formatOffsets(committed), allAt(committed, partitions, int64(2**perWave)))
+	if lost != 0 {
+		return fmt.Errorf("demo lost %d messages", lost)
+	}
+	return nil
+}
+
+func produceWave(ctx context.Context, c *ferrytest.Cluster, topic string, partitions int32, from, to int) error {
+	var recs []*kgo.Record
+	for i := from; i < to; i++ {
+		for p := range partitions {
+			recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Key: []byte(fmt.Sprintf("order-%d", i)), Value: []byte(fmt.Sprintf(`{"order":%d}`, i))})
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return cl.ProduceSync(ctx, recs...).FirstErr()
+}
+
+func waitProcessed(ctx context.Context, d *demo, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	return ferrytest.WaitFor(ctx, func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		got := 0
+		for _, offs := range d.seen {
+			got += len(offs)
+		}
+		return got >= n
+	})
+}
+
+func formatOffsets(m map[int32]int64) string {
+	var parts []string
+	for _, p := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("p%d→%d", p, m[p]))
+	}
+	return strings.Join(parts, " ")
+}
+
+func allAt(m map[int32]int64, partitions int32, end int64) bool {
+	for p := range partitions {
+		if m[p] != end {
+			return false
+		}
+	}
+	return true
+}

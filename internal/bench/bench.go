@@ -1,0 +1,184 @@
+// Package bench measures ferry's consumer runtime against a raw franz-go poll
+// loop on the same cluster and topic, in one run. It backs `ferry bench`.
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ferrykit/ferry"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Result is one measured consumption of the whole topic.
+type Result struct {
+	Name     string
+	Messages int
+	Elapsed  time.Duration // client start (group join included) → last message processed
+	Mallocs  uint64        // heap allocations in that window, this process
+	First    time.Duration // client start → first message processed
+}
+
+// Rate is messages per second from the first message to the last: the
+// consuming rate, without the group join both contenders pay alike.
+func (r Result) Rate() float64 { return float64(r.Messages) / (r.Elapsed - r.First).Seconds() }
+
+// AllocsPerMsg is heap allocations per message.
+func (r Result) AllocsPerMsg() float64 { return float64(r.Mallocs) / float64(r.Messages) }
+
+// Produce creates topic with the given partitions and writes n messages of
+// size random bytes, spread evenly.
+func Produce(ctx context.Context, brokers []string, topic string, partitions int32, n, size int) error {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(brokers...),
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
+		kgo.ProducerLinger(5*time.Millisecond),
+		kgo.ProducerBatchMaxBytes(1<<20),
+		kgo.MaxBufferedRecords(100_000),
+	)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	if resp, err := adm.CreateTopic(ctx, partitions, 1, nil, topic); err != nil || resp.Err != nil {
+		return fmt.Errorf("create topic %s: %v %v", topic, err, resp.Err)
+	}
+	value := make([]byte, size)
+	_, _ = rand.Read(value)
+	var failed atomic.Value
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		cl.Produce(ctx, &kgo.Record{Topic: topic, Value: value}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.Store(err)
+			}
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		return err
+	}
+	return nil
+}
+
+// window measures the time and allocations from a contender's start to
+// its n-th message. Both contenders join a fresh group, so both pay the same
+// join; large runs make it negligible.
+type window struct {
+	n       int64
+	count   atomic.Int64
+	first   atomic.Int64
+	start   time.Time
+	mallocs uint64
+	done    chan Result
+	name    string
+}
+
+func newWindow(name string, n int) *window {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return &window{n: int64(n), done: make(chan Result, 1), name: name, start: time.Now(), mallocs: ms.Mallocs}
+}
+
+func (w *window) add(k int) {
+	w.first.CompareAndSwap(0, int64(time.Since(w.start)))
+	if got := w.count.Add(int64(k)); got >= w.n && got-int64(k) < w.n {
+		elapsed := time.Since(w.start)
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		w.done <- Result{Name: w.name, Messages: int(w.n), Elapsed: elapsed, Mallocs: ms.Mallocs - w.mallocs, First: time.Duration(w.first.Load())}
+	}
+}
+
+// touch does the trivial per-message work both contenders do.
+func touch(recs []*kgo.Record) int {
+	n := 0
+	for _, r := range recs {
+		n += len(r.Value)
+	}
+	return n
+}
+
+var sink atomic.Int64
+
+// Raw consumes the topic with a plain franz-go loop: PollFetches, then
+// MarkCommitRecords of each partition's last record, with AutoCommitMarks.
+func Raw(ctx context.Context, brokers []string, topic, group string, n int) (Result, error) {
+	w := newWindow("franz-go poll loop", n)
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(brokers...),
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(topic),
+		kgo.AutoCommitMarks(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	)
+	if err != nil {
+		return Result{}, err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	for {
+		select {
+		case r := <-w.done:
+			return r, nil
+		default:
+		}
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return Result{}, err
+		}
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) == 0 {
+				return
+			}
+			sink.Add(int64(touch(p.Records)))
+			cl.MarkCommitRecords(p.Records[len(p.Records)-1])
+			w.add(len(p.Records))
+		})
+	}
+}
+
+// Ferry consumes the topic with a ferry App at its defaults (at-least-once,
+// batches of 100, 5 workers) and a trivial consumer.
+func Ferry(ctx context.Context, brokers []string, topic, group string, n int, topicOpts ...ferry.TopicOption) (Result, error) {
+	w := newWindow("ferry at-least-once", n)
+	app, err := ferry.New(
+		ferry.Brokers(brokers...),
+		ferry.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+		ferry.RouteFunc(group, topic, func(_ context.Context, b *ferry.Batch) error {
+			sink.Add(int64(touch(b.Messages)))
+			w.add(len(b.Messages))
+			return nil
+		}, topicOpts...),
+	)
+	if err != nil {
+		return Result{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- app.Run(ctx) }()
+	select {
+	case r := <-w.done:
+		cancel()
+		if err := <-runErr; err != nil {
+			return r, err
+		}
+		return r, nil
+	case err := <-runErr:
+		return Result{}, fmt.Errorf("ferry stopped early: %v", err)
+	}
+}
