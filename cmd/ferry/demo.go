@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferrykit/ferry"
@@ -109,14 +110,14 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *verbose {
 		logLevel = slog.LevelInfo
 	}
-	commits := 0
+	var commits atomic.Int32
 	base := []ferry.Option{
 		ferry.Brokers(c.Brokers()...),
 		ferry.Logger(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))),
 		ferry.CommitInterval(time.Second),
 		ferry.ClientOptions(kgo.SessionTimeout(6 * time.Second)),
 		ferry.OnCommit(func(cm ferry.Commit) {
-			commits++
+			commits.Add(1)
 			d.printf("        commit (%s): %s\n", cm.Reason, formatOffsets(cm.Offsets[topic]))
 		}),
 	}
@@ -186,7 +187,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	d.mu.Unlock()
-	d.printf("\nsummary: %d produced, %d processed, %d lost, %d duplicated, %d commits\n", total, processed, lost, dups, commits)
+	d.printf("\nsummary: %d produced, %d processed, %d lost, %d duplicated, %d commits\n", total, processed, lost, dups, commits.Load())
 	d.printf("committed offsets: %s (every partition at its end: %v)\n", formatOffsets(committed), allAt(committed, partitions, int64(2**perWave)))
 	if lost != 0 {
 		return fmt.Errorf("demo lost %d messages", lost)

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ferrykit/ferry/ferrytest"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ferry-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "ferry")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		panic(string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// startConsume runs `ferry consume` on a fresh topic holding a few messages
+// and waits until it printed the first one.
+func startConsume(t *testing.T, sleep string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	c, err := ferrytest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	topic := ferrytest.UniqueName("sig")
+	if err := c.CreateTopic(ctx, topic, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ProduceN(ctx, topic, 0, 300); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary, "consume", "-brokers", strings.Join(c.Brokers(), ","), "-topic", topic,
+		"-group", ferrytest.UniqueName("g"), "-sleep", sleep)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
+		t.Fatalf("no message printed: %v\n%s", err, stderr.String())
+	}
+	go func() { _, _ = bufio.NewReader(out).WriteTo(discard{}) }()
+	return cmd, &stderr
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func waitExit(cmd *exec.Cmd, within time.Duration) (int, time.Duration, error) {
+	began := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return exit.ExitCode(), time.Since(began), nil
+		}
+		return 0, time.Since(began), err
+	case <-time.After(within):
+		return -1, within, errors.New("did not exit")
+	}
+}
+
+// A4: the first SIGINT drains: the in-flight batch finishes, then ferry exits
+// cleanly.
+func TestFirstSignalDrains(t *testing.T) {
+	cmd, stderr := startConsume(t, "1500ms")
+	time.Sleep(200 * time.Millisecond) // the next batch is in flight
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	code, took, err := waitExit(cmd, 30*time.Second)
+	if err != nil || code != 0 {
+		t.Fatalf("exit code %d, err %v, want a clean exit\n%s", code, err, stderr)
+	}
+	if took < 500*time.Millisecond {
+		t.Errorf("exited after %s: it did not wait for the in-flight batch", took)
+	}
+	if !strings.Contains(stderr.String(), "stopping gracefully") {
+		t.Errorf("stderr lacks the graceful-stop notice:\n%s", stderr)
+	}
+}
+
+// A4: a second signal exits at once, whatever is in flight.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	cmd, stderr := startConsume(t, "20s")
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	code, took, err := waitExit(cmd, 5*time.Second)
+	if err != nil {
+		t.Fatalf("%v after the second signal\n%s", err, stderr)
+	}
+	if code != 130 || took > 2*time.Second {
+		t.Fatalf("exit code %d after %s, want 130 at once\n%s", code, took, stderr)
+	}
+}
+
+// The demo runs on the embedded cluster with no setup and loses nothing.
+func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("demo takes ~8 s")
+	}
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"demo", "-messages", "200"}, &out, &errb); err != nil {
+		t.Fatalf("demo: %v\n%s\n%s", err, out.String(), errb.String())
+	}
+	for _, want := range []string{"FAILED (simulated outage)", "(attempt 2)", "revoked", "0 lost, 0 duplicated", "every partition at its end: true"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
