@@ -129,9 +129,9 @@ func Run(ctx context.Context, cfg *Group) error {
 		return fmt.Errorf("ferry: group %q: %w", cfg.Name, err)
 	}
 	g.cl = cl
-	if err := g.connect(ctx); err != nil {
+	if err := g.connect(ctx); err != nil || ctx.Err() != nil {
 		cl.Close()
-		return err
+		return err // nil when cancelled while connecting: nothing to drain
 	}
 	return g.run(ctx)
 }
@@ -141,9 +141,21 @@ func Run(ctx context.Context, cfg *Group) error {
 func (g *group) connect(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, g.cfg.ConnectTimeout)
 	defer cancel()
-	if err := g.cl.Ping(pctx); err != nil {
+	// kgo can keep waiting on a broker that accepts connections but never
+	// answers past the context; ferry's bound holds regardless.
+	pinged := make(chan error, 1)
+	go func() { pinged <- g.cl.Ping(pctx) }()
+	var err error
+	select {
+	case err = <-pinged:
+	case <-pctx.Done():
+		g.cl.Close() // ends the ping
+		<-pinged
+		err = pctx.Err()
+	}
+	if err != nil {
 		if ctx.Err() != nil {
-			return nil // cancelled while connecting: nothing to drain
+			return nil
 		}
 		return fmt.Errorf("%w: %v after %s: %w", ErrUnreachable, g.cfg.Brokers, g.cfg.ConnectTimeout, err)
 	}
