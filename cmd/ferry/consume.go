@@ -22,7 +22,7 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	topic := fs.String("topic", "", "topic to consume (required)")
 	group := fs.String("group", "ferry-console", "consumer group")
 	latest := fs.Bool("latest", false, "start at the end when the group has no commit")
-	sleep := fs.Duration("sleep", 0, "pause per batch, to watch draining on shutdown")
+	sleep := fs.Duration("sleep", 0, "pause after printing each batch, to watch draining on shutdown")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 60*time.Second, "graceful shutdown bound")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -43,13 +43,13 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	var mu sync.Mutex
 	print := func(_ context.Context, b *ferry.Batch) error {
-		if *sleep > 0 {
-			time.Sleep(*sleep) // deliberately ignores ctx: shows draining
-		}
 		mu.Lock()
-		defer mu.Unlock()
 		for _, m := range b.Messages {
 			fmt.Fprintf(stdout, "%s/%d@%d key=%q value=%q\n", m.Topic, m.Partition, m.Offset, m.Key, m.Value)
+		}
+		mu.Unlock()
+		if *sleep > 0 {
+			time.Sleep(*sleep) // deliberately ignores ctx: shows draining
 		}
 		return nil
 	}
