@@ -42,8 +42,8 @@ func probe(t *testing.T, c *ferrytest.Cluster, r *recorder, topic string, partit
 	}
 }
 
-// end returns the high watermark of topic/partition.
-func end(t *testing.T, c *ferrytest.Cluster, topic string, partition int32) int64 {
+// endOffset returns the high watermark of topic/partition.
+func endOffset(t *testing.T, c *ferrytest.Cluster, topic string, partition int32) int64 {
 	t.Helper()
 	ends, err := c.Admin().ListEndOffsets(ctxFor(t, 10*time.Second), topic)
 	if err != nil {
@@ -78,7 +78,7 @@ func TestInitialOffset(t *testing.T) {
 	if seen := offsetsSeen(late, tp, 0); seen[0] < 5 {
 		t.Fatalf("Latest group consumed offsets %v of partition 0: it started before the newest message (5)", seen)
 	}
-	last := end(t, c, tp, 0) // probes may have been skipped before positioning
+	last := endOffset(t, c, tp, 0) // probes may have been skipped before positioning
 	late.waitDistinct(t, tp, int(last-offsetsSeen(late, tp, 0)[0]), 10*time.Second)
 	if seen := offsetsSeen(late, tp, 1); len(seen) != 0 {
 		t.Fatalf("Latest group consumed %v of partition 1, where nothing was produced after it started", seen)
@@ -111,7 +111,7 @@ func TestInitialOffset(t *testing.T) {
 	// While the group is down, both partitions grow.
 	produceN(t, c, tp, 0, 3)
 	produceN(t, c, tp, 1, 3)
-	end1 := end(t, c, tp, 1)
+	end1 := endOffset(t, c, tp, 1)
 
 	// Latest again, same group: partition 0 resumes from its commit;
 	// partition 1, never committed, starts from latest again.
@@ -173,7 +173,7 @@ func TestLatestFirstBatchFailsCommitsNothing(t *testing.T) {
 	}
 
 	produceN(t, c, tp, 0, 3) // while down: skipped by the restart
-	downEnd := end(t, c, tp, 0)
+	downEnd := endOffset(t, c, tp, 0)
 
 	ok := newRecorder()
 	start(t, opts(t, c, ferry.RouteFunc(group, tp, ok.fn(), ferry.InitialOffset(ferry.Latest)))...)

@@ -1,0 +1,247 @@
+package ferry_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/ferrykit/ferry"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/goleak"
+)
+
+func nopConsume(context.Context, *ferry.Batch) error { return nil }
+
+// runFor runs a fresh app until Run returns and reports how long that took
+// and Run's error.
+func runFor(t *testing.T, opts ...ferry.Option) (time.Duration, error) {
+	t.Helper()
+	app, err := ferry.New(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	err = app.Run(context.Background())
+	return time.Since(began), err
+}
+
+// silentBroker accepts connections and never answers, like a broker behind a
+// black-holing firewall. It returns its address and a count of accepted
+// connections.
+func silentBroker(t *testing.T) (string, func() int) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, conn)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return l.Addr().String(), func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(conns)
+	}
+}
+
+// O1: nothing listens at the broker address: Run fails fast with an error
+// that wraps ErrUnreachable and names the address and the connect timeout in
+// force — 10 s unless set, as ConnectTimeout's doc comment says.
+func TestRunUnreachableBrokers(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		opts    []ferry.Option
+		timeout string
+	}{
+		{name: "ConnectTimeout(2s)", opts: []ferry.Option{ferry.ConnectTimeout(2 * time.Second)}, timeout: "after 2s"},
+		{name: "default", timeout: "after 10s"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			log, _ := testLogger(t)
+			took, err := runFor(t, append([]ferry.Option{
+				ferry.Brokers("127.0.0.1:1"),
+				ferry.Logger(log),
+				ferry.RouteFunc("g", "t", nopConsume),
+			}, tt.opts...)...)
+			if !errors.Is(err, ferry.ErrUnreachable) {
+				t.Fatalf("Run returned %v, want an error wrapping ErrUnreachable", err)
+			}
+			if msg := err.Error(); !strings.Contains(msg, "127.0.0.1:1") || !strings.Contains(msg, tt.timeout) {
+				t.Errorf("error %q does not name the broker and %q", msg, tt.timeout)
+			}
+			if took > 8*time.Second {
+				t.Fatalf("Run took %s to fail on a refused connection", took)
+			}
+		})
+	}
+}
+
+// O1: a broker that accepts connections but never answers does not hang Run:
+// it fails once ConnectTimeout has passed, not before.
+func TestRunSilentBrokerTimesOut(t *testing.T) {
+	addr, accepted := silentBroker(t)
+	log, _ := testLogger(t)
+	took, err := runFor(t,
+		ferry.Brokers(addr),
+		ferry.Logger(log),
+		ferry.ConnectTimeout(2*time.Second),
+		ferry.RouteFunc("g", "t", nopConsume),
+	)
+	if !errors.Is(err, ferry.ErrUnreachable) {
+		t.Fatalf("Run returned %v, want an error wrapping ErrUnreachable", err)
+	}
+	if accepted() == 0 {
+		t.Fatal("Run never connected to the broker")
+	}
+	if took < 2*time.Second || took > 8*time.Second {
+		t.Fatalf("Run failed after %s, want ConnectTimeout (2s) plus slack", took)
+	}
+}
+
+// O1: the default ConnectTimeout is the 10 s its doc comment promises. Time
+// is simulated (testing/synctest) and the broker is an in-memory pipe that
+// reads requests and never answers, so the test takes no real 10 s.
+func TestRunDefaultConnectTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var dialed []net.Conn
+		dial := func(context.Context, string, string) (net.Conn, error) {
+			client, server := net.Pipe()
+			go io.Copy(io.Discard, server) // reads every request, never answers
+			mu.Lock()
+			dialed = append(dialed, server)
+			mu.Unlock()
+			return client, nil
+		}
+		log, _ := testLogger(t)
+		app, err := ferry.New(
+			ferry.Brokers("silent.invalid:9092"),
+			ferry.Logger(log),
+			ferry.ClientOptions(kgo.Dialer(dial)),
+			ferry.RouteFunc("g", "t", nopConsume),
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+		began := time.Now()
+		err = app.Run(context.Background())
+		took := time.Since(began)
+		mu.Lock()
+		for _, c := range dialed {
+			c.Close()
+		}
+		n := len(dialed)
+		mu.Unlock()
+		if !errors.Is(err, ferry.ErrUnreachable) {
+			t.Fatalf("Run returned %v, want an error wrapping ErrUnreachable", err)
+		}
+		if n == 0 {
+			t.Fatal("Run never dialed the broker")
+		}
+		if took < 10*time.Second || took > 11*time.Second {
+			t.Fatalf("Run failed after %s of simulated time, want the default ConnectTimeout, 10s", took)
+		}
+	})
+}
+
+// O2: every invalid configuration is an error from New wrapping
+// ErrInvalidConfig, naming the problem.
+func TestNewRejectsInvalidConfig(t *testing.T) {
+	broker := ferry.Brokers("127.0.0.1:1")
+	route := ferry.RouteFunc("g", "t", nopConsume)
+	tests := []struct {
+		name  string
+		noEnv bool // unset FERRY_BROKERS
+		opts  []ferry.Option
+		want  string // in the error message
+	}{
+		{name: "no routes", opts: []ferry.Option{broker}, want: "no routes"},
+		{name: "no brokers", noEnv: true, opts: []ferry.Option{route}, want: "no brokers"},
+		{name: "empty broker list", opts: []ferry.Option{ferry.Brokers(), route}, want: "no brokers"},
+		{name: "topic routed twice in one group", opts: []ferry.Option{broker, route, ferry.RouteFunc("g", "t", nopConsume)}, want: "routed twice"},
+		{name: "empty group", opts: []ferry.Option{broker, ferry.RouteFunc("", "t", nopConsume)}, want: "empty group"},
+		{name: "empty topic", opts: []ferry.Option{broker, ferry.RouteFunc("g", "", nopConsume)}, want: "empty topic"},
+		{name: "nil consumer func", opts: []ferry.Option{broker, ferry.RouteFunc("g", "t", nil)}, want: "no consumer"},
+		{name: "nil consumer factory", opts: []ferry.Option{broker, ferry.Route("g", "t", nil)}, want: "no consumer"},
+		{name: "MaxMessages(0)", opts: []ferry.Option{broker, ferry.RouteFunc("g", "t", nopConsume, ferry.MaxMessages(0))}, want: "MaxMessages 0"},
+		{name: "MaxWait(0)", opts: []ferry.Option{broker, ferry.RouteFunc("g", "t", nopConsume, ferry.MaxWait(0))}, want: "MaxWait 0"},
+		{name: "Concurrency(0)", opts: []ferry.Option{broker, route, ferry.Concurrency(0)}, want: "concurrency 0"},
+		{name: "CommitInterval(-1)", opts: []ferry.Option{broker, route, ferry.CommitInterval(-1)}, want: "commit interval"},
+		{name: "backoff max below initial", opts: []ferry.Option{broker, ferry.RouteFunc("g", "t", nopConsume,
+			ferry.Retry(ferry.ExponentialBackoff(2*time.Second, time.Second)))}, want: "invalid backoff"},
+		{name: "zero backoff", opts: []ferry.Option{broker, ferry.RouteFunc("g", "t", nopConsume, ferry.Retry(ferry.Backoff{}))}, want: "invalid backoff"},
+		{name: "backoff jitter above 1", opts: []ferry.Option{broker, ferry.RouteFunc("g", "t", nopConsume,
+			ferry.Retry(ferry.Backoff{Initial: time.Second, Max: time.Second, Multiplier: 1, Jitter: 2}))}, want: "invalid backoff"},
+		{name: "exactly-once", opts: []ferry.Option{broker, ferry.RouteFunc("g", "t", nopConsume, ferry.WithDelivery(ferry.ExactlyOnce))}, want: "exactly-once"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.noEnv {
+				t.Setenv("FERRY_BROKERS", "")
+			}
+			app, err := ferry.New(tt.opts...)
+			if !errors.Is(err, ferry.ErrInvalidConfig) {
+				t.Fatalf("New returned (%v, %v), want an error wrapping ErrInvalidConfig", app, err)
+			}
+			if app != nil {
+				t.Errorf("New returned an App along with error %v", err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not say %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// O2: New connects to nothing. Given a valid configuration and a broker that
+// would hang any connection, it returns at once, starts no goroutine that
+// could connect later, and the broker never sees a connection.
+func TestNewConnectsToNothing(t *testing.T) {
+	addr, accepted := silentBroker(t)
+	log, _ := testLogger(t)
+	before := goleak.IgnoreCurrent()
+	began := time.Now()
+	app, err := ferry.New(ferry.Brokers(addr), ferry.Logger(log), ferry.RouteFunc("g", "t", nopConsume))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if app == nil {
+		t.Fatal("New returned no App and no error")
+	}
+	if took := time.Since(began); took > time.Second {
+		t.Fatalf("New took %s", took)
+	}
+	if err := goleak.Find(before); err != nil {
+		t.Fatalf("New left goroutines running: %v", err)
+	}
+	if n := accepted(); n != 0 {
+		t.Fatalf("the broker saw %d connections from New, want none", n)
+	}
+}
