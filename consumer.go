@@ -89,25 +89,27 @@ func (b *Batch) Claim() *Claim { return b.claim }
 // Last returns the batch's last message.
 func (b *Batch) Last() *Message { return b.Messages[len(b.Messages)-1] }
 
-// worker adapts a Consumer and its optional hooks to the engine.
+// worker adapts a Consumer, its middleware and its optional hooks to the
+// engine.
 type worker struct {
-	c     Consumer
+	c     Consumer // hooks are looked up here
+	chain Consumer // c wrapped in the topic's middleware
 	claim *Claim
 }
 
-func newWorker(newConsumer NewConsumer) engine.NewWorker {
+func newWorker(newConsumer NewConsumer, mw []Middleware) engine.NewWorker {
 	return func(p *engine.Partition) engine.Worker {
 		claim := &Claim{p: p}
 		c := newConsumer(claim)
 		if c == nil {
 			return nil
 		}
-		return &worker{c: c, claim: claim}
+		return &worker{c: c, chain: wrap(c, mw), claim: claim}
 	}
 }
 
 func (w *worker) Consume(ctx context.Context, recs []*kgo.Record, attempt int) error {
-	return w.c.Consume(ctx, &Batch{
+	return w.chain.Consume(ctx, &Batch{
 		Topic:     w.claim.Topic(),
 		Partition: w.claim.Partition(),
 		Messages:  recs,

@@ -74,6 +74,7 @@ type PanicError = engine.PanicError
 // Run.
 type App struct {
 	cfg     config
+	dead    *deadLetters
 	groups  []*engine.Group
 	mu      sync.Mutex
 	running bool
@@ -90,7 +91,7 @@ func New(opts ...Option) (*App, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg}
+	a := &App{cfg: cfg, dead: &deadLetters{brokers: cfg.brokers, opts: cfg.clientOpts, clock: cfg.clock}}
 	slots := make(chan struct{}, cfg.concurrency)
 	var onCommit func(engine.CommitEvent)
 	if cfg.onCommit != nil {
@@ -120,9 +121,9 @@ func New(opts ...Option) (*App, error) {
 			a.groups = append(a.groups, g)
 		}
 		t := r.cfg
-		g.Topics[r.topic] = &engine.Topic{
+		et := &engine.Topic{
 			Name:        r.topic,
-			NewWorker:   newWorker(r.newConsumer),
+			NewWorker:   newWorker(r.newConsumer, t.middleware),
 			MaxMessages: t.maxMessages,
 			MaxWait:     t.maxWait,
 			StartLatest: t.start == Latest,
@@ -130,7 +131,17 @@ func New(opts ...Option) (*App, error) {
 			Delivery:    engine.Delivery(t.delivery),
 			Backoff:     t.backoff.Delay,
 			QueueBytes:  t.queueBytes,
+			MaxRetries:  -1,
 		}
+		if t.deadLetter != "" {
+			et.DeadLetter = a.dead.dispatcher(t.deadLetter)
+			et.DeadLetterTopic = t.deadLetter
+			et.MaxRetries = 3
+			if t.maxRetriesSet {
+				et.MaxRetries = t.maxRetries
+			}
+		}
+		g.Topics[r.topic] = et
 	}
 	return a, nil
 }
@@ -155,6 +166,7 @@ func (a *App) Run(ctx context.Context) error {
 		a.mu.Unlock()
 	}()
 
+	defer a.dead.close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make([]error, len(a.groups))

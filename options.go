@@ -98,6 +98,10 @@ type topicConfig struct {
 	manualOffsets bool
 	backoff       Backoff
 	queueBytes    int
+	deadLetter    string
+	maxRetries    int
+	maxRetriesSet bool
+	middleware    []Middleware
 }
 
 func defaultConfig() config {
@@ -338,6 +342,15 @@ func (c *config) validate() error {
 		}
 		if t.queueBytes < 1 {
 			bad("%s: QueueBytes %d: must be positive", where, t.queueBytes)
+		}
+		if t.maxRetriesSet && t.deadLetter == "" {
+			bad("%s: MaxRetries needs a DeadLetter topic (without one ferry retries forever)", where)
+		}
+		if t.maxRetries < 0 {
+			bad("%s: MaxRetries %d: must be at least 0", where, t.maxRetries)
+		}
+		if t.deadLetter != "" && t.deadLetter == r.topic {
+			bad("%s: the dead-letter topic cannot be the topic itself", where)
 		}
 	}
 	if len(errs) == 0 {

@@ -9,6 +9,8 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -58,7 +60,33 @@ type Topic struct {
 	// QueueBytes bounds the bytes buffered per partition before fetching
 	// of that partition pauses.
 	QueueBytes int
+	// DeadLetter, if set, dispatches a message that failed for good to the
+	// topic's dead-letter topic (named DeadLetterTopic). It is called after
+	// MaxRetries retries, and by consumers themselves.
+	DeadLetter      func(ctx context.Context, r *kgo.Record, cause error, attempts int) error
+	DeadLetterTopic string
+	// MaxRetries is how many times a failing message is retried before it
+	// is dead-lettered; negative retries forever.
+	MaxRetries int
 }
+
+// MessageError tells ferry which message of a batch failed: the messages
+// before it count as processed (they are marked), the retry starts at it,
+// and only it goes to the dead-letter topic.
+type MessageError struct {
+	Message *kgo.Record
+	Err     error
+}
+
+func (e *MessageError) Error() string {
+	return fmt.Sprintf("%s/%d@%d: %v", e.Message.Topic, e.Message.Partition, e.Message.Offset, e.Err)
+}
+
+func (e *MessageError) Unwrap() error { return e.Err }
+
+// ErrNoDeadLetter is returned when a message is dead-lettered on a topic
+// routed without a dead-letter topic.
+var ErrNoDeadLetter = errors.New("ferry: no dead-letter topic configured for this topic")
 
 // Clock is the time source for commit intervals and retry backoff.
 type Clock interface {

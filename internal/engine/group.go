@@ -160,8 +160,13 @@ func (g *group) connect(ctx context.Context) error {
 		return fmt.Errorf("%w: %v after %s: %w", ErrUnreachable, g.cfg.Brokers, g.cfg.ConnectTimeout, err)
 	}
 	names := make([]string, 0, len(g.cfg.Topics))
-	for name := range g.cfg.Topics {
+	dead := make(map[string]bool)
+	for name, t := range g.cfg.Topics {
 		names = append(names, name)
+		if t.DeadLetterTopic != "" && !dead[t.DeadLetterTopic] {
+			dead[t.DeadLetterTopic] = true
+			names = append(names, t.DeadLetterTopic)
+		}
 	}
 	details, err := kadm.NewClient(g.cl).ListTopics(pctx, names...)
 	if err != nil {
@@ -170,7 +175,12 @@ func (g *group) connect(ctx context.Context) error {
 	}
 	for _, name := range names {
 		d, ok := details[name]
-		if !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) || len(d.Partitions) == 0 {
+		if ok && !errors.Is(d.Err, kerr.UnknownTopicOrPartition) && len(d.Partitions) > 0 {
+			continue
+		}
+		if dead[name] {
+			g.log.Error("ferry: dead-letter topic does not exist; failed messages stay unmarked and are retried until it is created", "dead_letter_topic", name)
+		} else {
 			g.log.Error("ferry: routed topic does not exist; its consumer starts once it is created", "topic", name)
 		}
 	}

@@ -445,7 +445,7 @@ func (p *Partition) run() {
 		failed := p.consumeHeld(w, batch)
 		<-p.g.slots
 		if failed != nil {
-			p.retryLater(failed.err, failed.batch, failed.resume)
+			p.retryLater(failed)
 		}
 	}
 	close(p.idle)
@@ -498,6 +498,9 @@ type failure struct {
 	err    error
 	batch  []*kgo.Record
 	resume int64
+	// skipped: the failing message was dead-lettered; continue right
+	// after it without a backoff.
+	skipped bool
 }
 
 // consumeHeld runs batches while the caller holds a worker slot: the given
@@ -536,7 +539,7 @@ func (p *Partition) due() []*kgo.Record {
 func (p *Partition) consume(w Worker, batch []*kgo.Record) *failure {
 	attempt := p.failures + 1
 	if p.topic.Delivery == AtMostOnce && !p.commitBefore(batch) {
-		return &failure{errors.New("at-most-once: committing before processing failed"), batch, batch[0].Offset}
+		return &failure{err: errors.New("at-most-once: committing before processing failed"), batch: batch, resume: batch[0].Offset}
 	}
 	err := guard(func() error { return w.Consume(p.ctx, batch, attempt) })
 	if err == nil || p.topic.Delivery == AtMostOnce {
@@ -553,10 +556,66 @@ func (p *Partition) consume(w Worker, batch []*kgo.Record) *failure {
 		p.maybeEOF(w)
 		return nil
 	}
+	failed := p.failedRecord(batch, err)
 	p.mu.Lock()
 	resume := p.tracker.Resume()
 	p.mu.Unlock()
-	return &failure{err, batch, resume}
+	if failed != nil && failed.Offset == resume && p.topic.DeadLetter != nil &&
+		p.topic.MaxRetries >= 0 && attempt > p.topic.MaxRetries {
+		if p.deadLetter(failed, err, attempt) {
+			return &failure{err: err, batch: batch, resume: failed.Offset + 1, skipped: true}
+		}
+	}
+	return &failure{err: err, batch: batch, resume: resume}
+}
+
+// failedRecord finds the message a failed batch is blamed on: the one a
+// *MessageError names (the messages before it are marked as processed), else
+// the first unmarked message, if it is in the batch.
+func (p *Partition) failedRecord(batch []*kgo.Record, err error) *kgo.Record {
+	var me *MessageError
+	if errors.As(err, &me) && me.Message != nil {
+		for i, r := range batch {
+			if r == me.Message || r.Offset == me.Message.Offset {
+				if i > 0 {
+					p.Mark(batch[i-1], "")
+				}
+				return r
+			}
+		}
+	}
+	p.mu.Lock()
+	resume := p.tracker.Resume()
+	p.mu.Unlock()
+	for _, r := range batch {
+		if r.Offset == resume {
+			return r
+		}
+	}
+	return nil
+}
+
+// deadLetter dispatches a message that failed for good and marks it (E1).
+// A failed dispatch leaves it unmarked, to be retried (E4).
+func (p *Partition) deadLetter(r *kgo.Record, cause error, attempts int) bool {
+	if err := p.topic.DeadLetter(p.ctx, r, cause, attempts); err != nil {
+		p.log.Error("ferry: dead-letter dispatch failed; the message stays unmarked and is retried",
+			"offset", r.Offset, "dead_letter_topic", p.topic.DeadLetterTopic, "err", err)
+		return false
+	}
+	p.log.Warn("ferry: message dead-lettered after its last attempt",
+		"offset", r.Offset, "attempts", attempts, "dead_letter_topic", p.topic.DeadLetterTopic, "cause", cause)
+	p.Mark(r, "")
+	return true
+}
+
+// DeadLetter sends r to the topic's dead-letter topic on the consumer's
+// behalf (E2). It does not mark r.
+func (p *Partition) DeadLetter(ctx context.Context, r *kgo.Record, cause error) error {
+	if p.topic.DeadLetter == nil {
+		return ErrNoDeadLetter
+	}
+	return p.topic.DeadLetter(ctx, r, cause, p.failures+1)
 }
 
 // commitBefore marks the whole batch and commits it before processing (S1).
@@ -574,22 +633,29 @@ func (p *Partition) commitBefore(batch []*kgo.Record) bool {
 // retryLater handles a failed batch (A5): the partition stops fetching,
 // forgets what it queued, seeks back to the first unmarked offset and waits
 // out the backoff before fetching again.
-func (p *Partition) retryLater(err error, batch []*kgo.Record, resume int64) {
-	p.failures++
-	delay := p.topic.Backoff(p.failures)
+func (p *Partition) retryLater(f *failure) {
+	var delay time.Duration
+	if f.skipped {
+		p.failures = 0
+	} else {
+		p.failures++
+		delay = p.topic.Backoff(p.failures)
+	}
 	p.mu.Lock()
 	p.clearQueueLocked()
-	p.pausedRetry = true
+	p.pausedRetry = delay > 0
 	p.syncPauseLocked()
 	if p.state == owned {
-		p.seek = resume
+		p.seek = f.resume
 	}
 	p.mu.Unlock()
 	p.g.wantSeek()
-
+	if f.skipped {
+		return
+	}
 	p.log.Error("ferry: consume failed; retrying after backoff",
-		"attempt", p.failures, "first_offset", batch[0].Offset, "last_offset", batch[len(batch)-1].Offset,
-		"resume_offset", resume, "backoff", delay, "err", err)
+		"attempt", p.failures, "first_offset", f.batch[0].Offset, "last_offset", f.batch[len(f.batch)-1].Offset,
+		"resume_offset", f.resume, "backoff", delay, "err", f.err)
 
 	select {
 	case <-p.g.clock.After(delay):
