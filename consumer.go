@@ -86,6 +86,15 @@ type Batch struct {
 // marking and committing offsets.
 func (b *Batch) Claim() *Claim { return b.claim }
 
+// Produce writes records on the consumer's behalf and waits until they are
+// acknowledged; pass many records at once for throughput. Under ExactlyOnce
+// they are written inside the batch's Kafka transaction and become visible
+// to read_committed readers only if it commits — together with the batch's
+// offsets (S3). A failed Produce under ExactlyOnce aborts the transaction.
+func (b *Batch) Produce(ctx context.Context, recs ...*Message) error {
+	return b.claim.p.Produce(ctx, recs...)
+}
+
 // Last returns the batch's last message.
 func (b *Batch) Last() *Message { return b.Messages[len(b.Messages)-1] }
 

@@ -3,7 +3,6 @@ package ferry
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -55,56 +54,63 @@ func MaxRetries(n int) TopicOption {
 	return func(t *topicConfig) { t.maxRetries = n; t.maxRetriesSet = true }
 }
 
-// deadLetters produces dead-lettered messages through one client per app,
-// created when the app runs.
-type deadLetters struct {
+// producer writes records outside transactions — dead letters, and
+// Batch.Produce on non-transactional topics — through one client per app,
+// created on first use and closed when Run returns.
+type producer struct {
 	brokers []string
 	opts    []kgo.Opt
-	clock   Clock
 	mu      sync.Mutex
 	cl      *kgo.Client
 }
 
-func (d *deadLetters) client() (*kgo.Client, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.cl != nil {
-		return d.cl, nil
+func (p *producer) client() (*kgo.Client, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cl != nil {
+		return p.cl, nil
 	}
-	opts := append(append([]kgo.Opt(nil), d.opts...),
-		kgo.SeedBrokers(d.brokers...),
+	opts := append(append([]kgo.Opt(nil), p.opts...),
+		kgo.SeedBrokers(p.brokers...),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(0),
-		kgo.UnknownTopicRetries(2), // a missing dead-letter topic fails fast (E4)
+		kgo.UnknownTopicRetries(2), // a missing topic fails fast (E4)
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, err
 	}
-	d.cl = cl
+	p.cl = cl
 	return cl, nil
 }
 
-func (d *deadLetters) close() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.cl != nil {
-		d.cl.Close()
-		d.cl = nil
+func (p *producer) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cl != nil {
+		p.cl.Close()
+		p.cl = nil
 	}
 }
 
-// dispatcher returns the engine's dead-letter function for one topic.
-func (d *deadLetters) dispatcher(topic string) func(context.Context, *kgo.Record, error, int) error {
-	return func(ctx context.Context, r *kgo.Record, cause error, attempts int) error {
-		cl, err := d.client()
-		if err != nil {
-			return err
-		}
+// produce writes recs and waits for their acks.
+func (p *producer) produce(ctx context.Context, recs ...*kgo.Record) error {
+	cl, err := p.client()
+	if err != nil {
+		return err
+	}
+	return cl.ProduceSync(ctx, recs...).FirstErr()
+}
+
+// deadLetterRecord returns the engine's builder of dead letters for one
+// dead-letter topic: the original key, value and headers, plus headers
+// naming the origin, the error, the attempts and the time (E1).
+func deadLetterRecord(topic string, clock Clock) func(*kgo.Record, error, int) *kgo.Record {
+	return func(r *kgo.Record, cause error, attempts int) *kgo.Record {
 		if cause == nil {
 			cause = errors.New("dead-lettered by the consumer")
 		}
-		out := &kgo.Record{
+		return &kgo.Record{
 			Topic:     topic,
 			Key:       r.Key,
 			Value:     r.Value,
@@ -115,15 +121,9 @@ func (d *deadLetters) dispatcher(topic string) func(context.Context, *kgo.Record
 				kgo.RecordHeader{Key: HeaderOriginalOffset, Value: []byte(strconv.FormatInt(r.Offset, 10))},
 				kgo.RecordHeader{Key: HeaderError, Value: []byte(cause.Error())},
 				kgo.RecordHeader{Key: HeaderAttempts, Value: []byte(strconv.Itoa(attempts))},
-				kgo.RecordHeader{Key: HeaderFailedAt, Value: []byte(d.clock.Now().UTC().Format(time.RFC3339Nano))},
+				kgo.RecordHeader{Key: HeaderFailedAt, Value: []byte(clock.Now().UTC().Format(time.RFC3339Nano))},
 			),
 		}
-		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		if err := cl.ProduceSync(ctx, out).FirstErr(); err != nil {
-			return fmt.Errorf("ferry: dead-letter to %q: %w", topic, err)
-		}
-		return nil
 	}
 }
 

@@ -73,11 +73,11 @@ type PanicError = engine.PanicError
 // App is a configured set of routes. Create it with New and start it with
 // Run.
 type App struct {
-	cfg     config
-	dead    *deadLetters
-	groups  []*engine.Group
-	mu      sync.Mutex
-	running bool
+	cfg      config
+	producer *producer
+	groups   []*engine.Group
+	mu       sync.Mutex
+	running  bool
 }
 
 // New validates the configuration and returns an App. It connects to
@@ -91,7 +91,7 @@ func New(opts ...Option) (*App, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, dead: &deadLetters{brokers: cfg.brokers, opts: cfg.clientOpts, clock: cfg.clock}}
+	a := &App{cfg: cfg, producer: &producer{brokers: cfg.brokers, opts: cfg.clientOpts}}
 	slots := make(chan struct{}, cfg.concurrency)
 	var onCommit func(engine.CommitEvent)
 	if cfg.onCommit != nil {
@@ -116,6 +116,10 @@ func New(opts ...Option) (*App, error) {
 				Clock:           cfg.clock,
 				ClientOpts:      cfg.clientOpts,
 				OnCommit:        onCommit,
+				Produce:         a.producer.produce,
+			}
+			if r.cfg.delivery == ExactlyOnce {
+				g.Txn = &engine.Txn{ID: cfg.transactionalID + "-" + r.group, Batches: r.cfg.txnBatches}
 			}
 			byName[r.group] = g
 			a.groups = append(a.groups, g)
@@ -134,7 +138,7 @@ func New(opts ...Option) (*App, error) {
 			MaxRetries:  -1,
 		}
 		if t.deadLetter != "" {
-			et.DeadLetter = a.dead.dispatcher(t.deadLetter)
+			et.DeadLetterRecord = deadLetterRecord(t.deadLetter, cfg.clock)
 			et.DeadLetterTopic = t.deadLetter
 			et.MaxRetries = 3
 			if t.maxRetriesSet {
@@ -166,7 +170,7 @@ func (a *App) Run(ctx context.Context) error {
 		a.mu.Unlock()
 	}()
 
-	defer a.dead.close()
+	defer a.producer.close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make([]error, len(a.groups))

@@ -30,8 +30,9 @@ const (
 	// AtMostOnce commits each batch before processing it: nothing is
 	// redelivered, a crash or error loses the rest of that batch (S1).
 	AtMostOnce
-	// ExactlyOnce commits outputs and input offsets in one Kafka
-	// transaction (S3). Not available yet: New refuses it.
+	// ExactlyOnce commits the outputs a consumer produces through
+	// Batch.Produce and the input offsets in one Kafka transaction (S3).
+	// It needs TransactionalID, and a consumer group of its own.
 	ExactlyOnce
 )
 
@@ -80,6 +81,7 @@ type config struct {
 	clock           Clock
 	clientOpts      []kgo.Opt
 	onCommit        func(Commit)
+	transactionalID string
 	routes          []route
 	errs            []error
 }
@@ -102,6 +104,7 @@ type topicConfig struct {
 	maxRetries    int
 	maxRetriesSet bool
 	middleware    []Middleware
+	txnBatches    int
 }
 
 func defaultConfig() config {
@@ -130,6 +133,7 @@ func defaultTopicConfig() topicConfig {
 		maxMessages: 100,
 		maxWait:     time.Second,
 		backoff:     ExponentialBackoff(time.Second, 30*time.Second),
+		txnBatches:  1,
 		queueBytes:  4 << 20,
 	}
 }
@@ -206,6 +210,22 @@ type Commit struct {
 // and demos. It runs on the committing goroutine: keep it fast.
 func OnCommit(fn func(Commit)) Option {
 	return func(c *config) { c.onCommit = fn }
+}
+
+// TransactionalID sets the transactional id of exactly-once topics; ferry
+// appends the consumer group's name. Keep it stable per instance and unique
+// across instances (say, the pod name): a restarted instance with the same
+// id fences its predecessor's unfinished transactions. Required when any
+// topic is ExactlyOnce.
+func TransactionalID(id string) Option {
+	return func(c *config) { c.transactionalID = id }
+}
+
+// TransactionBatches sets about how many batches per partition one
+// transaction of an ExactlyOnce topic spans. Default 1. More batches per
+// transaction commit less often (faster) but redo more after an abort.
+func TransactionBatches(n int) TopicOption {
+	return func(t *topicConfig) { t.txnBatches = n }
 }
 
 // Route sends a topic, consumed by a consumer group, to consumers built by
@@ -333,7 +353,15 @@ func (c *config) validate() error {
 		switch t.delivery {
 		case AtLeastOnce, AtMostOnce:
 		case ExactlyOnce:
-			bad("%s: exactly-once delivery is not available yet", where)
+			if c.transactionalID == "" {
+				bad("%s: exactly-once needs ferry.TransactionalID", where)
+			}
+			if t.manualOffsets {
+				bad("%s: exactly-once commits offsets with its transactions; ManualOffsets is not supported with it yet", where)
+			}
+			if t.txnBatches < 1 {
+				bad("%s: TransactionBatches %d: must be at least 1", where, t.txnBatches)
+			}
 		default:
 			bad("%s: unknown delivery %s", where, t.delivery)
 		}
@@ -351,6 +379,21 @@ func (c *config) validate() error {
 		}
 		if t.deadLetter != "" && t.deadLetter == r.topic {
 			bad("%s: the dead-letter topic cannot be the topic itself", where)
+		}
+	}
+	// An exactly-once group runs in transactions as a whole.
+	eos := map[string][2]int{}
+	for _, r := range c.routes {
+		n := eos[r.group]
+		n[0]++
+		if r.cfg.delivery == ExactlyOnce {
+			n[1]++
+		}
+		eos[r.group] = n
+	}
+	for group, n := range eos {
+		if n[1] > 0 && n[1] < n[0] {
+			bad("group %q mixes exactly-once and other topics: give the exactly-once topics a consumer group of their own", group)
 		}
 	}
 	if len(errs) == 0 {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/ferrykit/ferry/offsets"
@@ -25,6 +26,10 @@ func (p *Partition) learnCommitted(offset int64, epoch int32, metadata *string) 
 	}
 	p.markReadyLocked()
 }
+
+// errNothingOwned cancels a commit whose partitions were all lost before it
+// could be sent.
+var errNothingOwned = errors.New("ferry: partitions lost before the commit was sent")
 
 // sent is one partition's part of a commit request.
 type sent struct {
@@ -64,6 +69,9 @@ func (g *group) commitAndLog(ctx context.Context, why string) {
 // are serialised with each other and with revocation, so a commit never
 // names a partition this member has released.
 func (g *group) commit(ctx context.Context, why string) map[*Partition]error {
+	if g.sess != nil {
+		return nil // exactly-once: transactions commit the offsets
+	}
 	g.commitMu.Lock()
 	defer g.commitMu.Unlock()
 
@@ -85,17 +93,30 @@ func (g *group) commit(ctx context.Context, why string) map[*Partition]error {
 		}
 		offs[k.topic][k.partition] = kgo.EpochOffset{Epoch: s.mark.Epoch, Offset: s.mark.Offset}
 	}
-	// M8: offsets carry their marks' metadata.
+	// Right before the request leaves — kgo may have held it through a
+	// join — drop partitions lost meanwhile: kgo stamps the request with
+	// the generation current at send time, so a stale mark could otherwise
+	// land on a partition another member owns now. M8: offsets carry their
+	// marks' metadata.
 	ctx = kgo.PreCommitFnContext(ctx, func(req *kmsg.OffsetCommitRequest) error {
+		kept := 0
 		for i := range req.Topics {
 			t := &req.Topics[i]
-			for j := range t.Partitions {
-				pp := &t.Partitions[j]
-				if s, ok := batch[tp{t.Topic, pp.Partition}]; ok && s.mark.Metadata != "" {
-					md := s.mark.Metadata
-					pp.Metadata = &md
+			ps := t.Partitions[:0]
+			for _, pp := range t.Partitions {
+				s, ok := batch[tp{t.Topic, pp.Partition}]
+				if !ok || !s.p.Owned() {
+					continue
 				}
+				md := s.mark.Metadata // "" too: not kgo's default (the member id)
+				pp.Metadata = &md
+				ps = append(ps, pp)
 			}
+			t.Partitions = ps
+			kept += len(ps)
+		}
+		if kept == 0 {
+			return errNothingOwned
 		}
 		return nil
 	})

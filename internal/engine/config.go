@@ -60,11 +60,12 @@ type Topic struct {
 	// QueueBytes bounds the bytes buffered per partition before fetching
 	// of that partition pauses.
 	QueueBytes int
-	// DeadLetter, if set, dispatches a message that failed for good to the
-	// topic's dead-letter topic (named DeadLetterTopic). It is called after
-	// MaxRetries retries, and by consumers themselves.
-	DeadLetter      func(ctx context.Context, r *kgo.Record, cause error, attempts int) error
-	DeadLetterTopic string
+	// DeadLetterRecord, if set, builds the record that carries a message
+	// which failed for good to the topic's dead-letter topic (named
+	// DeadLetterTopic). The engine produces it after MaxRetries retries —
+	// inside the transaction under exactly-once — and when a consumer asks.
+	DeadLetterRecord func(r *kgo.Record, cause error, attempts int) *kgo.Record
+	DeadLetterTopic  string
 	// MaxRetries is how many times a failing message is retried before it
 	// is dead-lettered; negative retries forever.
 	MaxRetries int
@@ -83,6 +84,10 @@ func (e *MessageError) Error() string {
 }
 
 func (e *MessageError) Unwrap() error { return e.Err }
+
+// ErrTransactional is returned by sync commits in an exactly-once group:
+// its offsets are committed by its transactions.
+var ErrTransactional = errors.New("ferry: offsets of an exactly-once topic are committed by its transactions")
 
 // ErrNoDeadLetter is returned when a message is dead-lettered on a topic
 // routed without a dead-letter topic.
@@ -112,6 +117,11 @@ type Group struct {
 	ClientOpts []kgo.Opt
 	// OnCommit, if set, is told about every commit request.
 	OnCommit func(CommitEvent)
+	// Produce writes records outside transactions (dead letters, and
+	// Batch.Produce of non-transactional topics), waiting for the acks.
+	Produce func(ctx context.Context, recs ...*kgo.Record) error
+	// Txn, if set, makes the group exactly-once: it runs in transactions.
+	Txn *Txn
 }
 
 // CommitEvent describes one commit request.

@@ -35,6 +35,8 @@ type group struct {
 	cfg    *Group
 	log    *slog.Logger
 	cl     *kgo.Client
+	sess   *kgo.GroupTransactSession // exactly-once groups only
+	txn    *txnState
 	slots  chan struct{}
 	clock  Clock
 	runCtx context.Context
@@ -107,9 +109,14 @@ func Run(ctx context.Context, cfg *Group) error {
 	for name := range cfg.Topics {
 		topics = append(topics, name)
 	}
-	// The caller's options come first so that ferry's own, which its
-	// guarantees rest on, win.
-	opts := append([]kgo.Opt(nil), cfg.ClientOpts...)
+	// ferry's defaults, then the caller's options, then ferry's own, which
+	// its guarantees rest on and which therefore win.
+	opts := []kgo.Opt{
+		// A resumed or newly assigned partition waits for the fetch in
+		// flight to its broker; keep that wait short (kgo's default is 5 s).
+		kgo.FetchMaxWait(500 * time.Millisecond),
+	}
+	opts = append(opts, cfg.ClientOpts...)
 	opts = append(opts,
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ClientID(cfg.ClientID),
@@ -124,9 +131,21 @@ func Run(ctx context.Context, cfg *Group) error {
 		kgo.OnOffsetsFetched(g.onFetched),
 		kgo.AdjustFetchOffsetsFn(g.adjustOffsets),
 	)
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return fmt.Errorf("ferry: group %q: %w", cfg.Name, err)
+	var cl *kgo.Client
+	if cfg.Txn != nil {
+		// S3: a transactional member; fences its predecessor with the
+		// same transactional id, and is fenced itself by KIP-447.
+		sess, err := kgo.NewGroupTransactSession(append(opts, kgo.TransactionalID(cfg.Txn.ID))...)
+		if err != nil {
+			return fmt.Errorf("ferry: group %q: %w", cfg.Name, err)
+		}
+		g.sess, g.txn = sess, &txnState{}
+		cl = sess.Client()
+	} else {
+		var err error
+		if cl, err = kgo.NewClient(opts...); err != nil {
+			return fmt.Errorf("ferry: group %q: %w", cfg.Name, err)
+		}
 	}
 	g.cl = cl
 	if err := g.connect(ctx); err != nil || ctx.Err() != nil {
@@ -190,19 +209,37 @@ func (g *group) connect(ctx context.Context) error {
 func (g *group) run(ctx context.Context) error {
 	pollCtx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
 	commitStop := make(chan struct{})
+	polled := make(chan error, 1) // the poll (or round) loop's end
+	go func() {
+		if g.sess != nil {
+			polled <- g.roundLoop(pollCtx)
+		} else {
+			g.pollLoop(pollCtx)
+			polled <- nil
+		}
+	}()
 	var loops sync.WaitGroup
-	loops.Add(2)
-	go func() { defer loops.Done(); g.pollLoop(pollCtx) }()
+	loops.Add(1)
 	go func() { defer loops.Done(); g.commitLoop(commitStop) }()
 
-	if ctx.Err() == nil {
-		<-ctx.Done()
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-polled: // only a broken transactional producer ends it early
+		g.log.Error("ferry: stopping the group", "err", runErr)
+		polled <- nil
 	}
 	g.log.Info("ferry: shutting down", "timeout", g.cfg.ShutdownTimeout)
 	deadline := time.Now().Add(g.cfg.ShutdownTimeout)
 
-	// A4: fetching stops, in-flight batches finish, Shutdown hooks run.
+	// A4: fetching stops (a transaction in progress finishes first),
+	// in-flight batches finish, Shutdown hooks run.
 	stopPoll()
+	select {
+	case err := <-polled:
+		runErr = errors.Join(runErr, err)
+	case <-time.After(time.Until(deadline)):
+	}
 	g.mu.Lock()
 	g.shutting = true
 	parts := make([]*Partition, 0, len(g.parts))
@@ -221,11 +258,10 @@ func (g *group) run(ctx context.Context) error {
 	go func() { g.workers.Wait(); close(drained) }()
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
-	var runErr error
 	select {
 	case <-drained:
 	case <-timer.C:
-		runErr = g.abandon(parts)
+		runErr = errors.Join(runErr, g.abandon(parts))
 	}
 
 	// One final synchronous commit of everything that finished.
@@ -241,7 +277,11 @@ func (g *group) run(ctx context.Context) error {
 	}
 	close(commitStop)
 	loops.Wait()
-	g.cl.Close() // leaves the group; onRevoked sees only closed partitions
+	if g.sess != nil {
+		g.sess.Close()
+	} else {
+		g.cl.Close() // leaves the group; onRevoked sees only closed partitions
+	}
 	if runErr == nil {
 		g.log.Info("ferry: stopped")
 	}

@@ -79,13 +79,15 @@ type Partition struct {
 	readyClosed bool
 	stopReason  state
 
-	ready chan struct{} // closed once committed offsets are known
-	wake  chan struct{} // poked when records arrive
-	stop  chan struct{} // closed when no new batch may start
-	idle  chan struct{} // closed by the worker once it ran its last batch
-	hooks chan struct{} // closed by the revoker: the Revoked hook may run
-	done  chan struct{} // closed when the worker goroutine exits
-	prev  *Partition    // the previous instance of this partition, if still finishing
+	ready     chan struct{}      // closed once committed offsets are known
+	wake      chan struct{}      // poked when records arrive
+	stop      chan struct{}      // closed when no new batch may start
+	idle      chan struct{}      // closed by the worker once it ran its last batch
+	hooks     chan struct{}      // closed by the revoker: the Revoked hook may run
+	round     chan []*kgo.Record // exactly-once: this partition's share of a round
+	roundDone chan roundResult   // exactly-once: its outcome
+	done      chan struct{}      // closed when the worker goroutine exits
+	prev      *Partition         // the previous instance of this partition, if still finishing
 
 	// Owned by the worker goroutine.
 	failures int
@@ -94,21 +96,23 @@ type Partition struct {
 func newPartition(g *group, t *Topic, id int32, prev *Partition) *Partition {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(g.runCtx))
 	return &Partition{
-		g:       g,
-		topic:   t,
-		id:      id,
-		log:     g.log.With("topic", t.Name, "partition", id),
-		ctx:     ctx,
-		cancel:  cancel,
-		tracker: offsets.New(offsets.Mark{Offset: -1, Epoch: -1}),
-		seek:    -1,
-		ready:   make(chan struct{}),
-		wake:    make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		idle:    make(chan struct{}),
-		hooks:   make(chan struct{}),
-		done:    make(chan struct{}),
-		prev:    prev,
+		g:         g,
+		topic:     t,
+		id:        id,
+		log:       g.log.With("topic", t.Name, "partition", id),
+		ctx:       ctx,
+		cancel:    cancel,
+		tracker:   offsets.New(offsets.Mark{Offset: -1, Epoch: -1}),
+		seek:      -1,
+		ready:     make(chan struct{}),
+		wake:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		idle:      make(chan struct{}),
+		hooks:     make(chan struct{}),
+		round:     make(chan []*kgo.Record),
+		roundDone: make(chan roundResult, 1),
+		done:      make(chan struct{}),
+		prev:      prev,
 	}
 }
 
@@ -204,6 +208,9 @@ func (p *Partition) Commit() bool {
 // CommitSync commits stored marks and waits (M4). With nothing stored it
 // succeeds while the partition is owned.
 func (p *Partition) CommitSync(ctx context.Context) (bool, error) {
+	if p.g.sess != nil {
+		return false, ErrTransactional
+	}
 	if !p.Owned() {
 		return false, nil
 	}
@@ -432,7 +439,10 @@ func (p *Partition) run() {
 	if err := guard(func() error { return w.Initialized(p.ctx) }); err != nil {
 		p.log.Error("ferry: Initialized hook failed", "err", err)
 	}
-	for {
+	if p.g.sess != nil {
+		p.runRounds(w)
+	}
+	for p.g.sess == nil {
 		batch, ok := p.next()
 		if !ok {
 			break
@@ -560,7 +570,7 @@ func (p *Partition) consume(w Worker, batch []*kgo.Record) *failure {
 	p.mu.Lock()
 	resume := p.tracker.Resume()
 	p.mu.Unlock()
-	if failed != nil && failed.Offset == resume && p.topic.DeadLetter != nil &&
+	if failed != nil && failed.Offset == resume && p.topic.DeadLetterRecord != nil &&
 		p.topic.MaxRetries >= 0 && attempt > p.topic.MaxRetries {
 		if p.deadLetter(failed, err, attempt) {
 			return &failure{err: err, batch: batch, resume: failed.Offset + 1, skipped: true}
@@ -598,7 +608,7 @@ func (p *Partition) failedRecord(batch []*kgo.Record, err error) *kgo.Record {
 // deadLetter dispatches a message that failed for good and marks it (E1).
 // A failed dispatch leaves it unmarked, to be retried (E4).
 func (p *Partition) deadLetter(r *kgo.Record, cause error, attempts int) bool {
-	if err := p.topic.DeadLetter(p.ctx, r, cause, attempts); err != nil {
+	if err := p.dispatch(p.ctx, r, cause, attempts); err != nil {
 		p.log.Error("ferry: dead-letter dispatch failed; the message stays unmarked and is retried",
 			"offset", r.Offset, "dead_letter_topic", p.topic.DeadLetterTopic, "err", err)
 		return false
@@ -612,10 +622,35 @@ func (p *Partition) deadLetter(r *kgo.Record, cause error, attempts int) bool {
 // DeadLetter sends r to the topic's dead-letter topic on the consumer's
 // behalf (E2). It does not mark r.
 func (p *Partition) DeadLetter(ctx context.Context, r *kgo.Record, cause error) error {
-	if p.topic.DeadLetter == nil {
+	if p.topic.DeadLetterRecord == nil {
 		return ErrNoDeadLetter
 	}
-	return p.topic.DeadLetter(ctx, r, cause, p.failures+1)
+	return p.dispatch(ctx, r, cause, p.failures+1)
+}
+
+// dispatch produces the dead letter for r and waits for it: inside the
+// transaction in an exactly-once group (E1), else through the app's producer.
+func (p *Partition) dispatch(ctx context.Context, r *kgo.Record, cause error, attempts int) error {
+	out := p.topic.DeadLetterRecord(r, cause, attempts)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if p.g.sess != nil {
+		return p.g.cl.ProduceSync(ctx, out).FirstErr()
+	}
+	return p.g.cfg.Produce(ctx, out)
+}
+
+// Produce writes records for the consumer and waits until they are
+// written: inside the round's transaction in an exactly-once group (they
+// become visible only if it commits), else through the app's producer.
+func (p *Partition) Produce(ctx context.Context, recs ...*kgo.Record) error {
+	if p.g.sess != nil {
+		if !p.Owned() {
+			return errors.New("ferry: partition no longer owned; its transaction aborts")
+		}
+		return p.g.produceTxn(ctx, recs...)
+	}
+	return p.g.cfg.Produce(ctx, recs...)
 }
 
 // commitBefore marks the whole batch and commits it before processing (S1).

@@ -1,0 +1,230 @@
+package ferry_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferrykit/ferry"
+	"github.com/ferrykit/ferry/ferrytest"
+		"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// copier produces one output per input through the batch's transaction:
+// key = "partition/offset" of the input.
+func copier(out string, before func(ctx context.Context, b *ferry.Batch, i int) error) ferry.ConsumerFunc {
+	return func(ctx context.Context, b *ferry.Batch) error {
+		for i, m := range b.Messages {
+			if before != nil {
+				if err := before(ctx, b, i); err != nil {
+					return err
+				}
+			}
+			key := fmt.Sprintf("%d/%d", m.Partition, m.Offset)
+			if err := b.Produce(ctx, &kgo.Record{Topic: out, Key: []byte(key), Value: m.Value}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// waitOutputs waits until the read_committed view of topic holds n keys.
+func waitOutputs(t *testing.T, c *ferrytest.Cluster, topic string, n int) map[string]int {
+	t.Helper()
+	var got map[string]int
+	if err := ferrytest.WaitFor(ctxFor(t, 60*time.Second), func() bool {
+		got = committedOutputs(t, c, topic)
+		return len(got) >= n
+	}); err != nil {
+		t.Fatalf("%d distinct outputs committed, want %d", len(got), n)
+	}
+	return got
+}
+
+// committedOutputs reads everything committed in topic so far.
+func committedOutputs(t *testing.T, c *ferrytest.Cluster, topic string) map[string]int {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers()...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	got := map[string]int{}
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) { got[string(r.Key)]++; n++ })
+		if n == 0 {
+			return got
+		}
+	}
+}
+
+func eosOpts(t *testing.T, c *ferrytest.Cluster, more ...ferry.Option) []ferry.Option {
+	return append(opts(t, c, ferry.TransactionalID(ferrytest.UniqueName("txn"))), more...)
+}
+
+func checkExactlyOnce(t *testing.T, got map[string]int, partitions int32, perPartition int) {
+	t.Helper()
+	for p := range partitions {
+		for o := range perPartition {
+			if n := got[fmt.Sprintf("%d/%d", p, o)]; n != 1 {
+				t.Errorf("input %d/%d has %d committed outputs, want exactly 1", p, o, n)
+			}
+		}
+	}
+	if len(got) != int(partitions)*perPartition {
+		t.Errorf("%d distinct outputs, want %d", len(got), int(partitions)*perPartition)
+	}
+}
+
+// S3, B8: consume–transform–produce in transactions: each input yields
+// exactly one committed output, and the input offsets are committed with
+// them.
+func TestExactlyOnceCopies(t *testing.T) {
+	c := cluster(t)
+	in, out := topic(t, c, 2), topic(t, c, 2)
+	produceN(t, c, in, 0, 150)
+	produceN(t, c, in, 1, 150)
+	group := ferrytest.UniqueName("g")
+	app := start(t, eosOpts(t, c, ferry.RouteFunc(group, in, copier(out, nil),
+		ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(40)))...)
+	waitOutputs(t, c, out, 300)
+	if err := app.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyOnce(t, committedOutputs(t, c, out), 2, 150)
+	committed, err := c.Committed(ctxFor(t, 10*time.Second), group, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if committed[0] != 150 || committed[1] != 150 {
+		t.Errorf("input offsets committed %v, want 150 on both", committed)
+	}
+}
+
+// S3, A5: a consumer that produced half its outputs and then fails aborts
+// its transaction: no partial output is visible to read_committed readers,
+// and after the retry each input has exactly one output.
+func TestExactlyOnceAbortHidesPartialOutput(t *testing.T) {
+	c := cluster(t)
+	in, out := topic(t, c, 1), topic(t, c, 1)
+	produceN(t, c, in, 0, 20)
+	var failed atomic.Bool
+	before := func(_ context.Context, b *ferry.Batch, i int) error {
+		if i == 5 && b.Messages[0].Offset == 0 && failed.CompareAndSwap(false, true) {
+			return errors.New("fails after producing 5 outputs")
+		}
+		return nil
+	}
+	app := start(t, eosOpts(t, c, ferry.RouteFunc(ferrytest.UniqueName("g"), in, copier(out, before),
+		ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(10), ferry.Retry(ferry.ConstantBackoff(200*time.Millisecond))))...)
+	waitOutputs(t, c, out, 20)
+	if err := app.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if !failed.Load() {
+		t.Fatal("the failure never happened")
+	}
+	checkExactlyOnce(t, committedOutputs(t, c, out), 1, 20)
+	// The aborted attempt did write: read_uncommitted sees its 5 outputs.
+	if dirty := uncommittedCount(t, c, out); dirty < 25 {
+		t.Errorf("read_uncommitted sees %d records, want the 20 committed plus the 5 aborted", dirty)
+	}
+}
+
+func uncommittedCount(t *testing.T, c *ferrytest.Cluster, topic string) int {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers()...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadUncommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	n := 0
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		k := len(fs.Records())
+		if k == 0 {
+			return n
+		}
+		n += k
+	}
+}
+
+// S3, A3: a second member joins mid-stream; across both, every input has
+// exactly one committed output.
+func TestExactlyOnceHandOff(t *testing.T) {
+	for _, proto := range protocols() {
+		t.Run(proto.name, func(t *testing.T) {
+			c := cluster(t)
+			in, out := topic(t, c, 4), topic(t, c, 4)
+			const per = 400
+			if err := produceSlowly(c, in, 4, 0, per/2, time.Second); err != nil {
+				t.Fatal(err)
+			}
+			group := ferrytest.UniqueName("g")
+			slow := func(context.Context, *ferry.Batch, int) error { time.Sleep(200 * time.Microsecond); return nil }
+			route := ferry.RouteFunc(group, in, copier(out, slow), ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(20))
+			a := start(t, append(opts(t, c, ferry.TransactionalID(ferrytest.UniqueName("a")), route), ferry.ClientOptions(proto.opts...))...)
+			waitOutputs(t, c, out, 300)
+			b := start(t, append(opts(t, c, ferry.TransactionalID(ferrytest.UniqueName("b")), route), ferry.ClientOptions(proto.opts...))...)
+			if err := produceSlowly(c, in, 4, per/2, per, 2*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			waitOutputs(t, c, out, 4*per)
+			if err := b.stop(t); err != nil {
+				t.Error(err)
+			}
+			if err := a.stop(t); err != nil {
+				t.Error(err)
+			}
+			checkExactlyOnce(t, committedOutputs(t, c, out), 4, per)
+		})
+	}
+}
+
+// E1 under S3: a poison message is dead-lettered inside the transaction and
+// the rest of its batch still yields exactly one output each.
+func TestExactlyOnceDeadLetter(t *testing.T) {
+	c := cluster(t)
+	in, out, dlq := topic(t, c, 1), topic(t, c, 1), topic(t, c, 1)
+	produceN(t, c, in, 0, 10)
+	before := func(_ context.Context, b *ferry.Batch, i int) error {
+		if m := b.Messages[i]; string(m.Value) == "4" {
+			return ferry.FailedAt(m, errors.New("poison"))
+		}
+		return nil
+	}
+	app := start(t, eosOpts(t, c, ferry.RouteFunc(ferrytest.UniqueName("g"), in, copier(out, before),
+		ferry.WithDelivery(ferry.ExactlyOnce), ferry.DeadLetter(dlq), ferry.MaxRetries(1),
+		ferry.Retry(ferry.ConstantBackoff(50*time.Millisecond))))...)
+	waitOutputs(t, c, out, 9)
+	dead := readAll(t, c, dlq, 1)
+	if err := app.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	got := committedOutputs(t, c, out)
+	for o := range 10 {
+		want := 1
+		if o == 4 {
+			want = 0
+		}
+		if n := got["0/"+strconv.Itoa(o)]; n != want {
+			t.Errorf("input 0/%d has %d outputs, want %d", o, n, want)
+		}
+	}
+	if len(dead) != 1 || string(dead[0].Value) != "4" {
+		t.Errorf("dead letters %v, want [4]", values(dead))
+	}
+}
