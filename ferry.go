@@ -132,10 +132,13 @@ func New(opts ...Option) (*App, error) {
 			MaxWait:     t.maxWait,
 			StartLatest: t.start == Latest,
 			Manual:      t.manualOffsets,
-			Delivery:    engine.Delivery(t.delivery),
+			Delivery:    delivery(t.delivery),
 			Backoff:     t.backoff.Delay,
 			QueueBytes:  t.queueBytes,
 			MaxRetries:  -1,
+		}
+		if t.delivery == AtMostOncePerMessage {
+			et.MaxMessages = 1
 		}
 		if t.deadLetter != "" {
 			et.DeadLetterRecord = deadLetterRecord(t.deadLetter, cfg.clock)
@@ -148,6 +151,16 @@ func New(opts ...Option) (*App, error) {
 		g.Topics[r.topic] = et
 	}
 	return a, nil
+}
+
+func delivery(d Delivery) engine.Delivery {
+	switch d {
+	case AtMostOnce, AtMostOncePerMessage:
+		return engine.AtMostOnce
+	case ExactlyOnce:
+		return engine.ExactlyOnce
+	}
+	return engine.AtLeastOnce
 }
 
 // Run consumes until ctx is cancelled, then shuts down gracefully: fetching

@@ -30,6 +30,12 @@ const (
 	// AtMostOnce commits each batch before processing it: nothing is
 	// redelivered, a crash or error loses the rest of that batch (S1).
 	AtMostOnce
+	// AtMostOncePerMessage is AtMostOnce one message at a time: each
+	// message's offset is committed before it is processed, so a crash
+	// loses at most the message in hand. It costs one synchronous commit
+	// round trip per message (typically a few hundred to a few thousand
+	// messages per second per partition); MaxMessages is ignored.
+	AtMostOncePerMessage
 	// ExactlyOnce commits the outputs a consumer produces through
 	// Batch.Produce and the input offsets in one Kafka transaction (S3).
 	// It needs TransactionalID, and a consumer group of its own.
@@ -42,6 +48,8 @@ func (d Delivery) String() string {
 		return "at-least-once"
 	case AtMostOnce:
 		return "at-most-once"
+	case AtMostOncePerMessage:
+		return "at-most-once per message"
 	case ExactlyOnce:
 		return "exactly-once"
 	}
@@ -351,7 +359,7 @@ func (c *config) validate() error {
 			bad("%s: unknown initial offset %d", where, t.start)
 		}
 		switch t.delivery {
-		case AtLeastOnce, AtMostOnce:
+		case AtLeastOnce, AtMostOnce, AtMostOncePerMessage:
 		case ExactlyOnce:
 			if c.transactionalID == "" {
 				bad("%s: exactly-once needs ferry.TransactionalID", where)
