@@ -1,7 +1,9 @@
 // Command ferry runs ferry's demo, an embedded Kafka cluster, a console
 // consumer and the benchmarks.
 //
-//	ferry demo                     ferry at work on an embedded cluster
+//	ferry demo                     the delivery modes measured under crashes
+//	ferry verify ...               the same, at scale, on any cluster
+//	ferry tour                     a narrated walk through the at-least-once runtime
 //	ferry cluster                  run an embedded cluster, print its address
 //	ferry consume -topic T ...     print a topic's messages through ferry
 //	ferry bench ...                ferry vs a raw franz-go loop
@@ -43,7 +45,9 @@ func main() {
 const usage = `usage: ferry <command> [flags]
 
 commands:
-  demo      run ferry on an embedded Kafka cluster and narrate what happens
+  demo      measure loss and duplicates of each delivery mode under real crashes (embedded cluster)
+  verify    the same at scale, on any cluster (-brokers), with a JSON report
+  tour      a narrated walk through ferry's at-least-once runtime
   cluster   run an embedded Kafka cluster on 127.0.0.1 and print its address
   consume   print a topic's messages, consumed through ferry
   bench     measure ferry against a raw franz-go poll loop
@@ -60,6 +64,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "demo":
 		return runDemo(ctx, rest, stdout, stderr)
+	case "verify":
+		return runVerify(ctx, rest, stdout, stderr)
+	case "tour":
+		return runTour(ctx, rest, stdout, stderr)
+	case "worker":
+		return runWorker(ctx, rest, stdout, stderr)
 	case "cluster":
 		return runCluster(ctx, rest, stdout, stderr)
 	case "consume":

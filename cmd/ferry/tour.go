@@ -81,8 +81,8 @@ func (c *demoConsumer) Revoked(context.Context) error {
 	return nil
 }
 
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+func runTour(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tour", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	perWave := fs.Int("messages", 500, "messages per partition in each of the two waves")
 	verbose := fs.Bool("v", false, "show ferry's own log")
@@ -103,7 +103,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := c.CreateTopic(ctx, topic, partitions); err != nil {
 		return err
 	}
-	d.printf("ferry demo — embedded Kafka cluster at %s\n", strings.Join(c.Brokers(), ","))
+	d.printf("ferry tour — embedded Kafka cluster at %s\n", strings.Join(c.Brokers(), ","))
 	d.printf("topic %q with %d partitions, consumer group %q, at-least-once, batches of up to 100\n\n", topic, partitions, group)
 
 	logLevel := slog.LevelError + 1

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/ferrykit/ferry/ferrytest"
+	"github.com/ferrykit/ferry/internal/verify"
+)
+
+// runVerify measures loss and duplicates per delivery mode under real
+// crashes (see package verify).
+func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	brokers := fs.String("brokers", os.Getenv("FERRY_BROKERS"), "cluster to use (default: an embedded cluster hosted by this process)")
+	modes := fs.String("modes", "amo,alo,eos", "modes to verify, comma separated")
+	messages := fs.Int("messages", 20000, "messages per mode")
+	partitions := fs.Int("partitions", 6, "partitions of the input topic")
+	workers := fs.Int("workers", 3, "worker processes")
+	kills := fs.Int("kills", 20, "SIGKILLs per mode")
+	every := fs.Duration("every", 500*time.Millisecond, "mean time between chaos events")
+	work := fs.Duration("work", 30*time.Millisecond, "simulated work per batch")
+	rebalance := fs.Bool("rebalance", true, "also add and remove workers")
+	deadline := fs.Duration("deadline", 5*time.Minute, "per mode; the run stops by itself")
+	jsonPath := fs.String("json", "", "write a JSON report to this file")
+	strict := fs.Bool("strict", true, "exit non-zero when a mode breaks its guarantee")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg := verify.Config{
+		Partitions: int32(*partitions), Messages: *messages, Workers: *workers, Kills: *kills,
+		Every: *every, Work: *work, Rebalance: *rebalance, Deadline: *deadline, Progress: stderr,
+	}
+	for _, m := range strings.Split(*modes, ",") {
+		mode, err := verify.ParseMode(strings.TrimSpace(m))
+		if err != nil {
+			return err
+		}
+		cfg.Modes = append(cfg.Modes, mode)
+	}
+	return verifyAndPrint(ctx, cfg, *brokers, *jsonPath, *strict, stdout)
+}
+
+func verifyAndPrint(ctx context.Context, cfg verify.Config, brokers, jsonPath string, strict bool, stdout io.Writer) error {
+	where := "external cluster " + brokers
+	if brokers != "" {
+		cfg.Brokers = strings.Split(brokers, ",")
+	} else {
+		c, err := ferrytest.StartEmbedded()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		cfg.Brokers = c.Brokers()
+		where = "embedded cluster at " + strings.Join(c.Brokers(), ",")
+	}
+	if cfg.Binary == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		cfg.Binary = self
+	}
+	fmt.Fprintf(stdout, "ferry verify: %d messages per mode over %d partitions, %d worker processes, %d SIGKILLs per mode, %s\n\n",
+		cfg.Messages, cfg.Partitions, cfg.Workers, cfg.Kills, where)
+	rep, err := verify.Run(ctx, cfg)
+	if len(rep.Results) > 0 {
+		verify.PrintTable(stdout, rep)
+	}
+	if jsonPath != "" {
+		b, jerr := json.MarshalIndent(rep, "", "  ")
+		if jerr == nil {
+			jerr = os.WriteFile(jsonPath, b, 0o644)
+		}
+		err = errors.Join(err, jerr)
+	}
+	if err != nil {
+		return err
+	}
+	if strict && !rep.OK() {
+		return errors.New("a delivery guarantee was violated")
+	}
+	return nil
+}
+
+// runDemo is a quick verify of all three modes on the embedded cluster: a
+// newcomer sees at-most-once lose, at-least-once duplicate and exactly-once
+// do neither, measured under real crashes.
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	kills := fs.Int("kills", 8, "SIGKILLs per mode")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg := verify.Config{
+		Modes: verify.Modes, Messages: 4000, Partitions: 4, Workers: 2, Kills: *kills,
+		Every: 400 * time.Millisecond, Work: 40 * time.Millisecond, Rebalance: true,
+		Deadline: 90 * time.Second, Progress: stderr,
+	}
+	fmt.Fprintln(stdout, "ferry demo: the seed's processing-architectures table, measured. Worker processes")
+	fmt.Fprintln(stdout, "consume uniquely numbered messages while they are SIGKILLed and restarted at random.")
+	return verifyAndPrint(ctx, cfg, "", "", true, stdout)
+}
+
+// runWorker is the worker role of verify (an internal command).
+func runWorker(ctx context.Context, args []string, _, stderr io.Writer) error {
+	return verify.Worker(ctx, args, stderr)
+}

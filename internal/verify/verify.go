@@ -1,0 +1,527 @@
+// Package verify measures delivery guarantees under real crashes: it runs a
+// fleet of worker processes over a topic of uniquely numbered messages,
+// SIGKILLs and restarts them at random moments, forces rebalances, then
+// counts per message how often it was processed. It backs `ferry verify` and
+// `ferry demo`.
+package verify
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Mode is a delivery mode under test.
+type Mode int
+
+// The modes of the seed's summary table.
+const (
+	AtMostOnce Mode = iota
+	AtLeastOnce
+	ExactlyOnce
+)
+
+// Modes lists every mode in table order.
+var Modes = []Mode{AtMostOnce, AtLeastOnce, ExactlyOnce}
+
+func (m Mode) String() string {
+	return [...]string{"at-most-once", "at-least-once", "exactly-once"}[m]
+}
+
+// Short is the mode's flag name.
+func (m Mode) Short() string { return [...]string{"amo", "alo", "eos"}[m] }
+
+// commitTiming is the seed table's "offset commit timing" column.
+func (m Mode) commitTiming() string {
+	return [...]string{"before processing", "after processing", "with the output, in one transaction"}[m]
+}
+
+// ParseMode accepts amo, alo, eos or the long names.
+func ParseMode(s string) (Mode, error) {
+	for _, m := range Modes {
+		if s == m.Short() || s == m.String() {
+			return m, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown mode %q (amo, alo, eos)", s)
+}
+
+// Config describes a verify run.
+type Config struct {
+	Brokers    []string
+	Modes      []Mode
+	Messages   int           // messages per mode
+	Partitions int32         // partitions of the input topic
+	Workers    int           // worker processes
+	Kills      int           // SIGKILLs per mode
+	Every      time.Duration // mean time between chaos events
+	Rebalance  bool          // also add and remove workers
+	Work       time.Duration // simulated work per batch in the workers
+	Deadline   time.Duration // per mode; the run stops by itself
+	Binary     string        // the ferry binary (runs `ferry worker`)
+	Dir        string        // worker logs; a temp dir when empty
+	Progress   io.Writer     // a progress line while it runs; nil for none
+	Seed       uint64
+}
+
+// Result is one mode's measured outcome.
+type Result struct {
+	Mode        string  `json:"mode"`
+	Commit      string  `json:"commit_timing"`
+	Messages    int     `json:"messages"`
+	Kills       int     `json:"kills"`
+	Rebalances  int     `json:"rebalances"`
+	Processed   int     `json:"processed_distinct"`
+	Lost        int     `json:"lost"`
+	Duplicated  int     `json:"duplicated"`
+	Seconds     float64 `json:"seconds"`
+	PerSecond   float64 `json:"messages_per_second"`
+	Expectation string  `json:"expectation"`
+	OK          bool    `json:"ok"`
+}
+
+// Report is a whole run.
+type Report struct {
+	Brokers    []string `json:"brokers"`
+	Partitions int32    `json:"partitions"`
+	Workers    int      `json:"workers"`
+	Results    []Result `json:"results"`
+}
+
+// OK reports whether every mode kept its guarantee.
+func (r Report) OK() bool {
+	for _, res := range r.Results {
+		if !res.OK {
+			return false
+		}
+	}
+	return true
+}
+
+// Run verifies each configured mode in turn.
+func Run(ctx context.Context, cfg Config) (Report, error) {
+	if cfg.Dir == "" {
+		dir, err := os.MkdirTemp("", "ferry-verify")
+		if err != nil {
+			return Report{}, err
+		}
+		defer os.RemoveAll(dir)
+		cfg.Dir = dir
+	}
+	if cfg.Seed == 0 {
+		cfg.Seed = uint64(time.Now().UnixNano())
+	}
+	rep := Report{Brokers: cfg.Brokers, Partitions: cfg.Partitions, Workers: cfg.Workers}
+	for _, m := range cfg.Modes {
+		res, err := runMode(ctx, cfg, m)
+		if err != nil {
+			return rep, fmt.Errorf("%s: %w", m, err)
+		}
+		rep.Results = append(rep.Results, res)
+	}
+	return rep, nil
+}
+
+// fleet is the worker processes of one mode.
+type fleet struct {
+	cfg    Config
+	mode   Mode
+	run    string
+	input  string
+	output string
+	group  string
+	mu     sync.Mutex
+	procs  map[int]*exec.Cmd
+	exited map[int]chan struct{}
+}
+
+func (f *fleet) logPath(slot int) string {
+	return filepath.Join(f.cfg.Dir, fmt.Sprintf("%s-%s-worker%d.log", f.run, f.mode.Short(), slot))
+}
+
+func (f *fleet) start(slot int) error {
+	args := []string{"worker",
+		"-brokers", strings.Join(f.cfg.Brokers, ","),
+		"-mode", f.mode.Short(),
+		"-input", f.input, "-output", f.output, "-group", f.group,
+		"-log", f.logPath(slot),
+		"-instance", fmt.Sprintf("%s-%s-%d", f.run, f.mode.Short(), slot),
+		"-work", f.cfg.Work.String(),
+	}
+	if slot < f.cfg.Workers {
+		// The fleet's own slots are static members, so a worker restarted
+		// after a SIGKILL takes its partitions back at once; extra workers
+		// are dynamic, so their leaving rebalances the group at once.
+		args = append(args, "-static")
+	}
+	cmd := exec.Command(f.cfg.Binary, args...)
+	errf, err := os.OpenFile(f.logPath(slot)+".stderr", os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = errf
+	if err := cmd.Start(); err != nil {
+		errf.Close()
+		return fmt.Errorf("starting worker: %w", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); errf.Close(); close(exited) }()
+	f.mu.Lock()
+	f.procs[slot], f.exited[slot] = cmd, exited
+	f.mu.Unlock()
+	return nil
+}
+
+// stop ends a worker: SIGKILL when kill, else SIGTERM and a graceful drain.
+func (f *fleet) stop(slot int, kill bool) {
+	f.mu.Lock()
+	cmd, exited := f.procs[slot], f.exited[slot]
+	delete(f.procs, slot)
+	f.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	if kill {
+		_ = cmd.Process.Kill()
+	} else {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+	}
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+}
+
+func (f *fleet) slots() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]int, 0, len(f.procs))
+	for s := range f.procs {
+		out = append(out, s)
+	}
+	return out
+}
+
+// alive restarts workers that died by themselves (they should not).
+func (f *fleet) reap() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var dead []int
+	for s, ch := range f.exited {
+		if _, running := f.procs[s]; !running {
+			continue
+		}
+		select {
+		case <-ch:
+			dead = append(dead, s)
+			delete(f.procs, s)
+		default:
+		}
+	}
+	return dead
+}
+
+func runMode(ctx context.Context, cfg Config, m Mode) (Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.Deadline)
+	defer cancel()
+	rng := rand.New(rand.NewPCG(cfg.Seed, uint64(m)))
+	run := fmt.Sprintf("v%06d", rng.IntN(1_000_000))
+	f := &fleet{cfg: cfg, mode: m, run: run, procs: map[int]*exec.Cmd{}, exited: map[int]chan struct{}{},
+		input: run + "-" + m.Short() + "-in", output: run + "-" + m.Short() + "-out", group: run + "-" + m.Short()}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...), kgo.ProducerLinger(5*time.Millisecond))
+	if err != nil {
+		return Result{}, err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	for _, t := range []string{f.input, f.output} {
+		if resp, err := adm.CreateTopic(ctx, cfg.Partitions, 1, nil, t); err != nil || resp.Err != nil {
+			return Result{}, fmt.Errorf("creating %s: %v %v", t, err, resp.Err)
+		}
+	}
+
+	// The messages are produced while the chaos runs, spread over it, so
+	// kills land while there is work in flight.
+	chaosTime := time.Duration(cfg.Kills) * cfg.Every
+	produced := make(chan error, 1)
+	go func() { produced <- produceSequence(ctx, cl, f.input, cfg.Messages, chaosTime) }()
+	began := time.Now()
+	for s := range cfg.Workers {
+		if err := f.start(s); err != nil {
+			return Result{}, err
+		}
+	}
+	defer func() {
+		for _, s := range f.slots() {
+			f.stop(s, true)
+		}
+	}()
+	var ends kadm.ListedOffsets
+	res := Result{Mode: m.String(), Commit: m.commitTiming(), Messages: cfg.Messages}
+	progress := func(phase string) {
+		if cfg.Progress == nil {
+			return
+		}
+		done := committedShare(ctx, adm, f.group, f.input, cfg.Messages)
+		bar := strings.Repeat("█", int(done*20)) + strings.Repeat("░", 20-int(done*20))
+		fmt.Fprintf(cfg.Progress, "\r%-14s %s %3.0f%%  kills %d/%d  rebalances %d  %s  %-10s",
+			m, bar, done*100, res.Kills, cfg.Kills, res.Rebalances, time.Since(began).Round(time.Second), phase)
+	}
+
+	// Chaos: SIGKILL a random worker at a random moment and restart it in
+	// its slot; now and then add a worker, or drain one away (rebalances).
+	extra := cfg.Workers
+	events := 0
+	for res.Kills < cfg.Kills {
+		wait := time.Duration(float64(cfg.Every) * (0.3 + 1.4*rng.Float64()))
+		select {
+		case <-ctx.Done():
+			return res, fmt.Errorf("deadline passed after %d kills", res.Kills)
+		case <-time.After(wait):
+		}
+		for _, s := range f.reap() {
+			if err := f.start(s); err != nil {
+				return res, err
+			}
+		}
+		slots := f.slots()
+		events++
+		switch {
+		case cfg.Rebalance && events%3 == 0 && len(slots) <= cfg.Workers:
+			if err := f.start(extra); err != nil { // a member joins
+				return res, err
+			}
+			extra++
+			res.Rebalances++
+		case cfg.Rebalance && events%3 == 0:
+			for _, s := range slots { // a member leaves gracefully
+				if s >= cfg.Workers {
+					f.stop(s, false)
+					res.Rebalances++
+					break
+				}
+			}
+		default:
+			// Kill one of the fleet's own (static) workers: a killed
+			// dynamic member would stall its partitions for a whole
+			// session timeout.
+			s := rng.IntN(cfg.Workers)
+			f.stop(s, true)
+			res.Kills++
+			time.Sleep(time.Duration(rng.IntN(200)) * time.Millisecond)
+			if err := f.start(s); err != nil {
+				return res, err
+			}
+		}
+		progress("chaos")
+	}
+
+	if err := <-produced; err != nil {
+		return res, fmt.Errorf("producing: %w", err)
+	}
+	if ends, err = adm.ListEndOffsets(ctx, f.input); err != nil {
+		return res, err
+	}
+	// Drain: every partition's committed offset reaches its end.
+	for committedFraction(ctx, adm, f.group, f.input, ends) < 1 {
+		for _, s := range f.reap() {
+			if err := f.start(s); err != nil {
+				return res, err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return res, fmt.Errorf("did not drain before the deadline")
+		case <-time.After(200 * time.Millisecond):
+		}
+		progress("draining")
+	}
+	elapsed := time.Since(began)
+	for _, s := range f.slots() {
+		f.stop(s, false)
+	}
+	progress("done")
+	if cfg.Progress != nil {
+		fmt.Fprintln(cfg.Progress)
+	}
+
+	counts := make([]int, cfg.Messages)
+	if m == ExactlyOnce {
+		err = countOutputs(ctx, cfg.Brokers, f.output, counts)
+	} else {
+		err = countLogs(f, extra, counts)
+	}
+	if err != nil {
+		return res, err
+	}
+	for _, n := range counts {
+		switch {
+		case n == 0:
+			res.Lost++
+		default:
+			res.Processed++
+			res.Duplicated += n - 1
+		}
+	}
+	res.Seconds = elapsed.Seconds()
+	res.PerSecond = float64(cfg.Messages) / elapsed.Seconds()
+	switch m {
+	case AtMostOnce:
+		res.Expectation, res.OK = "may lose, never duplicates", res.Duplicated == 0
+	case AtLeastOnce:
+		res.Expectation, res.OK = "never loses, may duplicate", res.Lost == 0
+	case ExactlyOnce:
+		res.Expectation, res.OK = "never loses, never duplicates", res.Lost == 0 && res.Duplicated == 0
+	}
+	return res, nil
+}
+
+// produceSequence writes values 0..n-1 (key = value), spread over
+// partitions and over about d.
+func produceSequence(ctx context.Context, cl *kgo.Client, topic string, n int, d time.Duration) error {
+	const steps = 50
+	sent := 0
+	for step := 1; step <= steps; step++ {
+		upto := n * step / steps
+		var recs []*kgo.Record
+		for ; sent < upto; sent++ {
+			v := []byte(strconv.Itoa(sent))
+			recs = append(recs, &kgo.Record{Topic: topic, Key: v, Value: v})
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d / steps):
+		}
+	}
+	return nil
+}
+
+// committedFraction is the share of the input the group has committed.
+func committedFraction(ctx context.Context, adm *kadm.Client, group, topic string, ends kadm.ListedOffsets) float64 {
+	resp, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return 0
+	}
+	var total, done int64
+	ends.Each(func(e kadm.ListedOffset) {
+		total += e.Offset
+		if o, ok := resp.Lookup(topic, e.Partition); ok && o.At > 0 {
+			done += min(o.At, e.Offset)
+		}
+	})
+	if total == 0 {
+		return 1
+	}
+	return float64(done) / float64(total)
+}
+
+// committedShare is the share of n messages the group has committed so far.
+func committedShare(ctx context.Context, adm *kadm.Client, group, topic string, n int) float64 {
+	resp, err := adm.FetchOffsets(ctx, group)
+	if err != nil || n == 0 {
+		return 0
+	}
+	var done int64
+	resp.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == topic && o.At > 0 {
+			done += o.At
+		}
+	})
+	return min(1, float64(done)/float64(n))
+}
+
+// countLogs counts, per message, the lines of every worker log; a torn last
+// line (a kill mid-write) does not count.
+func countLogs(f *fleet, slots int, counts []int) error {
+	for s := range slots {
+		file, err := os.Open(f.logPath(s))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		r := bufio.NewReader(file)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				break // EOF, possibly after a torn line
+			}
+			id, perr := strconv.Atoi(strings.TrimSuffix(line, "\n"))
+			if perr != nil || id < 0 || id >= len(counts) {
+				file.Close()
+				return fmt.Errorf("corrupt line %q in %s", line, f.logPath(s))
+			}
+			counts[id]++
+		}
+		file.Close()
+	}
+	return nil
+}
+
+// countOutputs counts, per message, its committed outputs (read_committed).
+func countOutputs(ctx context.Context, brokers []string, topic string, counts []int) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		n := 0
+		var bad error
+		fs.EachRecord(func(r *kgo.Record) {
+			n++
+			id, err := strconv.Atoi(string(r.Key))
+			if err != nil || id < 0 || id >= len(counts) {
+				bad = fmt.Errorf("corrupt output key %q", r.Key)
+				return
+			}
+			counts[id]++
+		})
+		if bad != nil {
+			return bad
+		}
+		if n == 0 {
+			return ctx.Err()
+		}
+	}
+}
+
+// PrintTable prints the seed's summary table with the measured counts.
+func PrintTable(w io.Writer, rep Report) {
+	fmt.Fprintf(w, "%-14s %-36s %9s %6s %10s %6s %11s %9s  %s\n",
+		"mode", "offset commit timing", "messages", "kills", "rebalances", "lost", "duplicated", "msgs/s", "guarantee")
+	for _, r := range rep.Results {
+		verdict := "✓ " + r.Expectation
+		if !r.OK {
+			verdict = "✗ VIOLATED: " + r.Expectation
+		}
+		fmt.Fprintf(w, "%-14s %-36s %9d %6d %10d %6d %11d %9.0f  %s\n",
+			r.Mode, r.Commit, r.Messages, r.Kills, r.Rebalances, r.Lost, r.Duplicated, r.PerSecond, verdict)
+	}
+}
