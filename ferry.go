@@ -26,6 +26,9 @@
 // shutdown. Nothing is lost; a crash between processing and the next commit
 // redelivers. At-most-once commits each batch before Consume sees it:
 // nothing is redelivered, a crash or error loses the rest of the batch.
+// Exactly-once commits what the consumer produced through Batch.Produce and
+// the batch's offsets in one Kafka transaction: an error, panic, crash or
+// rebalance aborts it, and read_committed readers see each output once.
 //
 // # Offsets
 //
