@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +32,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rounds := fs.Int("rounds", 3, "rounds; each consumes the whole topic once with each contender")
 	maxWait := fs.Duration("max-wait", 0, "ferry's MaxWait (0: its default)")
 	queueBytes := fs.Int("queue-bytes", 0, "ferry's QueueBytes (0: its default)")
+	pipeline := fs.String("pipeline", "", "instead: consume→produce, at-least-once vs exactly-once with these transaction sizes in batches, e.g. 1,4,16")
 	only := fs.String("only", "", "run one contender only: raw or ferry (for profiling)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measured rounds to this file")
 	if err := fs.Parse(args); err != nil {
@@ -57,6 +59,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	fmt.Fprintf(stdout, "produced in %s\n\n", time.Since(began).Round(time.Millisecond))
+	if *pipeline != "" {
+		return benchPipeline(ctx, stdout, seeds, topic, int32(*partitions), *messages, *rounds, *pipeline)
+	}
 	// Warm-up: the first read of a fresh topic is slower for whoever goes
 	// first; it is not measured.
 	if _, err := bench.Raw(ctx, seeds, topic, ferrytest.UniqueName("warmup"), *messages); err != nil {
@@ -150,4 +155,45 @@ func childCluster(ctx context.Context, stderr io.Writer) (addr string, stop func
 		return "", nil, fmt.Errorf("embedded cluster did not start: %w", err)
 	}
 	return strings.TrimSpace(line), stop, ctx.Err()
+}
+
+// benchPipeline compares consume→produce at-least-once with exactly-once at
+// several transaction sizes, alternating within each round.
+func benchPipeline(ctx context.Context, stdout io.Writer, seeds []string, topic string, partitions int32, n, rounds int, sizes string) error {
+	var txns []int
+	for _, s := range strings.Split(sizes, ",") {
+		k, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || k < 1 {
+			return fmt.Errorf("bad transaction size %q", s)
+		}
+		txns = append(txns, k)
+	}
+	fmt.Fprintf(stdout, "%-6s %-30s %12s %10s %10s %11s\n", "round", "contender", "msgs/s", "elapsed", "first msg", "allocs/msg")
+	best := map[int]float64{}
+	for r := 1; r <= rounds; r++ {
+		alo, err := bench.Pipeline(ctx, seeds, topic, ferrytest.UniqueName("alo"), partitions, n, 0)
+		if err != nil {
+			return err
+		}
+		reportWide(stdout, r, alo)
+		for _, k := range txns {
+			eos, err := bench.Pipeline(ctx, seeds, topic, ferrytest.UniqueName("eos"), partitions, n, k)
+			if err != nil {
+				return err
+			}
+			reportWide(stdout, r, eos)
+			ratio := eos.Rate() / alo.Rate()
+			best[k] = max(best[k], ratio)
+			fmt.Fprintf(stdout, "%-6d %-30s %12.3f\n", r, fmt.Sprintf("ratio EOS×%d/ALO", k), ratio)
+		}
+	}
+	fmt.Fprintln(stdout)
+	for _, k := range txns {
+		fmt.Fprintf(stdout, "best ratio EOS×%d/ALO: %.3f\n", k, best[k])
+	}
+	return nil
+}
+
+func reportWide(w io.Writer, round int, res bench.Result) {
+	fmt.Fprintf(w, "%-6d %-30s %12.0f %10s %10s %11.3f\n", round, res.Name, res.Rate(), res.Elapsed.Round(time.Millisecond), res.First.Round(time.Millisecond), res.AllocsPerMsg())
 }

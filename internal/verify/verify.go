@@ -257,11 +257,17 @@ func runMode(ctx context.Context, cfg Config, m Mode) (Result, error) {
 		}
 	}
 
-	// The messages are produced while the chaos runs, spread over it, so
-	// kills land while there is work in flight.
-	chaosTime := time.Duration(cfg.Kills) * cfg.Every
-	produced := make(chan error, 1)
-	go func() { produced <- produceSequence(ctx, cl, f.input, cfg.Messages, chaosTime) }()
+	// The messages are produced while the chaos runs, a slice before each
+	// kill, so every kill lands while there is work in flight.
+	sent := 0
+	produceUpTo := func(upto int) error {
+		if upto <= sent {
+			return nil
+		}
+		err := produceSequence(ctx, cl, f.input, sent, upto)
+		sent = upto
+		return err
+	}
 	began := time.Now()
 	for s := range cfg.Workers {
 		if err := f.start(s); err != nil {
@@ -290,11 +296,20 @@ func runMode(ctx context.Context, cfg Config, m Mode) (Result, error) {
 	extra := cfg.Workers
 	events := 0
 	for res.Kills < cfg.Kills {
+		// Until the next event, produce this kill's slice of messages in
+		// small steps, so the workers are busy whenever it strikes.
 		wait := time.Duration(float64(cfg.Every) * (0.3 + 1.4*rng.Float64()))
-		select {
-		case <-ctx.Done():
-			return res, fmt.Errorf("deadline passed after %d kills", res.Kills)
-		case <-time.After(wait):
+		from, to := sent, cfg.Messages*(res.Kills+1)/cfg.Kills
+		const steps = 8
+		for i := 1; i <= steps; i++ {
+			if err := produceUpTo(from + (to-from)*i/steps); err != nil {
+				return res, fmt.Errorf("producing: %w", err)
+			}
+			select {
+			case <-ctx.Done():
+				return res, fmt.Errorf("deadline passed after %d kills", res.Kills)
+			case <-time.After(wait / steps):
+			}
 		}
 		for _, s := range f.reap() {
 			if err := f.start(s); err != nil {
@@ -333,7 +348,7 @@ func runMode(ctx context.Context, cfg Config, m Mode) (Result, error) {
 		progress("chaos")
 	}
 
-	if err := <-produced; err != nil {
+	if err := produceUpTo(cfg.Messages); err != nil {
 		return res, fmt.Errorf("producing: %w", err)
 	}
 	if ends, err = adm.ListEndOffsets(ctx, f.input); err != nil {
@@ -393,28 +408,15 @@ func runMode(ctx context.Context, cfg Config, m Mode) (Result, error) {
 	return res, nil
 }
 
-// produceSequence writes values 0..n-1 (key = value), spread over
-// partitions and over about d.
-func produceSequence(ctx context.Context, cl *kgo.Client, topic string, n int, d time.Duration) error {
-	const steps = 50
-	sent := 0
-	for step := 1; step <= steps; step++ {
-		upto := n * step / steps
-		var recs []*kgo.Record
-		for ; sent < upto; sent++ {
-			v := []byte(strconv.Itoa(sent))
-			recs = append(recs, &kgo.Record{Topic: topic, Key: v, Value: v})
-		}
-		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(d / steps):
-		}
+// produceSequence writes values from..to-1 (key = value), spread over
+// partitions by the default partitioner.
+func produceSequence(ctx context.Context, cl *kgo.Client, topic string, from, to int) error {
+	recs := make([]*kgo.Record, 0, to-from)
+	for i := from; i < to; i++ {
+		v := []byte(strconv.Itoa(i))
+		recs = append(recs, &kgo.Record{Topic: topic, Key: v, Value: v})
 	}
-	return nil
+	return cl.ProduceSync(ctx, recs...).FirstErr()
 }
 
 // committedFraction is the share of the input the group has committed.

@@ -1,0 +1,69 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/ferrykit/ferry"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Pipeline consumes the topic and produces one output per input to a fresh
+// output topic through Batch.Produce: at-least-once when txnBatches is 0,
+// else exactly-once with transactions spanning about txnBatches batches per
+// partition.
+func Pipeline(ctx context.Context, brokers []string, topic, group string, partitions int32, n, txnBatches int) (Result, error) {
+	name := "ferry consume→produce ALO"
+	if txnBatches > 0 {
+		name = fmt.Sprintf("ferry consume→produce EOS×%d", txnBatches)
+	}
+	out := group + "-out"
+	adm, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return Result{}, err
+	}
+	defer adm.Close()
+	if resp, err := kadm.NewClient(adm).CreateTopic(ctx, partitions, 1, nil, out); err != nil || resp.Err != nil {
+		return Result{}, fmt.Errorf("create %s: %v %v", out, err, resp.Err)
+	}
+	w := newWindow(name, n)
+	topicOpts := []ferry.TopicOption{}
+	opts := []ferry.Option{
+		ferry.Brokers(brokers...),
+		ferry.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+	}
+	if txnBatches > 0 {
+		opts = append(opts, ferry.TransactionalID(group))
+		topicOpts = append(topicOpts, ferry.WithDelivery(ferry.ExactlyOnce), ferry.TransactionBatches(txnBatches))
+	}
+	opts = append(opts, ferry.RouteFunc(group, topic, func(ctx context.Context, b *ferry.Batch) error {
+		recs := make([]*kgo.Record, len(b.Messages))
+		for i, m := range b.Messages {
+			recs[i] = &kgo.Record{Topic: out, Key: m.Key, Value: m.Value}
+		}
+		if err := b.Produce(ctx, recs...); err != nil {
+			return err
+		}
+		w.add(len(b.Messages))
+		return nil
+	}, topicOpts...))
+	app, err := ferry.New(opts...)
+	if err != nil {
+		return Result{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- app.Run(ctx) }()
+	select {
+	case r := <-w.done:
+		cancel()
+		return r, <-runErr
+	case err := <-runErr:
+		return Result{}, fmt.Errorf("%s stopped early: %v", name, err)
+	}
+}
