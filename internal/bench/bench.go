@@ -167,6 +167,11 @@ func Ferry(ctx context.Context, brokers []string, topic, group string, n int, to
 	if err != nil {
 		return Result{}, err
 	}
+	return runUntil(ctx, app, w)
+}
+
+// runUntil runs app until its window has seen all its messages.
+func runUntil(ctx context.Context, app *ferry.App, w *window) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	runErr := make(chan error, 1)
@@ -174,11 +179,8 @@ func Ferry(ctx context.Context, brokers []string, topic, group string, n int, to
 	select {
 	case r := <-w.done:
 		cancel()
-		if err := <-runErr; err != nil {
-			return r, err
-		}
-		return r, nil
+		return r, <-runErr
 	case err := <-runErr:
-		return Result{}, fmt.Errorf("ferry stopped early: %v", err)
+		return Result{}, fmt.Errorf("%s stopped early: %v", w.name, err)
 	}
 }

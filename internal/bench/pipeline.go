@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"time"
 
 	"github.com/ferrykit/ferry"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -55,15 +54,5 @@ func Pipeline(ctx context.Context, brokers []string, topic, group string, partit
 	if err != nil {
 		return Result{}, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	defer cancel()
-	runErr := make(chan error, 1)
-	go func() { runErr <- app.Run(ctx) }()
-	select {
-	case r := <-w.done:
-		cancel()
-		return r, <-runErr
-	case err := <-runErr:
-		return Result{}, fmt.Errorf("%s stopped early: %v", name, err)
-	}
+	return runUntil(ctx, app, w)
 }

@@ -352,9 +352,7 @@ func (g *group) pollLoop(ctx context.Context) {
 			if len(fp.Records) == 0 {
 				return
 			}
-			g.mu.RLock()
-			p := g.parts[tp{fp.Topic, fp.Partition}]
-			g.mu.RUnlock()
+			p := g.partition(fp.Topic, fp.Partition)
 			if p == nil {
 				return
 			}
@@ -413,6 +411,13 @@ func (g *group) applySeeks() {
 
 func (g *group) topic(name string) *Topic { return g.cfg.Topics[name] }
 
+// partition returns the current instance of a partition, or nil.
+func (g *group) partition(topic string, id int32) *Partition {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.parts[tp{topic, id}]
+}
+
 // onAssigned starts a partition goroutine per newly assigned partition. A
 // partition lost earlier and still finishing is waited for by its successor.
 func (g *group) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
@@ -450,10 +455,7 @@ func (g *group) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string
 // partition (M8) before its consumer is built.
 func (g *group) onFetched(_ context.Context, _ *kgo.Client, resp *kmsg.OffsetFetchResponse) error {
 	learn := func(topic string, partition int32, offset int64, epoch int32, metadata *string) {
-		g.mu.RLock()
-		p := g.parts[tp{topic, partition}]
-		g.mu.RUnlock()
-		if p != nil {
+		if p := g.partition(topic, partition); p != nil {
 			p.learnCommitted(offset, epoch, metadata)
 		}
 	}

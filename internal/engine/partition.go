@@ -692,6 +692,12 @@ func (p *Partition) retryLater(f *failure) {
 		"attempt", p.failures, "first_offset", f.batch[0].Offset, "last_offset", f.batch[len(f.batch)-1].Offset,
 		"resume_offset", f.resume, "backoff", delay, "err", f.err)
 
+	p.waitBackoff(delay)
+}
+
+// waitBackoff waits out a retry backoff (or the partition stopping), then
+// lets the partition fetch again.
+func (p *Partition) waitBackoff(delay time.Duration) {
 	select {
 	case <-p.g.clock.After(delay):
 	case <-p.stop:

@@ -132,9 +132,7 @@ func (g *group) round(fetches kgo.Fetches) error {
 		if len(fp.Records) == 0 {
 			return
 		}
-		g.mu.RLock()
-		p := g.parts[tp{fp.Topic, fp.Partition}]
-		g.mu.RUnlock()
+		p := g.partition(fp.Topic, fp.Partition)
 		if p == nil || !p.giveRound(fp.Records) {
 			ok = false // polled but nobody to process it: never commit it
 			return
@@ -298,14 +296,7 @@ func (p *Partition) backoffAfterRound() {
 	p.g.workers.Add(1)
 	go func() {
 		defer p.g.workers.Done()
-		select {
-		case <-p.g.clock.After(delay):
-		case <-p.stop:
-		}
-		p.mu.Lock()
-		p.pausedRetry = false
-		p.syncPauseLocked()
-		p.mu.Unlock()
+		p.waitBackoff(delay)
 	}()
 }
 
