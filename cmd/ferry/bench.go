@@ -78,7 +78,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer pprof.StopCPUProfile()
 	}
-	fmt.Fprintf(stdout, "%-6s %-22s %12s %10s %10s %11s\n", "round", "contender", "msgs/s", "elapsed", "first msg", "allocs/msg")
+	fmt.Fprintf(stdout, "%-6s %-22s %12s %10s %10s %11s %9s\n", "round", "contender", "msgs/s", "elapsed", "first msg", "allocs/msg", "CPU/msg")
 	var ratios []float64
 	for r := 1; r <= *rounds; r++ {
 		var raw, fer bench.Result
@@ -120,7 +120,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func report(w io.Writer, round int, res bench.Result) {
-	fmt.Fprintf(w, "%-6d %-22s %12.0f %10s %10s %11.3f\n", round, res.Name, res.Rate(), res.Elapsed.Round(time.Millisecond), res.First.Round(time.Millisecond), res.AllocsPerMsg())
+	fmt.Fprintf(w, "%-6d %-22s %12.0f %10s %10s %11.3f %9s\n", round, res.Name, res.Rate(), res.Elapsed.Round(time.Millisecond), res.First.Round(time.Millisecond), res.AllocsPerMsg(), res.CPUPerMsg())
 }
 
 // childCluster starts `ferry cluster` as a child process, so the broker's
@@ -168,7 +168,7 @@ func benchPipeline(ctx context.Context, stdout io.Writer, seeds []string, topic 
 		}
 		txns = append(txns, k)
 	}
-	fmt.Fprintf(stdout, "%-6s %-30s %12s %10s %10s %11s\n", "round", "contender", "msgs/s", "elapsed", "first msg", "allocs/msg")
+	fmt.Fprintf(stdout, "%-6s %-30s %12s %10s %10s %11s %9s\n", "round", "contender", "msgs/s", "elapsed", "first msg", "allocs/msg", "CPU/msg")
 	best := map[int]float64{}
 	for r := 1; r <= rounds; r++ {
 		alo, err := bench.Pipeline(ctx, seeds, topic, ferrytest.UniqueName("alo"), partitions, n, 0)
@@ -195,5 +195,5 @@ func benchPipeline(ctx context.Context, stdout io.Writer, seeds []string, topic 
 }
 
 func reportWide(w io.Writer, round int, res bench.Result) {
-	fmt.Fprintf(w, "%-6d %-30s %12.0f %10s %10s %11.3f\n", round, res.Name, res.Rate(), res.Elapsed.Round(time.Millisecond), res.First.Round(time.Millisecond), res.AllocsPerMsg())
+	fmt.Fprintf(w, "%-6d %-30s %12.0f %10s %10s %11.3f %9s\n", round, res.Name, res.Rate(), res.Elapsed.Round(time.Millisecond), res.First.Round(time.Millisecond), res.AllocsPerMsg(), res.CPUPerMsg())
 }

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ferrykit/ferry"
@@ -25,6 +26,19 @@ type Result struct {
 	Elapsed  time.Duration // client start (group join included) → last message processed
 	Mallocs  uint64        // heap allocations in that window, this process
 	First    time.Duration // client start → first message processed
+	CPU      time.Duration // CPU time of this process (user+sys) in the window
+}
+
+// CPUPerMsg is this process's CPU time per message: unlike msgs/s it hardly
+// depends on what else the machine is doing.
+func (r Result) CPUPerMsg() time.Duration { return r.CPU / time.Duration(r.Messages) }
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // Rate is messages per second from the first message to the last: the
@@ -80,6 +94,7 @@ type window struct {
 	count   atomic.Int64
 	first   atomic.Int64
 	start   time.Time
+	cpu     time.Duration
 	mallocs uint64
 	done    chan Result
 	name    string
@@ -88,7 +103,7 @@ type window struct {
 func newWindow(name string, n int) *window {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return &window{n: int64(n), done: make(chan Result, 1), name: name, start: time.Now(), mallocs: ms.Mallocs}
+	return &window{n: int64(n), done: make(chan Result, 1), name: name, start: time.Now(), cpu: cpuTime(), mallocs: ms.Mallocs}
 }
 
 func (w *window) add(k int) {
@@ -97,7 +112,7 @@ func (w *window) add(k int) {
 		elapsed := time.Since(w.start)
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		w.done <- Result{Name: w.name, Messages: int(w.n), Elapsed: elapsed, Mallocs: ms.Mallocs - w.mallocs, First: time.Duration(w.first.Load())}
+		w.done <- Result{Name: w.name, Messages: int(w.n), Elapsed: elapsed, Mallocs: ms.Mallocs - w.mallocs, First: time.Duration(w.first.Load()), CPU: cpuTime() - w.cpu}
 	}
 }
 

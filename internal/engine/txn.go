@@ -192,6 +192,9 @@ func (g *group) reportTxn(offs map[string]map[int32]kgo.EpochOffset) {
 // giveRound hands the partition its records of this round. It reports false
 // if the partition cannot take them (it is stopping).
 func (p *Partition) giveRound(recs []*kgo.Record) bool {
+	p.mu.Lock()
+	p.markReadyLocked() // records came, so its committed offset is known
+	p.mu.Unlock()
 	select {
 	case p.round <- recs:
 		return true
