@@ -160,8 +160,8 @@ func TestMessageFields(t *testing.T) {
 }
 
 // O3: bad input never crashes the process — a ~1 MiB value, every byte value
-// in key, value and header, an empty message and a tombstone all flow to the
-// consumer intact and are committed.
+// in key, value and header, an empty message, a nil one and a tombstone all
+// flow to the consumer intact (a subtest each) and are committed.
 func TestAwkwardMessagesFlow(t *testing.T) {
 	c := cluster(t)
 	tp := topic(t, c, 1)
@@ -208,8 +208,24 @@ func TestAwkwardMessagesFlow(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 
+	kinds := []string{"oversized", "binary", "empty", "nil", "tombstone"}
 	for i, want := range produced {
-		got := m.at(t, tp, 0, want.Offset)
+		t.Run(kinds[i], func(t *testing.T) { checkSame(t, i, m.at(t, tp, 0, want.Offset), want) })
+	}
+	committed, err := c.Committed(ctxFor(t, 10*time.Second), group, tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := produced[len(produced)-1].Offset + 1; committed[0] != want {
+		t.Fatalf("committed %v, want partition 0 at %d", committed, want)
+	}
+}
+
+// checkSame compares a delivered record with the one produced: key, value
+// and headers, byte for byte, nil kept apart from empty.
+func checkSame(t *testing.T, i int, got, want *kgo.Record) {
+	t.Helper()
+	{
 		if !sameBytes(got.Key, want.Key) {
 			t.Errorf("record %d: key %d bytes (%s), want %d bytes (%s)", i, len(got.Key), describe(got.Key), len(want.Key), describe(want.Key))
 		}
@@ -218,19 +234,12 @@ func TestAwkwardMessagesFlow(t *testing.T) {
 		}
 		if len(got.Headers) != len(want.Headers) {
 			t.Errorf("record %d: %d headers, want %d", i, len(got.Headers), len(want.Headers))
-			continue
+			return
 		}
 		for j, h := range want.Headers {
 			if got.Headers[j].Key != h.Key || !bytes.Equal(got.Headers[j].Value, h.Value) {
 				t.Errorf("record %d: header %d differs from what was produced", i, j)
 			}
 		}
-	}
-	committed, err := c.Committed(ctxFor(t, 10*time.Second), group, tp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := produced[len(produced)-1].Offset + 1; committed[0] != want {
-		t.Fatalf("committed %v, want partition 0 at %d", committed, want)
 	}
 }
