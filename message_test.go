@@ -225,21 +225,19 @@ func TestAwkwardMessagesFlow(t *testing.T) {
 // and headers, byte for byte, nil kept apart from empty.
 func checkSame(t *testing.T, i int, got, want *kgo.Record) {
 	t.Helper()
-	{
-		if !sameBytes(got.Key, want.Key) {
-			t.Errorf("record %d: key %d bytes (%s), want %d bytes (%s)", i, len(got.Key), describe(got.Key), len(want.Key), describe(want.Key))
-		}
-		if !sameBytes(got.Value, want.Value) {
-			t.Errorf("record %d: value %d bytes (%s), want %d bytes (%s)", i, len(got.Value), describe(got.Value), len(want.Value), describe(want.Value))
-		}
-		if len(got.Headers) != len(want.Headers) {
-			t.Errorf("record %d: %d headers, want %d", i, len(got.Headers), len(want.Headers))
-			return
-		}
-		for j, h := range want.Headers {
-			if got.Headers[j].Key != h.Key || !bytes.Equal(got.Headers[j].Value, h.Value) {
-				t.Errorf("record %d: header %d differs from what was produced", i, j)
-			}
+	if !sameBytes(got.Key, want.Key) {
+		t.Errorf("record %d: key %d bytes (%s), want %d bytes (%s)", i, len(got.Key), describe(got.Key), len(want.Key), describe(want.Key))
+	}
+	if !sameBytes(got.Value, want.Value) {
+		t.Errorf("record %d: value %d bytes (%s), want %d bytes (%s)", i, len(got.Value), describe(got.Value), len(want.Value), describe(want.Value))
+	}
+	if len(got.Headers) != len(want.Headers) {
+		t.Errorf("record %d: %d headers, want %d", i, len(got.Headers), len(want.Headers))
+		return
+	}
+	for j, h := range want.Headers {
+		if got.Headers[j].Key != h.Key || !bytes.Equal(got.Headers[j].Value, h.Value) {
+			t.Errorf("record %d: header %d differs from what was produced", i, j)
 		}
 	}
 }
