@@ -33,6 +33,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	maxWait := fs.Duration("max-wait", 0, "ferry's MaxWait (0: its default)")
 	queueBytes := fs.Int("queue-bytes", 0, "ferry's QueueBytes (0: its default)")
 	pipeline := fs.String("pipeline", "", "instead: consume→produce, at-least-once vs exactly-once with these transaction sizes in batches, e.g. 1,4,16")
+	kafkaScript := fs.String("kafka-perf", "", "also run Kafka's ConsumerPerformance through this scripts/kafka (real broker only)")
 	only := fs.String("only", "", "run one contender only: raw or ferry (for profiling)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measured rounds to this file")
 	if err := fs.Parse(args); err != nil {
@@ -78,7 +79,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer pprof.StopCPUProfile()
 	}
-	fmt.Fprintf(stdout, "%-6s %-22s %12s %10s %10s %11s %9s\n", "round", "contender", "msgs/s", "elapsed", "first msg", "allocs/msg", "CPU/msg")
+	fmt.Fprintf(stdout, "%-6s %-22s %12s %10s %10s %11s %9s\n", "round", "contender", "msgs/s", "elapsed", "join", "allocs/msg", "CPU/msg")
 	var ratios []float64
 	for r := 1; r <= *rounds; r++ {
 		var raw, fer bench.Result
@@ -103,6 +104,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			report(stdout, r, fer)
 			runtime.GC()
+		}
+		if *kafkaScript != "" && *only == "" {
+			perf, err := bench.ConsumerPerformance(ctx, *kafkaScript, seeds, topic, ferrytest.UniqueName("perf"), *messages)
+			if err != nil {
+				return err
+			}
+			report(stdout, r, perf)
+			fmt.Fprintf(stdout, "%-6d %-22s %12.3f\n", r, "ratio ferry/Java", fer.Rate()/perf.Rate())
 		}
 		if *only != "" {
 			continue
@@ -168,7 +177,7 @@ func benchPipeline(ctx context.Context, stdout io.Writer, seeds []string, topic 
 		}
 		txns = append(txns, k)
 	}
-	fmt.Fprintf(stdout, "%-6s %-30s %12s %10s %10s %11s %9s\n", "round", "contender", "msgs/s", "elapsed", "first msg", "allocs/msg", "CPU/msg")
+	fmt.Fprintf(stdout, "%-6s %-30s %12s %10s %10s %11s %9s\n", "round", "contender", "msgs/s", "elapsed", "join", "allocs/msg", "CPU/msg")
 	best := map[int]float64{}
 	for r := 1; r <= rounds; r++ {
 		alo, err := bench.Pipeline(ctx, seeds, topic, ferrytest.UniqueName("alo"), partitions, n, 0)

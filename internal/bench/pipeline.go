@@ -39,7 +39,7 @@ func Pipeline(ctx context.Context, brokers []string, topic, group string, partit
 		opts = append(opts, ferry.TransactionalID(group))
 		topicOpts = append(topicOpts, ferry.WithDelivery(ferry.ExactlyOnce), ferry.TransactionBatches(txnBatches))
 	}
-	opts = append(opts, ferry.RouteFunc(group, topic, func(ctx context.Context, b *ferry.Batch) error {
+	copyOut := ferry.ConsumerFunc(func(ctx context.Context, b *ferry.Batch) error {
 		recs := make([]*kgo.Record, len(b.Messages))
 		for i, m := range b.Messages {
 			recs[i] = &kgo.Record{Topic: out, Key: m.Key, Value: m.Value}
@@ -49,6 +49,10 @@ func Pipeline(ctx context.Context, brokers []string, topic, group string, partit
 		}
 		w.add(len(b.Messages))
 		return nil
+	})
+	opts = append(opts, ferry.Route(group, topic, func(*ferry.Claim) ferry.Consumer {
+		w.assigned()
+		return copyOut
 	}, topicOpts...))
 	app, err := ferry.New(opts...)
 	if err != nil {
