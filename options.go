@@ -359,7 +359,11 @@ func (c *config) validate() error {
 			bad("%s: unknown initial offset %d", where, t.start)
 		}
 		switch t.delivery {
-		case AtLeastOnce, AtMostOnce, AtMostOncePerMessage:
+		case AtLeastOnce:
+		case AtMostOnce, AtMostOncePerMessage:
+			if t.manualOffsets {
+				bad("%s: at-most-once commits every batch before Consume sees it; ManualOffsets has no effect with it", where)
+			}
 		case ExactlyOnce:
 			if c.transactionalID == "" {
 				bad("%s: exactly-once needs ferry.TransactionalID", where)

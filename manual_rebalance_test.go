@@ -1,0 +1,524 @@
+package ferry_test
+
+// Manual offsets across rebalances and lost assignments: marks and commits
+// refused once the partition is gone (M2–M5), and hook marks (M9).
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferrykit/ferry"
+	"github.com/ferrykit/ferry/ferrytest"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// M1, A3: with ManualOffsets, a revocation commits the consumer's marks
+// before the partition moves (no periodic commit is due): the new owner
+// starts right after the last mark — 25, since 25-29 were processed but
+// never marked.
+func TestManualOffsetsRevocationCommitsTheMarks(t *testing.T) {
+	for _, proto := range protocols() {
+		t.Run(proto.name, func(t *testing.T) {
+			c := cluster(t, fastHeartbeats())
+			tp := topic(t, c, 2)
+			produceN(t, c, tp, 0, 30)
+			produceN(t, c, tp, 1, 30)
+			group := ferrytest.UniqueName("g")
+			route := func(rec *recorder) ferry.Option {
+				marker := scripted{consume: func(_ context.Context, claim *ferry.Claim, b *ferry.Batch) error {
+					rec.record(b)
+					markWhere(t, claim, b, endsIn4)
+					return nil
+				}}
+				return ferry.Route(group, tp, marker.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10))
+			}
+			recA, recB := newRecorder(), newRecorder()
+			commitsA := &commitLog{}
+			a := start(t, opts(t, c, ferry.CommitInterval(time.Hour), commitsA.option(), member(proto), route(recA))...)
+			recA.waitDistinct(t, tp, 60, 20*time.Second)
+			b := start(t, opts(t, c, ferry.CommitInterval(time.Hour), member(proto), route(recB))...)
+			recB.waitDistinct(t, tp, 5, 30*time.Second)
+			deliveries := recB.snapshot()
+			moved := deliveries[0].partition
+			if first := deliveries[0].offsets[0]; first != 25 {
+				t.Errorf("the new owner started at offset %d, want 25 (right after the last mark)", first)
+			}
+			revocation := false
+			for _, ev := range commitsA.of(tp, moved) {
+				revocation = revocation || (ev.reason == "revocation" && ev.offset == 25)
+			}
+			if !revocation {
+				t.Errorf("no revocation commit of offset 25 for partition %d: %v", moved, commitsA.of(tp, moved))
+			}
+			if err := b.stop(t); err != nil {
+				t.Error(err)
+			}
+			if err := a.stop(t); err != nil {
+				t.Error(err)
+			}
+			if got := committedOf(t, c, group, tp); got[0] != 25 || got[1] != 25 {
+				t.Errorf("committed %v, want 25 on both partitions", got)
+			}
+		})
+	}
+}
+
+// M2, M4, M5: once a revocation moved a partition to another member, the old
+// consumer's claim refuses everything — MarkAsConsumed, MarkWithMetadata,
+// MarkAsConsumedSync, CommitOffsets and CommitOffsetsSync report false and
+// Revoked reports true — and the refused marks are stored nowhere: the old
+// member's later commits never carry them.
+func TestManualMarkAfterRevocationIsRefused(t *testing.T) {
+	for _, proto := range protocols() {
+		t.Run(proto.name, func(t *testing.T) {
+			c := cluster(t, fastHeartbeats())
+			tp := topic(t, c, 2)
+			produceN(t, c, tp, 0, 20)
+			produceN(t, c, tp, 1, 20)
+			group := ferrytest.UniqueName("g")
+			recA, recB := newRecorder(), newRecorder()
+			var mu sync.Mutex
+			claims := map[int32]*ferry.Claim{}
+			var joined atomic.Bool
+			revoked := make(chan int32, 2)
+			a := scripted{
+				consume: func(_ context.Context, claim *ferry.Claim, b *ferry.Batch) error {
+					recA.record(b)
+					mu.Lock()
+					claims[b.Partition] = claim
+					mu.Unlock()
+					if !joined.Load() && claim.Revoked() {
+						t.Errorf("Revoked() = true while the partition is owned (M5)")
+					}
+					markWhere(t, claim, b, func(int64) bool { return true })
+					return nil
+				},
+				revoked: func(_ context.Context, claim *ferry.Claim) {
+					if !claim.Revoked() {
+						t.Errorf("Revoked() = false in the Revoked hook (M5)")
+					}
+					select {
+					case revoked <- claim.Partition():
+					default:
+					}
+				},
+			}
+			commitsA := &commitLog{}
+			appA := start(t, opts(t, c, member(proto), commitsA.option(),
+				ferry.Route(group, tp, a.factory(), ferry.ManualOffsets()))...)
+			recA.waitDistinct(t, tp, 40, 20*time.Second)
+			waitCommitted(t, c, group, tp, 0, 20)
+			waitCommitted(t, c, group, tp, 1, 20)
+
+			joined.Store(true)
+			appB := start(t, opts(t, c, member(proto), ferry.RouteFunc(group, tp, recB.fn()))...)
+			var moved int32
+			select {
+			case moved = <-revoked:
+			case <-time.After(30 * time.Second):
+				t.Fatal("no partition was revoked: the second member never took over")
+			}
+			kept := 1 - moved
+			// The new owner consumes (and commits) what comes next.
+			produceN(t, c, tp, moved, 5)
+			recB.waitDistinct(t, tp, 5, 20*time.Second)
+			waitCommitted(t, c, group, tp, moved, 25)
+
+			mu.Lock()
+			stale := claims[moved]
+			mu.Unlock()
+			late := &kgo.Record{Topic: tp, Partition: moved, Offset: 100, LeaderEpoch: -1}
+			ctx := ctxFor(t, 10*time.Second)
+			if !stale.Revoked() {
+				t.Error("Revoked() = false after the partition moved (M5)")
+			}
+			if stale.MarkAsConsumed(late) {
+				t.Error("MarkAsConsumed = true after the partition moved (M2)")
+			}
+			if stale.MarkWithMetadata(late, "late") {
+				t.Error("MarkWithMetadata = true after the partition moved (M2)")
+			}
+			if ok, err := stale.MarkAsConsumedSync(ctx, late); ok {
+				t.Errorf("MarkAsConsumedSync = true (%v) after the partition moved (M3)", err)
+			}
+			if stale.CommitOffsets() {
+				t.Error("CommitOffsets = true after the partition moved (M4)")
+			}
+			if ok, err := stale.CommitOffsetsSync(ctx); ok {
+				t.Errorf("CommitOffsetsSync = true (%v) after the partition moved (M4)", err)
+			}
+
+			// The old member commits again (its kept partition's next
+			// message): the refused marks are not in it.
+			produceN(t, c, tp, kept, 1)
+			waitCommitted(t, c, group, tp, kept, 21)
+			if got := committedOf(t, c, group, tp); got[moved] != 25 {
+				t.Errorf("partition %d committed at %d, want the new owner's 25", moved, got[moved])
+			}
+			if err := appB.stop(t); err != nil {
+				t.Error(err)
+			}
+			if err := appA.stop(t); err != nil {
+				t.Error(err)
+			}
+			if got := committedOf(t, c, group, tp); got[moved] != 25 || got[kept] != 21 {
+				t.Errorf("committed %v after both stopped, want %d:25 %d:21", got, moved, kept)
+			}
+			for _, ev := range commitsA.of(tp, moved) {
+				if ev.offset > 20 {
+					t.Errorf("the old member committed %d for partition %d after letting it go", ev.offset, moved)
+				}
+			}
+		})
+	}
+}
+
+// M2, M3, M4, M5, M9: a partition lost while its batch is in flight: the
+// batch finishes, but every mark and commit through its claim reports false
+// (also in the Revoked hook), Revoked reports true, and nothing it tried to
+// mark is ever committed — the redelivered batch, left unmarked by the new
+// instance, keeps the committed offset at 10.
+func TestManualMarkAfterLostAssignmentIsRefused(t *testing.T) {
+	for _, proto := range protocols() {
+		t.Run(proto.name, func(t *testing.T) {
+			c := embedded(t, fastHeartbeats())
+			tp := topic(t, c, 1)
+			produceN(t, c, tp, 0, 20)
+			group := ferrytest.UniqueName("g")
+			rec := newRecorder()
+			blocked, release := make(chan struct{}), make(chan struct{})
+			var first atomic.Pointer[ferry.Claim]
+			var results sync.Map // call → its result after the loss
+			sc := scripted{
+				consume: func(ctx context.Context, claim *ferry.Claim, b *ferry.Batch) error {
+					rec.record(b)
+					first.CompareAndSwap(nil, claim)
+					if claim != first.Load() || b.Messages[0].Offset < 10 {
+						markWhere(t, claim, b, func(o int64) bool { return o < 10 })
+						return nil
+					}
+					close(blocked)
+					<-release
+					last := b.Last()
+					results.Store("Revoked", claim.Revoked())
+					results.Store("MarkAsConsumed", claim.MarkAsConsumed(last))
+					results.Store("MarkWithMetadata", claim.MarkWithMetadata(last, "lost"))
+					ok, _ := claim.MarkAsConsumedSync(context.WithoutCancel(ctx), last)
+					results.Store("MarkAsConsumedSync", ok)
+					results.Store("CommitOffsets", claim.CommitOffsets())
+					ok, _ = claim.CommitOffsetsSync(context.WithoutCancel(ctx))
+					results.Store("CommitOffsetsSync", ok)
+					return nil
+				},
+				revoked: func(_ context.Context, claim *ferry.Claim) {
+					if claim == first.Load() {
+						results.Store("MarkAsConsumed in Revoked hook", claim.MarkAsConsumed(&kgo.Record{Topic: tp, Offset: 19, LeaderEpoch: -1}))
+					}
+				},
+			}
+			app := start(t, opts(t, c, member(proto),
+				ferry.Route(group, tp, sc.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10)))...)
+			waitClosed(t, blocked, 20*time.Second, "the second batch never started")
+			waitCommitted(t, c, group, tp, 0, 10)
+			loseOnce(c, group, proto.name == "kip848")
+			if err := ferrytest.WaitFor(ctxFor(t, 15*time.Second), func() bool { return first.Load().Revoked() }); err != nil {
+				t.Fatal("the assignment was never lost")
+			}
+			close(release)
+			if err := ferrytest.WaitFor(ctxFor(t, 20*time.Second), func() bool { return deliveredTimes(rec, tp, 10) >= 2 }); err != nil {
+				t.Fatal("the lost batch was never delivered again")
+			}
+			if err := app.stop(t); err != nil {
+				t.Fatal(err)
+			}
+			for _, call := range []string{"MarkAsConsumed", "MarkWithMetadata", "MarkAsConsumedSync",
+				"CommitOffsets", "CommitOffsetsSync", "MarkAsConsumed in Revoked hook"} {
+				if v, ok := results.Load(call); !ok || v.(bool) {
+					t.Errorf("%s after the loss = %v, want false", call, v)
+				}
+			}
+			if v, _ := results.Load("Revoked"); v != true {
+				t.Error("Revoked() = false after the loss (M5)")
+			}
+			if got := committedOf(t, c, group, tp); got[0] != 10 {
+				t.Errorf("committed %v, want 10: the lost claim's marks must be dropped", got)
+			}
+		})
+	}
+}
+
+// M3: MarkAsConsumedSync never reports true when the assignment is lost
+// while it commits — whether the broker refuses the commit (stale
+// generation) or accepts it just before ferry learns of the loss. Callers
+// fence side effects on it.
+func TestManualMarkAsConsumedSyncLostWhileCommitting(t *testing.T) {
+	for _, how := range []string{"commit refused", "lost after the commit"} {
+		for _, proto := range protocols() {
+			t.Run(how+"/"+proto.name, func(t *testing.T) {
+				kip848 := proto.name == "kip848"
+				c := embedded(t, fastHeartbeats())
+				tp := topic(t, c, 1)
+				produceN(t, c, tp, 0, 20)
+				group := ferrytest.UniqueName("g")
+				var first atomic.Pointer[ferry.Claim]
+				var lostSync atomic.Value // the first instance's result for offset 20
+				var redelivered atomic.Bool
+				sc := scripted{consume: func(ctx context.Context, claim *ferry.Claim, b *ferry.Batch) error {
+					first.CompareAndSwap(nil, claim)
+					ok, err := claim.MarkAsConsumedSync(ctx, b.Last())
+					switch {
+					case claim == first.Load() && b.Last().Offset == 19:
+						lostSync.Store(fmt.Sprintf("%v, %v", ok, err))
+					case claim != first.Load():
+						redelivered.Store(true)
+					}
+					return nil
+				}}
+				waitLost := func() {
+					loseOnce(c, group, kip848)
+					if err := ferrytest.WaitFor(ctxFor(t, 15*time.Second), func() bool { return first.Load().Revoked() }); err != nil {
+						t.Error("the assignment was never lost")
+					}
+				}
+				var onCommit []ferry.Option
+				if how == "commit refused" {
+					refuseCommit(c, group, 20, kip848)
+				} else {
+					var once sync.Once
+					onCommit = append(onCommit, ferry.OnCommit(func(cm ferry.Commit) {
+						// Runs after the broker accepted, before
+						// MarkAsConsumedSync returns.
+						if cm.Reason == "sync" && cm.Offsets[tp][0] == 20 {
+							once.Do(waitLost)
+						}
+					}))
+				}
+				app := start(t, append(opts(t, c, member(proto), ferry.CommitInterval(time.Hour),
+					ferry.Route(group, tp, sc.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10))), onCommit...)...)
+				if err := ferrytest.WaitFor(ctxFor(t, 20*time.Second), func() bool { return lostSync.Load() != nil }); err != nil {
+					t.Fatal("the second batch never called MarkAsConsumedSync")
+				}
+				if how == "commit refused" {
+					waitLost()
+					if err := ferrytest.WaitFor(ctxFor(t, 20*time.Second), redelivered.Load); err != nil {
+						t.Error("the partition was never consumed again after the loss")
+					}
+				}
+				if err := app.stop(t); err != nil {
+					t.Fatal(err)
+				}
+				if got := lostSync.Load().(string); got[:5] != "false" {
+					t.Errorf("MarkAsConsumedSync = %s for a commit the loss raced, want false", got)
+				}
+				if got := committedOf(t, c, group, tp); got[0] != 20 {
+					t.Errorf("committed %v, want 20 in the end", got)
+				}
+			})
+		}
+	}
+}
+
+// M5: Revoked turns true as soon as a revocation begins, so a long Consume
+// can stop early: here the in-flight batch waits for it, and the revocation
+// completes once it returns.
+func TestManualRevokedTurnsTrueDuringRevocation(t *testing.T) {
+	for _, proto := range protocols() {
+		t.Run(proto.name, func(t *testing.T) {
+			c := cluster(t, fastHeartbeats())
+			tp := topic(t, c, 2)
+			produceN(t, c, tp, 0, 10)
+			produceN(t, c, tp, 1, 10)
+			group := ferrytest.UniqueName("g")
+			started := make(chan int32, 2)
+			noticed := make(chan int32, 2)
+			release := make(chan struct{})
+			var hookRan atomic.Bool
+			long := scripted{
+				consume: func(ctx context.Context, claim *ferry.Claim, b *ferry.Batch) error {
+					if b.Messages[0].Offset != 0 {
+						return nil
+					}
+					if claim.Revoked() {
+						t.Error("Revoked() = true when the batch started")
+					}
+					select {
+					case started <- b.Partition:
+					default:
+					}
+					giveUp := time.After(20 * time.Second)
+					for { // a long batch that checks Revoked as it goes
+						if claim.Revoked() {
+							if hookRan.Load() {
+								t.Error("the Revoked hook ran while the batch was in flight")
+							}
+							if ctx.Err() != nil { // a lost partition's context is cancelled
+								t.Error("Revoked() turned true through a lost assignment, not the revocation")
+							}
+							select {
+							case noticed <- b.Partition:
+							default:
+							}
+							return nil
+						}
+						select {
+						case <-release:
+							return nil
+						case <-giveUp:
+							t.Error("Revoked() never turned true in the in-flight batch")
+							return nil
+						case <-time.After(10 * time.Millisecond):
+						}
+					}
+				},
+				revoked: func(context.Context, *ferry.Claim) { hookRan.Store(true) },
+			}
+			a := start(t, opts(t, c, member(proto), ferry.Route(group, tp, long.factory(), ferry.ManualOffsets()))...)
+			for range 2 {
+				select {
+				case <-started:
+				case <-time.After(20 * time.Second):
+					t.Fatal("the first batches never started")
+				}
+			}
+			rec := newRecorder()
+			b := start(t, opts(t, c, member(proto), ferry.RouteFunc(group, tp, rec.fn()))...)
+			select {
+			case <-noticed:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the in-flight batch never saw Revoked() turn true")
+			}
+			close(release)
+			rec.waitDistinct(t, tp, 10, 20*time.Second) // the moved partition, never marked
+			if err := b.stop(t); err != nil {
+				t.Error(err)
+			}
+			if err := a.stop(t); err != nil {
+				t.Error(err)
+			}
+			if !hookRan.Load() {
+				t.Error("the Revoked hook never ran")
+			}
+		})
+	}
+}
+
+// M9, A3: the Revoked hook may mark, and its mark is committed before the
+// partition moves (no periodic commit is due): the new owner starts right
+// after it.
+func TestManualRevokedHookMarkIsCommitted(t *testing.T) {
+	for _, proto := range protocols() {
+		t.Run(proto.name, func(t *testing.T) {
+			c := cluster(t, fastHeartbeats())
+			tp := topic(t, c, 2)
+			produceN(t, c, tp, 0, 20)
+			produceN(t, c, tp, 1, 20)
+			group := ferrytest.UniqueName("g")
+			recA, recB := newRecorder(), newRecorder()
+			var mu sync.Mutex
+			last := map[int32]*ferry.Message{}
+			markLast := func(hook string) func(context.Context, *ferry.Claim) {
+				return func(_ context.Context, claim *ferry.Claim) {
+					mu.Lock()
+					m := last[claim.Partition()]
+					mu.Unlock()
+					if m != nil && !claim.MarkAsConsumed(m) {
+						t.Errorf("MarkAsConsumed in the %s hook = false", hook)
+					}
+				}
+			}
+			a := scripted{
+				consume: func(_ context.Context, _ *ferry.Claim, b *ferry.Batch) error {
+					recA.record(b)
+					mu.Lock()
+					last[b.Partition] = b.Last()
+					mu.Unlock()
+					return nil
+				},
+				revoked:  markLast("Revoked"),
+				shutdown: markLast("Shutdown"),
+			}
+			commitsA := &commitLog{}
+			appA := start(t, opts(t, c, member(proto), ferry.CommitInterval(time.Hour), commitsA.option(),
+				ferry.Route(group, tp, a.factory(), ferry.ManualOffsets()))...)
+			recA.waitDistinct(t, tp, 40, 20*time.Second)
+			appB := start(t, opts(t, c, member(proto), ferry.RouteFunc(group, tp, recB.fn()))...)
+			var moved int32 = -1
+			if err := ferrytest.WaitFor(ctxFor(t, 30*time.Second), func() bool {
+				for _, ev := range commitsA.all() {
+					if ev.Reason == "revocation hooks" {
+						for p := range ev.Offsets[tp] {
+							moved = p
+						}
+					}
+				}
+				return moved >= 0
+			}); err != nil {
+				t.Fatalf("no commit after the Revoked hooks: %v", commitsA.all())
+			}
+			if got := committedOf(t, c, group, tp); got[moved] != 20 {
+				t.Errorf("partition %d committed %v after its Revoked hook marked 20", moved, got)
+			}
+			produceN(t, c, tp, moved, 5)
+			recB.waitDistinct(t, tp, 5, 20*time.Second)
+			if first := recB.snapshot()[0]; first.partition != moved || first.offsets[0] != 20 {
+				t.Errorf("new owner's first batch: partition %d from %d, want partition %d from 20",
+					first.partition, first.offsets[0], moved)
+			}
+			if err := appB.stop(t); err != nil {
+				t.Error(err)
+			}
+			if err := appA.stop(t); err != nil {
+				t.Error(err)
+			}
+			if got := committedOf(t, c, group, tp); got[1-moved] != 20 {
+				t.Errorf("kept partition committed %v, want 20 from the Shutdown hook's mark", got)
+			}
+		})
+	}
+}
+
+// Helpers for the offset-management tests.
+
+// fastHeartbeats makes an embedded cluster's KIP-848 members heartbeat every
+// 200 ms, so rebalances take a fraction of a second.
+func fastHeartbeats() kfake.Opt {
+	return kfake.BrokerConfigs(map[string]string{"group.consumer.heartbeat.interval.ms": "200"})
+}
+
+// member configures an app as a member of a group under the given protocol,
+// heartbeating often so it notices rebalances quickly.
+func member(proto protocol) ferry.Option {
+	return ferry.ClientOptions(append([]kgo.Opt{kgo.HeartbeatInterval(100 * time.Millisecond)}, proto.opts...)...)
+}
+
+// refuseCommit makes the broker refuse the group's first commit of offset
+// at, on one partition, as a fenced member's commit is refused (classic:
+// ILLEGAL_GENERATION; KIP-848: UNKNOWN_MEMBER_ID).
+func refuseCommit(c *ferrytest.Cluster, group string, at int64, kip848 bool) {
+	code := kerr.IllegalGeneration.Code
+	if kip848 {
+		code = kerr.UnknownMemberID.Code
+	}
+	c.Fake.ControlKey(int16(kmsg.OffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		r := req.(*kmsg.OffsetCommitRequest)
+		if r.Group != group || len(r.Topics) != 1 || len(r.Topics[0].Partitions) != 1 ||
+			r.Topics[0].Partitions[0].Offset != at {
+			return nil, nil, false
+		}
+		resp := r.ResponseKind().(*kmsg.OffsetCommitResponse)
+		rt := kmsg.NewOffsetCommitResponseTopic()
+		rt.Topic, rt.TopicID = r.Topics[0].Topic, r.Topics[0].TopicID
+		rp := kmsg.NewOffsetCommitResponseTopicPartition()
+		rp.Partition, rp.ErrorCode = r.Topics[0].Partitions[0].Partition, code
+		rt.Partitions = append(rt.Partitions, rp)
+		resp.Topics = append(resp.Topics, rt)
+		return resp, nil, true
+	})
+}

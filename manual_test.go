@@ -1,0 +1,665 @@
+package ferry_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferrykit/ferry"
+	"github.com/ferrykit/ferry/ferrytest"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// M1: with ManualOffsets, a consumer that never marks has nothing committed —
+// not by the periodic commits, not on shutdown — while an automatic topic of
+// the same group is committed as usual.
+func TestManualOffsetsWithoutMarksCommitNothing(t *testing.T) {
+	c := cluster(t)
+	manual, auto := topic(t, c, 1), topic(t, c, 1)
+	produceN(t, c, manual, 0, 30)
+	produceN(t, c, auto, 0, 5)
+	group := ferrytest.UniqueName("g")
+	rec := newRecorder()
+	caughtUp := make(chan struct{})
+	var once sync.Once
+	never := scripted{
+		consume: func(_ context.Context, _ *ferry.Claim, b *ferry.Batch) error { rec.record(b); return nil },
+		eof: func(*ferry.Claim) { // after the last batch returned (and would have been marked)
+			if rec.distinct(manual) == 30 {
+				once.Do(func() { close(caughtUp) })
+			}
+		},
+	}
+	commits := &commitLog{}
+	app := start(t, opts(t, c, commits.option(),
+		ferry.Route(group, manual, never.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10)),
+		ferry.RouteFunc(group, auto, rec.fn()))...)
+	waitClosed(t, caughtUp, 20*time.Second, "the manual topic never caught up")
+	// A periodic commit that began after every manual batch returned: the
+	// automatic topic's next message gets committed.
+	produceN(t, c, auto, 0, 1)
+	waitCommitted(t, c, group, auto, 0, 6)
+	if got := committedOf(t, c, group, manual); len(got) != 0 {
+		t.Errorf("manual topic committed %v by periodic commits, want nothing: the consumer never marked", got)
+	}
+	if err := app.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if got := committedOf(t, c, group, manual); len(got) != 0 {
+		t.Errorf("manual topic committed %v after shutdown, want nothing", got)
+	}
+	if got := commits.of(manual, 0); len(got) != 0 {
+		t.Errorf("commit requests named the manual topic: %v", got)
+	}
+}
+
+// M1: with ManualOffsets exactly the consumer's marks are committed — never
+// the end of a batch — by the periodic commits, or, when none is due, by
+// the shutdown commit.
+func TestManualOffsetsCommitExactlyTheMarks(t *testing.T) {
+	for _, tc := range []struct {
+		reason   string
+		interval time.Duration
+	}{
+		{"periodic", 200 * time.Millisecond},
+		{"shutdown", time.Hour},
+	} {
+		t.Run(tc.reason, func(t *testing.T) {
+			c := cluster(t)
+			tp := topic(t, c, 1)
+			produceN(t, c, tp, 0, 30)
+			group := ferrytest.UniqueName("g")
+			rec := newRecorder()
+			caughtUp := make(chan struct{})
+			var once sync.Once
+			marker := scripted{
+				consume: func(_ context.Context, claim *ferry.Claim, b *ferry.Batch) error {
+					rec.record(b)
+					markWhere(t, claim, b, endsIn4)
+					return nil
+				},
+				eof: func(*ferry.Claim) {
+					if rec.distinct(tp) == 30 {
+						once.Do(func() { close(caughtUp) })
+					}
+				},
+			}
+			commits := &commitLog{}
+			app := start(t, opts(t, c, ferry.CommitInterval(tc.interval), commits.option(),
+				ferry.Route(group, tp, marker.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10)))...)
+			waitClosed(t, caughtUp, 20*time.Second, "never caught up")
+			if tc.reason == "periodic" {
+				waitCommitted(t, c, group, tp, 0, 25)
+			} else if got := committedOf(t, c, group, tp); len(got) != 0 {
+				t.Errorf("committed %v before shutdown with no periodic commit due", got)
+			}
+			if err := app.stop(t); err != nil {
+				t.Fatal(err)
+			}
+			if got := committedOf(t, c, group, tp); got[0] != 25 {
+				t.Errorf("committed %v, want 25 (after the last mark, offset 24; 25-29 were never marked)", got)
+			}
+			events := commits.of(tp, 0)
+			for _, ev := range events {
+				if ev.offset != 5 && ev.offset != 15 && ev.offset != 25 {
+					t.Errorf("a %s commit sent offset %d, which no mark named (commits %v)", ev.reason, ev.offset, events)
+				}
+				if ev.reason != tc.reason {
+					t.Errorf("unexpected %s commit (commits %v)", ev.reason, events)
+				}
+			}
+			if tc.reason == "shutdown" && len(events) != 1 {
+				t.Errorf("commits %v, want exactly the shutdown commit", events)
+			}
+		})
+	}
+}
+
+// M3: MarkAsConsumedSync commits before it returns: the moment it returns
+// true, the group's committed offset is the mark (no periodic commit is due).
+func TestManualMarkAsConsumedSyncCommitsBeforeReturning(t *testing.T) {
+	c := cluster(t)
+	tp := topic(t, c, 1)
+	produceN(t, c, tp, 0, 30)
+	group := ferrytest.UniqueName("g")
+	var checked atomic.Int32
+	sc := scripted{consume: func(ctx context.Context, claim *ferry.Claim, b *ferry.Batch) error {
+		ok, err := claim.MarkAsConsumedSync(ctx, b.Last())
+		if !ok || err != nil {
+			t.Errorf("MarkAsConsumedSync = %v, %v while owned, want true, nil", ok, err)
+			return nil
+		}
+		got, err := c.Committed(ctx, group, tp)
+		if err != nil || got[0] != b.Last().Offset+1 {
+			t.Errorf("right after MarkAsConsumedSync(%d) returned true, committed %v (%v), want %d",
+				b.Last().Offset, got, err, b.Last().Offset+1)
+		}
+		checked.Add(1)
+		return nil
+	}}
+	app := start(t, opts(t, c, ferry.CommitInterval(time.Hour),
+		ferry.Route(group, tp, sc.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10)))...)
+	waitCommitted(t, c, group, tp, 0, 30)
+	if err := app.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if n := checked.Load(); n < 3 {
+		t.Errorf("checked %d batches, want at least 3", n)
+	}
+}
+
+// M4: CommitOffsetsSync commits what was stored before it returns and
+// CommitOffsets commits it soon without waiting (no periodic commit is due);
+// with nothing stored both succeed while the partition is owned.
+func TestManualCommitOffsets(t *testing.T) {
+	c := cluster(t)
+	tp := topic(t, c, 1)
+	produceN(t, c, tp, 0, 30)
+	group := ferrytest.UniqueName("g")
+	var batches atomic.Int32
+	var second atomic.Int64
+	third := make(chan struct{})
+	sc := scripted{consume: func(ctx context.Context, claim *ferry.Claim, b *ferry.Batch) error {
+		mustCommit := func(what string) {
+			if ok, err := claim.CommitOffsetsSync(ctx); !ok || err != nil {
+				t.Errorf("CommitOffsetsSync %s = %v, %v, want true, nil", what, ok, err)
+			}
+		}
+		switch batches.Add(1) {
+		case 1:
+			mustCommit("with nothing stored")
+			if got := committedOf(t, c, group, tp); len(got) != 0 {
+				t.Errorf("committed %v with nothing stored", got)
+			}
+			if !claim.CommitOffsets() {
+				t.Error("CommitOffsets with nothing stored = false while owned")
+			}
+			claim.MarkAsConsumed(b.Last())
+			mustCommit("after a mark")
+			if got := committedOf(t, c, group, tp); got[0] != b.Last().Offset+1 {
+				t.Errorf("right after CommitOffsetsSync, committed %v, want %d", got, b.Last().Offset+1)
+			}
+		case 2:
+			claim.MarkAsConsumed(b.Last())
+			second.Store(b.Last().Offset + 1)
+			if !claim.CommitOffsets() {
+				t.Error("CommitOffsets = false while owned")
+			}
+			// Nothing else commits meanwhile: the offset arrives through
+			// CommitOffsets alone.
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if err := ferrytest.WaitFor(wctx, func() bool {
+				return committedOf(t, c, group, tp)[0] == b.Last().Offset+1
+			}); err != nil {
+				t.Errorf("CommitOffsets never committed %d", b.Last().Offset+1)
+			}
+		case 3:
+			if !claim.CommitOffsets() {
+				t.Error("CommitOffsets with nothing new stored = false while owned")
+			}
+			mustCommit("with nothing new stored")
+			close(third)
+		}
+		return nil
+	}}
+	app := start(t, opts(t, c, ferry.CommitInterval(time.Hour),
+		ferry.Route(group, tp, sc.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10)))...)
+	waitClosed(t, third, 20*time.Second, "the third batch never ran")
+	if err := app.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if got := committedOf(t, c, group, tp); got[0] != second.Load() {
+		t.Errorf("committed %v after shutdown, want %d: nothing was marked after the second batch", got, second.Load())
+	}
+}
+
+// M6: marking an older message moves the resume point back — the retry
+// starts right after it — but never the committed offset; re-marking the
+// offset just marked stores nothing and sends no commit.
+func TestManualOlderMarkMovesResumePointNotCommit(t *testing.T) {
+	c := cluster(t)
+	tp := topic(t, c, 1)
+	produceN(t, c, tp, 0, 30)
+	group := ferrytest.UniqueName("g")
+	rec := newRecorder()
+	commits := &commitLog{}
+	sc := scripted{consume: func(ctx context.Context, claim *ferry.Claim, b *ferry.Batch) error {
+		rec.record(b)
+		if b.Attempt > 1 {
+			if got := committedOf(t, c, group, tp); got[0] != 20 {
+				t.Errorf("during the retry committed %v, want 20: an older mark must not rewind it", got)
+			}
+			claim.MarkAsConsumed(at(t, b, 14)) // older again: stays in memory
+			return nil
+		}
+		claim.MarkAsConsumed(at(t, b, 19))
+		claim.MarkAsConsumed(at(t, b, 9)) // older: moves only the resume point
+		if ok, err := claim.CommitOffsetsSync(ctx); !ok {
+			t.Errorf("CommitOffsetsSync = false, %v", err)
+		}
+		if got := committedOf(t, c, group, tp); got[0] != 20 {
+			t.Errorf("committed %v after marking 19 then 9, want 20: the older mark must not be committed", got)
+		}
+		sent := len(commits.of(tp, 0))
+		if !claim.MarkAsConsumed(at(t, b, 9)) { // the same again: a no-op
+			t.Error("re-marking = false while owned")
+		}
+		if ok, err := claim.CommitOffsetsSync(ctx); !ok {
+			t.Errorf("CommitOffsetsSync = false, %v", err)
+		}
+		if n := len(commits.of(tp, 0)); n != sent {
+			t.Errorf("re-marking offset 9 led to %d more commit requests, want none", n-sent)
+		}
+		return errors.New("failed after marking an older message")
+	}}
+	app := start(t, opts(t, c, commits.option(), ferry.Route(group, tp, sc.factory(), ferry.ManualOffsets(),
+		ferry.MaxMessages(30), ferry.Retry(ferry.ConstantBackoff(50*time.Millisecond))))...)
+	if err := ferrytest.WaitFor(ctxFor(t, 20*time.Second), func() bool { return len(rec.snapshot()) >= 2 }); err != nil {
+		t.Fatal("the failed batch was never retried")
+	}
+	if err := app.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if retry := rec.snapshot()[1]; retry.attempt != 2 || retry.offsets[0] != 10 {
+		t.Errorf("retry: attempt %d from offset %d, want attempt 2 from 10 (after the newest mark, offset 9)",
+			retry.attempt, retry.offsets[0])
+	}
+	if got := committedOf(t, c, group, tp); got[0] != 20 {
+		t.Errorf("committed %v after shutdown, want 20: older marks never rewind the group", got)
+	}
+	for _, ev := range commits.of(tp, 0) {
+		if ev.offset != 20 {
+			t.Errorf("a %s commit sent %d, want only 20", ev.reason, ev.offset)
+		}
+	}
+}
+
+// M7: with ManualOffsets a retry resumes right after the last marked
+// message — not at the start of the failed batch — whether that mark was
+// made in the failed batch or in an earlier one.
+func TestManualRetryResumesAfterLastMark(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		marks  func(int64) bool
+		failAt int64
+		resume int64
+	}{
+		{"mark in the failed batch", func(o int64) bool { return o < 7 }, 7, 7},
+		{"mark in an earlier batch", func(o int64) bool { return o == 4 }, 12, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := cluster(t)
+			tp := topic(t, c, 1)
+			produceN(t, c, tp, 0, 30)
+			group := ferrytest.UniqueName("g")
+			rec := newRecorder()
+			var failed atomic.Bool
+			sc := scripted{consume: func(_ context.Context, claim *ferry.Claim, b *ferry.Batch) error {
+				rec.record(b)
+				for _, m := range b.Messages {
+					if m.Offset == tc.failAt && !failed.Load() {
+						failed.Store(true)
+						return fmt.Errorf("failed at offset %d", m.Offset)
+					}
+					if failed.Load() || tc.marks(m.Offset) { // after the failure: mark everything
+						claim.MarkAsConsumed(m)
+					}
+				}
+				return nil
+			}}
+			app := start(t, opts(t, c, ferry.Route(group, tp, sc.factory(), ferry.ManualOffsets(),
+				ferry.MaxMessages(10), ferry.Retry(ferry.ConstantBackoff(50*time.Millisecond))))...)
+			rec.waitDistinct(t, tp, 30, 20*time.Second)
+			waitCommitted(t, c, group, tp, 0, 30)
+			if err := app.stop(t); err != nil {
+				t.Fatal(err)
+			}
+			var retry *delivery
+			for _, d := range rec.snapshot() {
+				if d.attempt == 2 {
+					retry = &d
+					break
+				}
+			}
+			if retry == nil {
+				t.Fatal("no retry")
+			}
+			if retry.offsets[0] != tc.resume {
+				t.Errorf("retry started at offset %d, want %d (right after the last mark)", retry.offsets[0], tc.resume)
+			}
+		})
+	}
+}
+
+// M8: a mark's metadata is committed with its offset — by a periodic commit
+// and by MarkWithMetadataSync — and the next assignment of the partition
+// (a new app on the group) reads it through Claim.CommittedMetadata. A
+// later mark without metadata commits none.
+func TestManualMetadataIsCommittedAndReadOnNextAssignment(t *testing.T) {
+	c := cluster(t)
+	tp := topic(t, c, 1)
+	produceN(t, c, tp, 0, 20)
+	group := ferrytest.UniqueName("g")
+	periodicSeen := make(chan struct{})
+	done := make(chan struct{})
+	startedWith := make(chan string, 1)
+	first := scripted{
+		initialized: func(claim *ferry.Claim) { startedWith <- claim.CommittedMetadata() },
+		consume: func(ctx context.Context, claim *ferry.Claim, b *ferry.Batch) error {
+			md := fmt.Sprintf("through-%d", b.Last().Offset)
+			if b.Last().Offset < 19 {
+				if !claim.MarkWithMetadata(b.Last(), md) {
+					t.Error("MarkWithMetadata = false while owned")
+				}
+				return nil
+			}
+			select {
+			case <-periodicSeen:
+			case <-time.After(10 * time.Second):
+				t.Error("the test never saw the periodic commit")
+			}
+			if ok, err := claim.MarkWithMetadataSync(ctx, b.Last(), md); !ok {
+				t.Errorf("MarkWithMetadataSync = false, %v", err)
+			}
+			if got, err := c.CommittedMetadata(ctx, group, tp, 0); got != md {
+				t.Errorf("right after MarkWithMetadataSync, committed metadata %q (%v), want %q", got, err, md)
+			}
+			close(done)
+			return nil
+		},
+	}
+	app := start(t, opts(t, c, ferry.Route(group, tp, first.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10)))...)
+	if md := recv(t, startedWith); md != "" {
+		t.Errorf("first assignment's CommittedMetadata = %q, want \"\" (nothing committed yet)", md)
+	}
+	if err := ferrytest.WaitFor(ctxFor(t, 10*time.Second), func() bool {
+		md, _ := c.CommittedMetadata(ctxFor(t, 5*time.Second), group, tp, 0)
+		return md == "through-9"
+	}); err != nil {
+		t.Error("the periodic commit never carried the metadata \"through-9\"")
+	}
+	close(periodicSeen)
+	waitClosed(t, done, 20*time.Second, "the last batch never ran")
+	if err := app.stop(t); err != nil {
+		t.Fatal(err)
+	}
+
+	// The next assignment reads it; it then marks without metadata.
+	plain := scripted{
+		initialized: func(claim *ferry.Claim) { startedWith <- claim.CommittedMetadata() },
+		consume: func(_ context.Context, claim *ferry.Claim, b *ferry.Batch) error {
+			claim.MarkAsConsumed(b.Last())
+			return nil
+		},
+	}
+	app = start(t, opts(t, c, ferry.Route(group, tp, plain.factory(), ferry.ManualOffsets()))...)
+	if md := recv(t, startedWith); md != "through-19" {
+		t.Errorf("next assignment's CommittedMetadata = %q, want \"through-19\"", md)
+	}
+	produceN(t, c, tp, 0, 1)
+	waitCommitted(t, c, group, tp, 0, 21)
+	if err := app.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if md, err := c.CommittedMetadata(ctxFor(t, 10*time.Second), group, tp, 0); md != "" || err != nil {
+		t.Errorf("after a mark without metadata, committed metadata %q (%v), want \"\"", md, err)
+	}
+	app = start(t, opts(t, c, ferry.Route(group, tp, plain.factory(), ferry.ManualOffsets()))...)
+	if md := recv(t, startedWith); md != "" {
+		t.Errorf("CommittedMetadata after a mark without metadata = %q, want \"\"", md)
+	}
+	if err := app.stop(t); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// M9: the Shutdown hook may mark, and its mark is in the final commit — the
+// only commit here, as the consumer never marks in Consume and no periodic
+// commit is due.
+func TestManualShutdownHookMarkIsCommitted(t *testing.T) {
+	c := cluster(t)
+	tp := topic(t, c, 1)
+	produceN(t, c, tp, 0, 20)
+	group := ferrytest.UniqueName("g")
+	rec := newRecorder()
+	var last atomic.Pointer[ferry.Message]
+	var marked atomic.Bool
+	buffering := scripted{
+		consume: func(_ context.Context, _ *ferry.Claim, b *ferry.Batch) error {
+			rec.record(b)
+			last.Store(b.Last())
+			return nil
+		},
+		shutdown: func(_ context.Context, claim *ferry.Claim) { marked.Store(claim.MarkAsConsumed(last.Load())) },
+	}
+	app := start(t, opts(t, c, ferry.CommitInterval(time.Hour),
+		ferry.Route(group, tp, buffering.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10)))...)
+	rec.waitDistinct(t, tp, 20, 20*time.Second)
+	if err := app.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if !marked.Load() {
+		t.Error("MarkAsConsumed in the Shutdown hook = false")
+	}
+	if got := committedOf(t, c, group, tp); got[0] != 20 {
+		t.Errorf("committed %v, want 20 from the Shutdown hook's mark", got)
+	}
+}
+
+// M10: in automatic mode, marks made inside Consume are honoured: marking
+// every 10th message of a long batch commits progress while the batch is
+// still in flight, and when the batch then fails, the retry resumes right
+// after the last mark rather than at the start of the batch.
+func TestMarksInConsumeHonouredInAutomaticMode(t *testing.T) {
+	c := cluster(t)
+	tp := topic(t, c, 1)
+	produceN(t, c, tp, 0, 100)
+	group := ferrytest.UniqueName("g")
+	rec := newRecorder()
+	midBatch := make(chan struct{})
+	progressSeen := make(chan struct{})
+	fn := func(_ context.Context, b *ferry.Batch) error {
+		rec.record(b)
+		for i, m := range b.Messages {
+			if m.Offset == 55 && b.Attempt == 1 {
+				close(midBatch)
+				select {
+				case <-progressSeen:
+				case <-time.After(20 * time.Second):
+					t.Error("the test never saw the mid-batch commit")
+				}
+				return errors.New("failed mid-batch")
+			}
+			if i%10 == 0 { // Karafka's CountersConsumer
+				b.Claim().MarkAsConsumed(m)
+			}
+		}
+		return nil
+	}
+	app := start(t, opts(t, c, ferry.RouteFunc(group, tp, fn, ferry.MaxMessages(100),
+		ferry.Retry(ferry.ConstantBackoff(50*time.Millisecond))))...)
+	waitClosed(t, midBatch, 20*time.Second, "never reached offset 55")
+	waitCommitted(t, c, group, tp, 0, 51) // the mark of offset 50, committed mid-batch
+	close(progressSeen)
+	rec.waitDistinct(t, tp, 100, 20*time.Second)
+	waitCommitted(t, c, group, tp, 0, 100)
+	if err := app.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	deliveries := rec.snapshot()
+	if deliveries[0].offsets[0] != 0 || len(deliveries[0].offsets) != 100 {
+		t.Fatalf("first batch %d-%d, want the 100 messages in one batch",
+			deliveries[0].offsets[0], deliveries[0].offsets[len(deliveries[0].offsets)-1])
+	}
+	if retry := deliveries[1]; retry.attempt != 2 || retry.offsets[0] != 51 {
+		t.Errorf("retry: attempt %d from offset %d, want attempt 2 from 51 (after the mark of offset 50)",
+			retry.attempt, retry.offsets[0])
+	}
+}
+
+// scripted is a consumer whose behaviour a test supplies hook by hook; nil
+// hooks do nothing.
+type scripted struct {
+	consume     func(ctx context.Context, claim *ferry.Claim, b *ferry.Batch) error
+	initialized func(claim *ferry.Claim)
+	eof         func(claim *ferry.Claim)
+	revoked     func(ctx context.Context, claim *ferry.Claim)
+	shutdown    func(ctx context.Context, claim *ferry.Claim)
+}
+
+func (s scripted) factory() ferry.NewConsumer {
+	return func(claim *ferry.Claim) ferry.Consumer { return &scriptedConsumer{s: s, claim: claim} }
+}
+
+type scriptedConsumer struct {
+	s     scripted
+	claim *ferry.Claim
+}
+
+func (c *scriptedConsumer) Consume(ctx context.Context, b *ferry.Batch) error {
+	if c.s.consume == nil {
+		return nil
+	}
+	return c.s.consume(ctx, c.claim, b)
+}
+
+func (c *scriptedConsumer) Initialized(context.Context) error {
+	if c.s.initialized != nil {
+		c.s.initialized(c.claim)
+	}
+	return nil
+}
+
+func (c *scriptedConsumer) EOF(context.Context) error {
+	if c.s.eof != nil {
+		c.s.eof(c.claim)
+	}
+	return nil
+}
+
+func (c *scriptedConsumer) Revoked(ctx context.Context) error {
+	if c.s.revoked != nil {
+		c.s.revoked(ctx, c.claim)
+	}
+	return nil
+}
+
+func (c *scriptedConsumer) Shutdown(ctx context.Context) error {
+	if c.s.shutdown != nil {
+		c.s.shutdown(ctx, c.claim)
+	}
+	return nil
+}
+
+func endsIn4(offset int64) bool { return offset%10 == 4 }
+
+// markWhere marks the batch's messages whose offset satisfies cond; a
+// refused mark is an error, as the partition is owned while Consume runs.
+func markWhere(t *testing.T, claim *ferry.Claim, b *ferry.Batch, cond func(int64) bool) {
+	for _, m := range b.Messages {
+		if cond(m.Offset) && !claim.MarkAsConsumed(m) {
+			t.Errorf("MarkAsConsumed(offset %d) = false while Consume runs", m.Offset)
+		}
+	}
+}
+
+// at returns the batch's message at offset.
+func at(t *testing.T, b *ferry.Batch, offset int64) *ferry.Message {
+	for _, m := range b.Messages {
+		if m.Offset == offset {
+			return m
+		}
+	}
+	t.Errorf("batch %d-%d lacks offset %d", b.Messages[0].Offset, b.Last().Offset, offset)
+	return &kgo.Record{Topic: b.Topic, Partition: b.Partition, Offset: offset, LeaderEpoch: -1}
+}
+
+// commitLog records every commit request an app made (ferry.OnCommit).
+type commitLog struct {
+	mu     sync.Mutex
+	events []ferry.Commit
+}
+
+type commitEvent struct {
+	reason string
+	offset int64
+}
+
+func (l *commitLog) option() ferry.Option {
+	return ferry.OnCommit(func(c ferry.Commit) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.events = append(l.events, c)
+	})
+}
+
+func (l *commitLog) all() []ferry.Commit {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.events)
+}
+
+// of returns, in order, the successful commits that named topic/partition.
+func (l *commitLog) of(topic string, partition int32) []commitEvent {
+	var out []commitEvent
+	for _, c := range l.all() {
+		if o, ok := c.Offsets[topic][partition]; ok {
+			out = append(out, commitEvent{c.Reason, o})
+		}
+	}
+	return out
+}
+
+// committedOf returns the group's committed offsets of topic. It may run on
+// a consumer's goroutine.
+func committedOf(t *testing.T, c *ferrytest.Cluster, group, topic string) map[int32]int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got, err := c.Committed(ctx, group, topic)
+	if err != nil {
+		t.Error(err)
+	}
+	return got
+}
+
+// recv receives from ch, failing the test after 20 s.
+func recv[T any](t *testing.T, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(20 * time.Second):
+		t.Fatal("nothing received within 20s")
+		var zero T
+		return zero
+	}
+}
+
+// waitCommitted waits until the group's committed offset of one partition is
+// want.
+func waitCommitted(t *testing.T, c *ferrytest.Cluster, group, topic string, partition int32, want int64) {
+	t.Helper()
+	var got map[int32]int64
+	if err := ferrytest.WaitFor(ctxFor(t, 15*time.Second), func() bool {
+		got, _ = c.Committed(ctxFor(t, 5*time.Second), group, topic)
+		return got[partition] == want
+	}); err != nil {
+		t.Fatalf("partition %d never committed at %d (last seen %v)", partition, want, got)
+	}
+}
+
+func waitClosed(t *testing.T, ch <-chan struct{}, within time.Duration, failure string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(within):
+		t.Fatal(failure)
+	}
+}
