@@ -199,7 +199,17 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		{name: "zero backoff", opts: []ferry.Option{broker, ferry.RouteFunc("g", "t", nopConsume, ferry.Retry(ferry.Backoff{}))}, want: "invalid backoff"},
 		{name: "backoff jitter above 1", opts: []ferry.Option{broker, ferry.RouteFunc("g", "t", nopConsume,
 			ferry.Retry(ferry.Backoff{Initial: time.Second, Max: time.Second, Multiplier: 1, Jitter: 2}))}, want: "invalid backoff"},
-		{name: "exactly-once", opts: []ferry.Option{broker, ferry.RouteFunc("g", "t", nopConsume, ferry.WithDelivery(ferry.ExactlyOnce))}, want: "exactly-once"},
+		{name: "exactly-once without a transactional id", opts: []ferry.Option{broker, ferry.RouteFunc("g", "t", nopConsume, ferry.WithDelivery(ferry.ExactlyOnce))}, want: "needs ferry.TransactionalID"},
+		{name: "exactly-once mixed with at-least-once in one group", opts: []ferry.Option{broker, ferry.TransactionalID("x"),
+			ferry.RouteFunc("g", "t", nopConsume, ferry.WithDelivery(ferry.ExactlyOnce)), ferry.RouteFunc("g", "u", nopConsume)}, want: "mixes exactly-once"},
+		{name: "exactly-once with manual offsets", opts: []ferry.Option{broker, ferry.TransactionalID("x"),
+			ferry.RouteFunc("g", "t", nopConsume, ferry.WithDelivery(ferry.ExactlyOnce), ferry.ManualOffsets())}, want: "ManualOffsets is not supported"},
+		{name: "at-most-once with manual offsets", opts: []ferry.Option{broker,
+			ferry.RouteFunc("g", "t", nopConsume, ferry.WithDelivery(ferry.AtMostOnce), ferry.ManualOffsets())}, want: "no effect"},
+		{name: "MaxRetries without a dead-letter topic", opts: []ferry.Option{broker, ferry.RouteFunc("g", "t", nopConsume, ferry.MaxRetries(3))}, want: "needs a DeadLetter"},
+		{name: "dead-letter topic is the topic itself", opts: []ferry.Option{broker, ferry.RouteFunc("g", "t", nopConsume, ferry.DeadLetter("t"))}, want: "cannot be the topic itself"},
+		{name: "TransactionBatches(0)", opts: []ferry.Option{broker, ferry.TransactionalID("x"),
+			ferry.RouteFunc("g", "t", nopConsume, ferry.WithDelivery(ferry.ExactlyOnce), ferry.TransactionBatches(0))}, want: "TransactionBatches 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
