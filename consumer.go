@@ -86,11 +86,13 @@ type Batch struct {
 // marking and committing offsets.
 func (b *Batch) Claim() *Claim { return b.claim }
 
-// Produce writes records on the consumer's behalf and waits until they are
-// acknowledged; pass many records at once for throughput. Under ExactlyOnce
-// they are written inside the batch's Kafka transaction and become visible
-// to read_committed readers only if it commits — together with the batch's
-// offsets (S3). A failed Produce under ExactlyOnce aborts the transaction.
+// Produce writes records on the consumer's behalf. Outside exactly-once it
+// waits until they are acknowledged; pass many records at once for
+// throughput. Under ExactlyOnce it returns as soon as they are buffered in
+// the batch's Kafka transaction: ferry flushes them before committing the
+// transaction — together with the batch's offsets (S3) — and they become
+// visible to read_committed readers only if it commits; if one fails, the
+// transaction aborts and the batch is retried.
 func (b *Batch) Produce(ctx context.Context, recs ...*Message) error {
 	return b.claim.p.Produce(ctx, recs...)
 }

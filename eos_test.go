@@ -121,6 +121,7 @@ func TestExactlyOnceAbortHidesPartialOutput(t *testing.T) {
 	var failed atomic.Bool
 	before := func(_ context.Context, b *ferry.Batch, i int) error {
 		if i == 5 && b.Messages[0].Offset == 0 && failed.CompareAndSwap(false, true) {
+			time.Sleep(300 * time.Millisecond) // the 5 outputs reach the broker (linger 0)
 			return errors.New("fails after producing 5 outputs")
 		}
 		return nil

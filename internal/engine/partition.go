@@ -640,9 +640,10 @@ func (p *Partition) dispatch(ctx context.Context, r *kgo.Record, cause error, at
 	return p.g.cfg.Produce(ctx, out)
 }
 
-// Produce writes records for the consumer and waits until they are
-// written: inside the round's transaction in an exactly-once group (they
-// become visible only if it commits), else through the app's producer.
+// Produce writes records for the consumer: in an exactly-once group into
+// the round's transaction without waiting (the round flushes them before it
+// commits, and they become visible only if it does), else through the app's
+// producer, waiting for the acks.
 func (p *Partition) Produce(ctx context.Context, recs ...*kgo.Record) error {
 	if p.g.sess != nil {
 		if !p.Owned() {

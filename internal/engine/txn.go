@@ -148,6 +148,15 @@ func (g *group) round(fetches kgo.Fetches) error {
 			}
 		}
 	}
+	if ok {
+		// Every record must be acknowledged before the verdict: a failed
+		// one aborts the round.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(g.runCtx), 60*time.Second)
+		if err := g.cl.Flush(fctx); err != nil {
+			g.txn.fail(g.txn.current(), err)
+		}
+		cancel()
+	}
 	if err := g.txn.err(); err != nil {
 		g.log.Error("ferry: producing in the transaction failed; aborting it", "err", err)
 		ok = false
@@ -309,13 +318,17 @@ func (p *Partition) isStopping() bool {
 	return p.state != owned
 }
 
-// produceTxn produces records inside the round's transaction and waits for
-// them; a failure also aborts the round.
+// produceTxn produces records inside the round's transaction without
+// waiting: End flushes them before committing, and a failure aborts the
+// round. Only a record the client refuses at once is reported here.
 func (g *group) produceTxn(ctx context.Context, recs ...*kgo.Record) error {
 	round := g.txn.current()
-	err := g.cl.ProduceSync(ctx, recs...).FirstErr()
-	if err != nil {
-		g.txn.fail(round, err)
+	for _, r := range recs {
+		g.cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			if err != nil {
+				g.txn.fail(round, err)
+			}
+		})
 	}
-	return err
+	return g.txn.err()
 }
