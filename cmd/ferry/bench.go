@@ -61,7 +61,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprintf(stdout, "produced in %s\n\n", time.Since(began).Round(time.Millisecond))
 	if *pipeline != "" {
-		return benchPipeline(ctx, stdout, seeds, topic, int32(*partitions), *messages, *rounds, *pipeline)
+		return benchPipeline(ctx, stdout, seeds, topic, int32(*partitions), *messages, *rounds, *pipeline, *kafkaScript)
 	}
 	// Warm-up: the first read of a fresh topic is slower for whoever goes
 	// first; it is not measured.
@@ -168,7 +168,7 @@ func childCluster(ctx context.Context, stderr io.Writer) (addr string, stop func
 
 // benchPipeline compares consume→produce at-least-once with exactly-once at
 // several transaction sizes, alternating within each round.
-func benchPipeline(ctx context.Context, stdout io.Writer, seeds []string, topic string, partitions int32, n, rounds int, sizes string) error {
+func benchPipeline(ctx context.Context, stdout io.Writer, seeds []string, topic string, partitions int32, n, rounds int, sizes, kafkaScript string) error {
 	var txns []int
 	for _, s := range strings.Split(sizes, ",") {
 		k, err := strconv.Atoi(strings.TrimSpace(s))
@@ -195,6 +195,20 @@ func benchPipeline(ctx context.Context, stdout io.Writer, seeds []string, topic 
 			best[k] = max(best[k], ratio)
 			fmt.Fprintf(stdout, "%-6d %-30s %12.3f\n", r, fmt.Sprintf("ratio EOS×%d/ALO", k), ratio)
 		}
+	}
+	if kafkaScript != "" {
+		// Kafka's EOS copier, once, at the largest transaction size.
+		k := txns[len(txns)-1]
+		size := k * 100 * int(partitions)
+		out := ferrytest.UniqueName("copier")
+		if err := bench.CreateTopic(ctx, seeds, out, partitions); err != nil {
+			return err
+		}
+		res, err := bench.TransactionalMessageCopier(ctx, kafkaScript, seeds, topic, out, ferrytest.UniqueName("copier"), size)
+		if err != nil {
+			return err
+		}
+		reportWide(stdout, 0, res)
 	}
 	fmt.Fprintln(stdout)
 	for _, k := range txns {

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strconv"
@@ -41,5 +42,58 @@ func ConsumerPerformance(ctx context.Context, kafkaScript string, brokers []stri
 		Messages: consumed,
 		First:    time.Duration(rebalanceMs * float64(time.Millisecond)),
 		Elapsed:  time.Duration((rebalanceMs + fetchMs) * float64(time.Millisecond)),
+	}, nil
+}
+
+// TransactionalMessageCopier runs Kafka's own EOS system-test tool (through
+// scripts/kafka tool) in group mode over the topic, copying it to a fresh
+// output topic with txnSize messages per transaction. Its window runs from
+// its RebalanceComplete event to ShutdownComplete.
+func TransactionalMessageCopier(ctx context.Context, kafkaScript string, brokers []string, topic, output, group string, txnSize int) (Result, error) {
+	cmd := exec.CommandContext(ctx, kafkaScript, "tool", "TransactionalMessageCopier",
+		"--input-topic", topic, "--input-partition", "0", "--output-topic", output,
+		"--broker-list", strings.Join(brokers, ","), "--transactional-id", group,
+		"--transaction-size", strconv.Itoa(txnSize), "--group-mode", "--consumer-group", group)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return Result{}, fmt.Errorf("TransactionalMessageCopier: %v\n%s", err, errb.String())
+	}
+	var started, ended time.Time
+	total := 0
+	for _, line := range strings.Split(out.String(), "\n") {
+		var ev struct {
+			Stage          string `json:"stage"`
+			Time           string `json:"time"`
+			TotalProcessed int    `json:"totalProcessed"`
+		}
+		if json.Unmarshal([]byte(line), &ev) != nil {
+			continue
+		}
+		// "2026/11/23 13:15:31:348": milliseconds after a colon.
+		i := strings.LastIndex(ev.Time, ":")
+		if i < 0 {
+			continue
+		}
+		at, err := time.Parse("2006/01/02 15:04:05.000", ev.Time[:i]+"."+ev.Time[i+1:])
+		if err != nil {
+			continue
+		}
+		switch ev.Stage {
+		case "RebalanceComplete":
+			if started.IsZero() {
+				started = at
+			}
+		case "ShutdownComplete":
+			ended, total = at, ev.TotalProcessed
+		}
+	}
+	if started.IsZero() || ended.IsZero() {
+		return Result{}, fmt.Errorf("TransactionalMessageCopier printed no start or end:\n%s", out.String())
+	}
+	return Result{
+		Name:     fmt.Sprintf("Kafka TxnMessageCopier×%d", txnSize),
+		Messages: total,
+		Elapsed:  ended.Sub(started),
 	}, nil
 }

@@ -11,6 +11,19 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+// CreateTopic creates a topic with the given partitions.
+func CreateTopic(ctx context.Context, brokers []string, topic string, partitions int32) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if resp, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, 1, nil, topic); err != nil || resp.Err != nil {
+		return fmt.Errorf("create %s: %v %v", topic, err, resp.Err)
+	}
+	return nil
+}
+
 // Pipeline consumes the topic and produces one output per input to a fresh
 // output topic through Batch.Produce: at-least-once when txnBatches is 0,
 // else exactly-once with transactions spanning about txnBatches batches per
@@ -21,13 +34,8 @@ func Pipeline(ctx context.Context, brokers []string, topic, group string, partit
 		name = fmt.Sprintf("ferry consume→produce EOS×%d", txnBatches)
 	}
 	out := group + "-out"
-	adm, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
+	if err := CreateTopic(ctx, brokers, out, partitions); err != nil {
 		return Result{}, err
-	}
-	defer adm.Close()
-	if resp, err := kadm.NewClient(adm).CreateTopic(ctx, partitions, 1, nil, out); err != nil || resp.Err != nil {
-		return Result{}, fmt.Errorf("create %s: %v %v", out, err, resp.Err)
 	}
 	w := newWindow(name, n)
 	topicOpts := []ferry.TopicOption{}
