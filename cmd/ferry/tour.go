@@ -121,36 +121,38 @@ func runTour(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			d.printf("        commit (%s): %s\n", cm.Reason, formatOffsets(cm.Offsets[topic]))
 		}),
 	}
-	route := func(member string) ferry.Option {
-		return ferry.Route(group, topic, d.member(member), ferry.MaxMessages(100),
-			ferry.Retry(ferry.ConstantBackoff(300*time.Millisecond)))
+	// join starts a group member; stop drains it and returns Run's error.
+	join := func(member string) (stop func() error, err error) {
+		app, err := ferry.New(append(base, ferry.Route(group, topic, d.member(member), ferry.MaxMessages(100),
+			ferry.Retry(ferry.ConstantBackoff(300*time.Millisecond))))...)
+		if err != nil {
+			return nil, err
+		}
+		mctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- app.Run(mctx) }()
+		return sync.OnceValue(func() error { cancel(); return <-done }), nil
 	}
 
 	if err := produceWave(ctx, c, topic, partitions, 0, *perWave); err != nil {
 		return err
 	}
 	d.printf("produced %d messages; member A joins the group\n", partitions**perWave)
-	a, err := ferry.New(append(base, route("A"))...)
+	stopA, err := join("A")
 	if err != nil {
 		return err
 	}
-	actx, stopA := context.WithCancel(ctx)
-	defer stopA()
-	aDone := make(chan error, 1)
-	go func() { aDone <- a.Run(actx) }()
+	defer func() { _ = stopA() }()
 	if err := waitProcessed(ctx, d, partitions**perWave); err != nil {
 		return err
 	}
 
 	d.printf("\nmember B joins: A hands over some partitions, then %d more messages arrive\n", partitions**perWave)
-	b, err := ferry.New(append(base, route("B"))...)
+	stopB, err := join("B")
 	if err != nil {
 		return err
 	}
-	bctx, stopB := context.WithCancel(ctx)
-	defer stopB()
-	bDone := make(chan error, 1)
-	go func() { bDone <- b.Run(bctx) }()
+	defer func() { _ = stopB() }()
 	time.Sleep(2 * time.Second) // let the group rebalance
 	if err := produceWave(ctx, c, topic, partitions, *perWave, 2**perWave); err != nil {
 		return err
@@ -160,12 +162,10 @@ func runTour(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 
 	d.printf("\nshutting down: in-flight batches finish, final commit, members leave\n")
-	stopB()
-	if err := <-bDone; err != nil {
+	if err := stopB(); err != nil {
 		return err
 	}
-	stopA()
-	if err := <-aDone; err != nil {
+	if err := stopA(); err != nil {
 		return err
 	}
 	committed, err := c.Committed(context.WithoutCancel(ctx), group, topic)
