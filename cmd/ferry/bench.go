@@ -84,26 +84,46 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for r := 1; r <= *rounds; r++ {
 		var raw, fer bench.Result
 		var err error
-		if *only != "ferry" {
+		var topts []ferry.TopicOption
+		if *maxWait > 0 {
+			topts = append(topts, ferry.MaxWait(*maxWait))
+		}
+		if *queueBytes > 0 {
+			topts = append(topts, ferry.QueueBytes(*queueBytes))
+		}
+		runRaw := func() error {
+			if *only == "ferry" {
+				return nil
+			}
 			if raw, err = bench.Raw(ctx, seeds, topic, ferrytest.UniqueName("raw"), *messages); err != nil {
 				return err
 			}
 			report(stdout, r, raw)
 			runtime.GC()
+			return nil
 		}
-		if *only != "raw" {
-			var topts []ferry.TopicOption
-			if *maxWait > 0 {
-				topts = append(topts, ferry.MaxWait(*maxWait))
-			}
-			if *queueBytes > 0 {
-				topts = append(topts, ferry.QueueBytes(*queueBytes))
+		runFerry := func() error {
+			if *only == "raw" {
+				return nil
 			}
 			if fer, err = bench.Ferry(ctx, seeds, topic, ferrytest.UniqueName("ferry"), *messages, topts...); err != nil {
 				return err
 			}
 			report(stdout, r, fer)
 			runtime.GC()
+			return nil
+		}
+		// Alternate who goes first, so neither always finds the cluster
+		// in the state the other left it in.
+		first, second := runRaw, runFerry
+		if r%2 == 0 {
+			first, second = runFerry, runRaw
+		}
+		if err := first(); err != nil {
+			return err
+		}
+		if err := second(); err != nil {
+			return err
 		}
 		if *kafkaScript != "" && *only == "" {
 			perf, err := bench.ConsumerPerformance(ctx, *kafkaScript, seeds, topic, ferrytest.UniqueName("perf"), *messages)
