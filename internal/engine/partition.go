@@ -134,10 +134,7 @@ func (p *Partition) setStateLocked(s state) {
 		p.clearQueueLocked() // never taken now; stop counting it
 	}
 	p.state = s
-	if !p.readyClosed {
-		p.readyClosed = true
-		close(p.ready)
-	}
+	p.markReadyLocked() // a stopped partition builds no consumer to wait for
 }
 
 func (p *Partition) markReadyLocked() {
@@ -579,20 +576,29 @@ func (p *Partition) consume(w Worker, batch []*kgo.Record) *failure {
 	return &failure{err: err, batch: batch, resume: resume}
 }
 
-// failedRecord finds the message a failed batch is blamed on: the one a
-// *MessageError names (the messages before it are marked as processed), else
-// the first unmarked message, if it is in the batch.
-func (p *Partition) failedRecord(batch []*kgo.Record, err error) *kgo.Record {
+// namedIndex returns the index in batch of the message a *MessageError in
+// err names, or -1.
+func namedIndex(batch []*kgo.Record, err error) int {
 	var me *MessageError
 	if errors.As(err, &me) && me.Message != nil {
 		for i, r := range batch {
 			if r == me.Message || r.Offset == me.Message.Offset {
-				if i > 0 {
-					p.Mark(batch[i-1], "")
-				}
-				return r
+				return i
 			}
 		}
+	}
+	return -1
+}
+
+// failedRecord finds the message a failed batch is blamed on: the one a
+// *MessageError names (the messages before it are marked as processed), else
+// the first unmarked message, if it is in the batch.
+func (p *Partition) failedRecord(batch []*kgo.Record, err error) *kgo.Record {
+	if i := namedIndex(batch, err); i >= 0 {
+		if i > 0 {
+			p.Mark(batch[i-1], "")
+		}
+		return batch[i]
 	}
 	p.mu.Lock()
 	resume := p.tracker.Resume()

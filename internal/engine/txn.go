@@ -255,11 +255,13 @@ func (p *Partition) consumeRound(w Worker, recs []*kgo.Record) roundResult {
 			recs = recs[len(batch):]
 			continue
 		}
-		failed := p.blame(batch, err)
-		if failed != nil && p.topic.DeadLetterRecord != nil && p.topic.MaxRetries >= 0 && attempt > p.topic.MaxRetries {
-			if p.deadLetter(failed, err, attempt) {
+		// The round blames the message a *MessageError names, else the
+		// batch's first (a round's offsets are all or nothing).
+		i := max(namedIndex(batch, err), 0)
+		if p.topic.DeadLetterRecord != nil && p.topic.MaxRetries >= 0 && attempt > p.topic.MaxRetries {
+			if p.deadLetter(batch[i], err, attempt) {
 				p.failures = 0
-				recs = recs[indexOf(recs, failed)+1:]
+				recs = recs[i+1:] // batch is a prefix of recs
 				continue
 			}
 		}
@@ -276,29 +278,6 @@ func (p *Partition) consumeRound(w Worker, recs []*kgo.Record) roundResult {
 	}
 	p.failures = 0
 	return roundResult{}
-}
-
-// blame finds the failing message of a batch in a round: the one a
-// *MessageError names, else the first of the batch.
-func (p *Partition) blame(batch []*kgo.Record, err error) *kgo.Record {
-	var me *MessageError
-	if errors.As(err, &me) && me.Message != nil {
-		for _, r := range batch {
-			if r.Offset == me.Message.Offset {
-				return r
-			}
-		}
-	}
-	return batch[0]
-}
-
-func indexOf(recs []*kgo.Record, r *kgo.Record) int {
-	for i, x := range recs {
-		if x.Offset == r.Offset {
-			return i
-		}
-	}
-	return len(recs) - 1
 }
 
 // backoffAfterRound keeps a failed partition paused for its backoff, then
