@@ -157,6 +157,10 @@ func (w *worker) EOF(ctx context.Context) error {
 	return nil
 }
 
+// ErrTransactional is returned by the Sync calls of a Claim of an
+// ExactlyOnce topic: its offsets reach Kafka only with its transactions.
+var ErrTransactional = engine.ErrTransactional
+
 // Claim is a consumer's handle on the topic-partition it was built for: the
 // offset-management API of Karafka, ownership-safe (M2–M9).
 //
@@ -166,6 +170,12 @@ func (w *worker) EOF(ctx context.Context) error {
 //	CommitOffsets             no      false iff no longer owned        soon (the commit loop is woken)
 //	CommitOffsetsSync         yes     true iff committed and owned     before it returns
 //	Revoked                   no      true once revoked or lost        —
+//
+// In an ExactlyOnce topic with ManualOffsets, marks join the Kafka
+// transaction in progress: it commits the marked offsets with the outputs,
+// and the messages after the last mark come again in the next transaction.
+// A mark on a revoked partition returns false and aborts the transaction;
+// the Sync calls return ErrTransactional.
 //
 // A Claim is safe for use from several goroutines.
 type Claim struct {

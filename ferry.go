@@ -122,7 +122,7 @@ func New(opts ...Option) (*App, error) {
 				Produce:         a.producer.produce,
 			}
 			if r.cfg.delivery == ExactlyOnce {
-				g.Txn = &engine.Txn{ID: cfg.transactionalID + "-" + r.group, Batches: r.cfg.txnBatches}
+				g.Txn = &engine.Txn{ID: cfg.transactionalID + "-" + r.group, Batches: r.cfg.txnBatches, Interval: r.cfg.txnInterval}
 			}
 			byName[r.group] = g
 			a.groups = append(a.groups, g)

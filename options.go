@@ -113,6 +113,8 @@ type topicConfig struct {
 	maxRetriesSet bool
 	middleware    []Middleware
 	txnBatches    int
+	txnBatchesSet bool
+	txnInterval   time.Duration
 }
 
 func defaultConfig() config {
@@ -141,7 +143,6 @@ func defaultTopicConfig() topicConfig {
 		maxMessages: 100,
 		maxWait:     time.Second,
 		backoff:     ExponentialBackoff(time.Second, 30*time.Second),
-		txnBatches:  1,
 		queueBytes:  32 << 20,
 	}
 }
@@ -205,8 +206,8 @@ func ClientOptions(opts ...kgo.Opt) Option {
 // Commit describes one commit request ferry made, for OnCommit.
 type Commit struct {
 	Group string
-	// Reason is "periodic", "revocation", "revocation hooks", "sync" or
-	// "shutdown".
+	// Reason is "periodic", "revocation", "revocation hooks", "sync",
+	// "shutdown", or "transaction" (an exactly-once transaction committed).
 	Reason string
 	// Offsets holds the committed next-offsets per topic and partition.
 	Offsets map[string]map[int32]int64
@@ -230,10 +231,21 @@ func TransactionalID(id string) Option {
 }
 
 // TransactionBatches sets about how many batches per partition one
-// transaction of an ExactlyOnce topic spans. Default 1. More batches per
-// transaction commit less often (faster) but redo more after an abort.
+// transaction of an ExactlyOnce topic spans. Default 1 (without
+// TransactionInterval). More batches per transaction commit less often
+// (faster) but redo more after an abort; see docs/BENCHMARKS.md.
 func TransactionBatches(n int) TopicOption {
-	return func(t *topicConfig) { t.txnBatches = n }
+	return func(t *topicConfig) { t.txnBatches = n; t.txnBatchesSet = true }
+}
+
+// TransactionInterval keeps each transaction of an ExactlyOnce topic open,
+// polling and consuming, for up to d — or until TransactionBatches batches
+// per partition, if that is set too. Default 0: a transaction spans one
+// poll's records. Consumers see a transaction's batches one after another;
+// nothing is visible to read_committed readers, nor committed, until it
+// ends.
+func TransactionInterval(d time.Duration) TopicOption {
+	return func(t *topicConfig) { t.txnInterval = d }
 }
 
 // Route sends a topic, consumed by a consumer group, to consumers built by
@@ -372,11 +384,11 @@ func (c *config) validate() error {
 			if c.transactionalID == "" {
 				bad("%s: exactly-once needs ferry.TransactionalID", where)
 			}
-			if t.manualOffsets {
-				bad("%s: exactly-once commits offsets with its transactions; ManualOffsets is not supported with it yet", where)
-			}
-			if t.txnBatches < 1 {
+			if t.txnBatchesSet && t.txnBatches < 1 {
 				bad("%s: TransactionBatches %d: must be at least 1", where, t.txnBatches)
+			}
+			if t.txnInterval < 0 {
+				bad("%s: TransactionInterval %s: must not be negative", where, t.txnInterval)
 			}
 		default:
 			bad("%s: unknown delivery %s", where, t.delivery)
@@ -410,6 +422,18 @@ func (c *config) validate() error {
 	for group, n := range eos {
 		if n[1] > 0 && n[1] < n[0] {
 			bad("group %q mixes exactly-once and other topics: give the exactly-once topics a consumer group of their own", group)
+		}
+	}
+	// ...so its topics must agree on how long a transaction spans.
+	span := map[string]topicConfig{}
+	for _, r := range c.routes {
+		if r.cfg.delivery != ExactlyOnce {
+			continue
+		}
+		if first, ok := span[r.group]; !ok {
+			span[r.group] = r.cfg
+		} else if first.txnBatches != r.cfg.txnBatches || first.txnInterval != r.cfg.txnInterval {
+			bad("group %q: its exactly-once topics share transactions, so they need the same TransactionBatches and TransactionInterval", r.group)
 		}
 	}
 	if len(errs) == 0 {

@@ -91,3 +91,12 @@ func (t *Tracker) Acknowledge(m Mark) {
 		t.stored = t.committed
 	}
 }
+
+// Discard forgets every mark Kafka has not acknowledged: the stored mark
+// falls back to the committed position and nothing is delivered any more.
+// An exactly-once runtime calls it when a transaction aborts, since the
+// marks made inside it were never committed and their messages come again.
+func (t *Tracker) Discard() {
+	t.stored = t.committed
+	t.resume = -1
+}

@@ -4,7 +4,7 @@ import "testing"
 
 // step is one operation on a Tracker in a table test.
 type step struct {
-	op     string // "mark", "start", "ack"
+	op     string // "mark", "start", "ack", "discard"
 	offset int64
 	meta   string
 	// expectations after the step
@@ -70,6 +70,20 @@ func TestTracker(t *testing.T) {
 			},
 		},
 		{
+			// An aborted transaction's marks are forgotten; committed ones stay.
+			name:      "discard drops unacknowledged marks",
+			committed: Mark{Offset: 10, Epoch: 0},
+			steps: []step{
+				{op: "start", offset: 10, resume: 10, pending: -1, committed: 10},
+				{op: "mark", offset: 20, changed: true, resume: 20, pending: 20, committed: 10},
+				{op: "ack", offset: 20, resume: 20, pending: -1, committed: 20},
+				{op: "mark", offset: 35, changed: true, resume: 35, pending: 35, committed: 20},
+				{op: "discard", resume: -1, pending: -1, committed: 20},
+				{op: "start", offset: 20, resume: 20, pending: -1, committed: 20},
+				{op: "mark", offset: 25, changed: true, resume: 25, pending: 25, committed: 20},
+			},
+		},
+		{
 			name:      "a mark below the committed offset is not pending",
 			committed: Mark{Offset: 50, Epoch: 0},
 			steps: []step{
@@ -89,6 +103,8 @@ func TestTracker(t *testing.T) {
 					tr.Start(s.offset)
 				case "ack":
 					tr.Acknowledge(Mark{Offset: s.offset, Epoch: 1})
+				case "discard":
+					tr.Discard()
 				}
 				if changed != s.changed {
 					t.Errorf("step %d %s(%d): changed = %v, want %v", i, s.op, s.offset, changed, s.changed)

@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -32,7 +31,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rounds := fs.Int("rounds", 3, "rounds; each consumes the whole topic once with each contender")
 	maxWait := fs.Duration("max-wait", 0, "ferry's MaxWait (0: its default)")
 	queueBytes := fs.Int("queue-bytes", 0, "ferry's QueueBytes (0: its default)")
-	pipeline := fs.String("pipeline", "", "instead: consume→produce, at-least-once vs exactly-once with these transaction sizes in batches, e.g. 1,4,16")
+	pipeline := fs.String("pipeline", "", "instead: consume→produce, at-least-once vs exactly-once with these transaction spans: batch counts or intervals, e.g. 1,4,16,250ms,1s")
 	kafkaScript := fs.String("kafka-perf", "", "also run Kafka's ConsumerPerformance through this scripts/kafka (real broker only)")
 	only := fs.String("only", "", "run one contender only: raw or ferry (for profiling)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measured rounds to this file")
@@ -189,36 +188,42 @@ func childCluster(ctx context.Context, stderr io.Writer) (addr string, stop func
 // benchPipeline compares consume→produce at-least-once with exactly-once at
 // several transaction sizes, alternating within each round.
 func benchPipeline(ctx context.Context, stdout io.Writer, seeds []string, topic string, partitions int32, n, rounds int, sizes, kafkaScript string) error {
-	var txns []int
+	var spans []bench.Span
 	for _, s := range strings.Split(sizes, ",") {
-		k, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || k < 1 {
-			return fmt.Errorf("bad transaction size %q", s)
+		span, err := bench.ParseSpan(strings.TrimSpace(s))
+		if err != nil {
+			return err
 		}
-		txns = append(txns, k)
+		spans = append(spans, span)
 	}
 	fmt.Fprintf(stdout, "%-6s %-30s %12s %10s %10s %11s %9s\n", "round", "contender", "msgs/s", "elapsed", "join", "allocs/msg", "CPU/msg")
-	best := map[int]float64{}
+	best := map[bench.Span]float64{}
 	for r := 1; r <= rounds; r++ {
-		alo, err := bench.Pipeline(ctx, seeds, topic, ferrytest.UniqueName("alo"), partitions, n, 0)
+		alo, err := bench.Pipeline(ctx, seeds, topic, ferrytest.UniqueName("alo"), partitions, n, bench.Span{})
 		if err != nil {
 			return err
 		}
 		reportWide(stdout, r, alo)
-		for _, k := range txns {
-			eos, err := bench.Pipeline(ctx, seeds, topic, ferrytest.UniqueName("eos"), partitions, n, k)
+		for _, span := range spans {
+			eos, err := bench.Pipeline(ctx, seeds, topic, ferrytest.UniqueName("eos"), partitions, n, span)
 			if err != nil {
 				return err
 			}
 			reportWide(stdout, r, eos)
 			ratio := eos.Rate() / alo.Rate()
-			best[k] = max(best[k], ratio)
-			fmt.Fprintf(stdout, "%-6d %-30s %12.3f\n", r, fmt.Sprintf("ratio EOS×%d/ALO", k), ratio)
+			best[span] = max(best[span], ratio)
+			fmt.Fprintf(stdout, "%-6d %-30s %12.3f\n", r, "ratio "+span.String()+"/ALO", ratio)
 		}
 	}
 	if kafkaScript != "" {
-		// Kafka's EOS copier, once, at the largest transaction size.
-		k := txns[len(txns)-1]
+		// Kafka's EOS copier, once, with transactions of the largest
+		// count given (16 batches of 100 per partition by default).
+		k := 16
+		for _, span := range spans {
+			if span.Batches > 0 {
+				k = span.Batches
+			}
+		}
 		size := k * 100 * int(partitions)
 		out := ferrytest.UniqueName("copier")
 		if err := bench.CreateTopic(ctx, seeds, out, partitions); err != nil {
@@ -231,8 +236,8 @@ func benchPipeline(ctx context.Context, stdout io.Writer, seeds []string, topic 
 		reportWide(stdout, 0, res)
 	}
 	fmt.Fprintln(stdout)
-	for _, k := range txns {
-		fmt.Fprintf(stdout, "best ratio EOS×%d/ALO: %.3f\n", k, best[k])
+	for _, span := range spans {
+		fmt.Fprintf(stdout, "best ratio %s/ALO: %.3f\n", span, best[span])
 	}
 	return nil
 }

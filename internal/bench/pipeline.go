@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
+	"time"
 
 	"github.com/ferrykit/ferry"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -24,14 +26,40 @@ func CreateTopic(ctx context.Context, brokers []string, topic string, partitions
 	return nil
 }
 
+// Span is how long an exactly-once transaction spans: about Batches batches
+// per partition, or as many as arrive in Interval. The zero Span means
+// at-least-once.
+type Span struct {
+	Batches  int
+	Interval time.Duration
+}
+
+// ParseSpan reads "16" (batches) or "250ms" (an interval).
+func ParseSpan(s string) (Span, error) {
+	if k, err := strconv.Atoi(s); err == nil && k >= 1 {
+		return Span{Batches: k}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return Span{Interval: d}, nil
+	}
+	return Span{}, fmt.Errorf("bad transaction span %q: want a batch count (16) or an interval (250ms)", s)
+}
+
+func (s Span) String() string {
+	if s.Interval > 0 {
+		return "EOS " + s.Interval.String()
+	}
+	return fmt.Sprintf("EOS×%d", s.Batches)
+}
+
 // Pipeline consumes the topic and produces one output per input to a fresh
-// output topic through Batch.Produce: at-least-once when txnBatches is 0,
-// else exactly-once with transactions spanning about txnBatches batches per
-// partition.
-func Pipeline(ctx context.Context, brokers []string, topic, group string, partitions int32, n, txnBatches int) (Result, error) {
+// output topic through Batch.Produce: at-least-once for the zero span, else
+// exactly-once with transactions of that span.
+func Pipeline(ctx context.Context, brokers []string, topic, group string, partitions int32, n int, span Span) (Result, error) {
 	name := "ferry consume→produce ALO"
-	if txnBatches > 0 {
-		name = fmt.Sprintf("ferry consume→produce EOS×%d", txnBatches)
+	eos := span != Span{}
+	if eos {
+		name = "ferry consume→produce " + span.String()
 	}
 	out := group + "-out"
 	if err := CreateTopic(ctx, brokers, out, partitions); err != nil {
@@ -43,9 +71,15 @@ func Pipeline(ctx context.Context, brokers []string, topic, group string, partit
 		ferry.Brokers(brokers...),
 		ferry.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))),
 	}
-	if txnBatches > 0 {
+	if eos {
 		opts = append(opts, ferry.TransactionalID(group))
-		topicOpts = append(topicOpts, ferry.WithDelivery(ferry.ExactlyOnce), ferry.TransactionBatches(txnBatches))
+		topicOpts = append(topicOpts, ferry.WithDelivery(ferry.ExactlyOnce))
+		if span.Batches > 0 {
+			topicOpts = append(topicOpts, ferry.TransactionBatches(span.Batches))
+		}
+		if span.Interval > 0 {
+			topicOpts = append(topicOpts, ferry.TransactionInterval(span.Interval))
+		}
 	}
 	copyOut := ferry.ConsumerFunc(func(ctx context.Context, b *ferry.Batch) error {
 		recs := make([]*kgo.Record, len(b.Messages))

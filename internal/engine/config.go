@@ -127,8 +127,8 @@ type Group struct {
 // CommitEvent describes one commit request.
 type CommitEvent struct {
 	Group string
-	// Reason is "periodic", "revocation", "revocation hooks", "sync" or
-	// "shutdown".
+	// Reason is "periodic", "revocation", "revocation hooks", "sync",
+	// "shutdown", or "transaction" (an exactly-once transaction committed).
 	Reason string
 	// Offsets holds what was committed, per topic and partition.
 	Offsets map[string]map[int32]int64

@@ -176,6 +176,13 @@ func (p *Partition) Mark(r *kgo.Record, metadata string) bool {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.g.sess != nil && p.state != owned {
+		// S3: a revoked partition's offsets are not this member's to
+		// commit any more; the transaction the mark was meant to join
+		// aborts, and the new owner processes the messages again.
+		p.g.txn.fail(p.g.txn.current(), errMarkAfterRevocation)
+		return false
+	}
 	if !p.state.marksAccepted() {
 		return false
 	}
@@ -186,6 +193,9 @@ func (p *Partition) Mark(r *kgo.Record, metadata string) bool {
 // MarkSync stores the mark and commits before returning (M3). It reports
 // true only if the commit succeeded and the partition is still owned.
 func (p *Partition) MarkSync(ctx context.Context, r *kgo.Record, metadata string) (bool, error) {
+	if p.g.sess != nil {
+		return false, ErrTransactional
+	}
 	if !p.Mark(r, metadata) {
 		return false, nil
 	}

@@ -4,24 +4,35 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/ferrykit/ferry/offsets"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Exactly-once groups (S3) run in rounds instead of the poll loop: poll,
 // begin a Kafka transaction, let every partition that got records consume
 // all of them (producing through the transaction), then commit the
-// transaction — outputs and input offsets together — or abort it. franz-go's
-// GroupTransactSession commits the offsets of everything polled, so a round
-// never leaves polled records unprocessed: each partition consumes its share
-// to the end or the round aborts.
+// transaction — outputs and input offsets together — or abort it. A round
+// spans one poll, or with an interval several polls until it elapses.
 //
-// On abort the session rewinds every partition to its committed offset; a
-// partition that failed also waits out its backoff, paused, while the others
-// go on in the next rounds. A rebalance during a round aborts it (KIP-447:
-// the new owner reads the committed offsets and the zombie is fenced).
+// The offsets a transaction commits are the partitions' marks, made by ferry
+// after each successful batch or, with manual offsets, by the consumer
+// through its Claim (Karafka's transaction { produce; mark_as_consumed }):
+// franz-go's GroupTransactSession would commit everything polled, so ferry
+// rewrites its TxnOffsetCommit to carry the marks, and after the commit seeks
+// each partition whose mark stopped short of what was polled back to that
+// mark, so the unmarked messages come again. A mark on a partition this
+// member no longer owns aborts the round; so does any failure.
+//
+// On abort the session rewinds every partition to its committed offset and
+// the round's marks are discarded; a partition that failed also waits out
+// its backoff, paused, while the others go on in the next rounds. A
+// rebalance during a round aborts it (KIP-447: the new owner reads the
+// committed offsets and the zombie is fenced).
 
 // Txn configures an exactly-once group.
 type Txn struct {
@@ -29,9 +40,16 @@ type Txn struct {
 	// instance fences its predecessor.
 	ID string
 	// Batches is about how many batches per partition one transaction
-	// spans (1 by default).
+	// spans. Zero means one, unless Interval is set, then no count limit.
 	Batches int
+	// Interval, if positive, keeps a transaction open, polling and
+	// consuming, until it elapses (or Batches is reached).
+	Interval time.Duration
 }
+
+// errMarkAfterRevocation fails a round in which a consumer marked a
+// partition this member no longer owns.
+var errMarkAfterRevocation = errors.New("ferry: a message was marked after its partition was revoked; the transaction aborts")
 
 // roundResult is what a partition reports at the end of its share of a round.
 type roundResult struct {
@@ -80,28 +98,32 @@ func (s *txnState) err() error {
 // finishes first.
 func (g *group) roundLoop(ctx context.Context) error {
 	for ctx.Err() == nil {
-		fetches := g.sess.PollRecords(ctx, g.roundRecords())
+		fetches := g.sess.PollRecords(ctx, g.pollRecords())
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return nil
 		}
-		fetches.EachError(func(topic string, partition int32, err error) {
-			if !errors.Is(err, context.Canceled) {
-				g.log.Error("ferry: fetch error", "topic", topic, "partition", partition, "err", err)
-			}
-		})
+		g.logFetchErrors(fetches)
 		if fetches.NumRecords() == 0 {
 			continue
 		}
-		if err := g.round(fetches); err != nil {
+		if err := g.round(ctx, fetches); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// roundRecords bounds a round: Batches batches of MaxMessages for each
+func (g *group) logFetchErrors(fetches kgo.Fetches) {
+	fetches.EachError(func(topic string, partition int32, err error) {
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			g.log.Error("ferry: fetch error", "topic", topic, "partition", partition, "err", err)
+		}
+	})
+}
+
+// pollRecords bounds one poll: Batches batches of MaxMessages for each
 // assigned partition.
-func (g *group) roundRecords() int {
+func (g *group) pollRecords() int {
 	g.mu.RLock()
 	n := len(g.parts)
 	g.mu.RUnlock()
@@ -112,6 +134,19 @@ func (g *group) roundRecords() int {
 	return maxInt(n, 1) * max * maxInt(g.cfg.Txn.Batches, 1)
 }
 
+// wantMore reports whether the round should poll again after consuming
+// records: only with an interval, until it elapses or the count is reached.
+func (g *group) wantMore(ctx context.Context, began time.Time, records int) (time.Duration, bool) {
+	left := g.cfg.Txn.Interval - time.Since(began)
+	if g.cfg.Txn.Interval <= 0 || left <= 0 || ctx.Err() != nil {
+		return 0, false
+	}
+	if g.cfg.Txn.Batches > 0 && records >= g.pollRecords() {
+		return 0, false
+	}
+	return left, true
+}
+
 func maxInt(a, b int) int {
 	if a > b {
 		return a
@@ -119,34 +154,34 @@ func maxInt(a, b int) int {
 	return b
 }
 
-// round runs one transaction over the polled records. An error is returned
-// only when the transactional producer is unusable.
-func (g *group) round(fetches kgo.Fetches) error {
+// round runs one transaction over the polled records, and over more polled
+// until the interval elapses. An error is returned only when the
+// transactional producer is unusable.
+func (g *group) round(ctx context.Context, fetches kgo.Fetches) error {
 	if err := g.sess.Begin(); err != nil {
 		return fmt.Errorf("ferry: group %q: begin transaction: %w", g.cfg.Name, err)
 	}
 	g.txn.begin()
-	var waiting []*Partition
-	ok := true
-	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
-		if len(fp.Records) == 0 {
-			return
-		}
-		p := g.partition(fp.Topic, fp.Partition)
-		if p == nil || !p.giveRound(fp.Records) {
-			ok = false // polled but nobody to process it: never commit it
-			return
-		}
-		waiting = append(waiting, p)
-	})
+	began := time.Now()
+	parts := make(map[*Partition]int64) // first offset of the round, per partition
 	var failed []*Partition
-	for _, p := range waiting {
-		if r := p.roundOutcome(); r.failed {
-			ok = false
-			if r.p != nil {
-				failed = append(failed, p)
-			}
+	ok := true
+	records := 0
+	for {
+		ok = g.deliver(fetches, parts, &failed) && ok
+		records += fetches.NumRecords()
+		left, more := g.wantMore(ctx, began, records)
+		if !ok || !more {
+			break
 		}
+		pctx, cancel := context.WithTimeout(ctx, left)
+		fetches = g.sess.PollRecords(pctx, g.pollRecords())
+		cancel()
+		if fetches.IsClientClosed() {
+			ok = false
+			break
+		}
+		g.logFetchErrors(fetches)
 	}
 	if ok {
 		// Every record must be acknowledged before the verdict: a failed
@@ -158,24 +193,38 @@ func (g *group) round(fetches kgo.Fetches) error {
 		cancel()
 	}
 	if err := g.txn.err(); err != nil {
-		g.log.Error("ferry: producing in the transaction failed; aborting it", "err", err)
+		g.log.Error("ferry: transaction failed; aborting it", "err", err)
 		ok = false
 	}
-	offsets := g.cl.UncommittedOffsets()
+	polled := g.cl.UncommittedOffsets()
 	try := kgo.TryCommit
 	if !ok {
 		try = kgo.TryAbort
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(g.runCtx), 60*time.Second)
-	committed, err := g.sess.End(ctx, try)
+	sent := make(map[*Partition]offsets.Mark)
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(g.runCtx), 60*time.Second)
+	ectx = kgo.PreTxnCommitFnContext(ectx, func(req *kmsg.TxnOffsetCommitRequest) error {
+		g.txnOffsets(req, sent)
+		return nil
+	})
+	committed, err := g.sess.End(ectx, try)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("ferry: group %q: ending transaction: %w", g.cfg.Name, err)
 	}
 	if committed {
-		g.reportTxn(offsets)
-	} else if ok {
-		g.log.Warn("ferry: transaction aborted by a rebalance; the new owner reprocesses")
+		for p, m := range sent {
+			p.acknowledge(m)
+		}
+		g.rewind(parts, polled)
+		g.reportTxn(sent)
+	} else {
+		for p := range parts {
+			p.discardMarks()
+		}
+		if ok {
+			g.log.Warn("ferry: transaction aborted by a rebalance; the new owner reprocesses")
+		}
 	}
 	for _, p := range failed {
 		p.backoffAfterRound()
@@ -183,17 +232,132 @@ func (g *group) round(fetches kgo.Fetches) error {
 	return nil
 }
 
+// deliver hands each partition its polled records and waits until all have
+// consumed them. It reports false if any failed or could not take them;
+// parts learns each partition's first offset of the round.
+func (g *group) deliver(fetches kgo.Fetches, parts map[*Partition]int64, failed *[]*Partition) bool {
+	ok := true
+	var waiting []*Partition
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if len(fp.Records) == 0 {
+			return
+		}
+		p := g.partition(fp.Topic, fp.Partition)
+		if p == nil || !p.giveRound(fp.Records) {
+			ok = false // polled but nobody to process it: never commit it
+			return
+		}
+		if _, seen := parts[p]; !seen {
+			parts[p] = fp.Records[0].Offset
+		}
+		waiting = append(waiting, p)
+	})
+	for _, p := range waiting {
+		if r := p.roundOutcome(); r.failed {
+			ok = false
+			if r.p != nil {
+				*failed = append(*failed, p)
+			}
+		}
+	}
+	return ok
+}
+
+// txnOffsets rewrites the transaction's offset commit, which franz-go fills
+// with everything polled, to carry the partitions' marks instead: a
+// partition with nothing marked is left out, and a partition marked between
+// rounds is added. It runs inside End, after every partition finished its
+// share of the round; sent learns what was asked.
+func (g *group) txnOffsets(req *kmsg.TxnOffsetCommitRequest, sent map[*Partition]offsets.Mark) {
+	set := func(rp *kmsg.TxnOffsetCommitRequestTopicPartition, m offsets.Mark) {
+		rp.Offset, rp.LeaderEpoch = m.Offset, m.Epoch
+		md := m.Metadata
+		rp.Metadata = &md
+	}
+	seen := make(map[tp]bool)
+	topics := req.Topics[:0]
+	for _, t := range req.Topics {
+		kept := t.Partitions[:0]
+		for _, rp := range t.Partitions {
+			seen[tp{t.Topic, rp.Partition}] = true
+			p := g.partition(t.Topic, rp.Partition)
+			if p == nil {
+				continue
+			}
+			if m, ok := p.pending(); ok {
+				set(&rp, m)
+				kept = append(kept, rp)
+				sent[p] = m
+			}
+		}
+		if t.Partitions = kept; len(kept) > 0 {
+			topics = append(topics, t)
+		}
+	}
+	req.Topics = topics
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	for k, p := range g.parts {
+		if seen[k] {
+			continue
+		}
+		m, ok := p.pending()
+		if !ok {
+			continue
+		}
+		i := slices.IndexFunc(req.Topics, func(t kmsg.TxnOffsetCommitRequestTopic) bool { return t.Topic == k.topic })
+		if i < 0 {
+			t := kmsg.NewTxnOffsetCommitRequestTopic()
+			t.Topic = k.topic // no topic id: franz-go then sends a version that names topics
+			req.Topics = append(req.Topics, t)
+			i = len(req.Topics) - 1
+		}
+		rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+		rp.Partition = k.partition
+		set(&rp, m)
+		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
+		sent[p] = m
+	}
+}
+
+// rewind seeks every partition of a committed round whose committed
+// position stopped short of what was polled back to that position: the
+// messages after its last mark are delivered again. franz-go has just set
+// the polled positions as committed; SetOffsets corrects both.
+func (g *group) rewind(parts map[*Partition]int64, polled map[string]map[int32]kgo.EpochOffset) {
+	var set map[string]map[int32]kgo.EpochOffset
+	for p, first := range parts {
+		to := kgo.EpochOffset{Epoch: -1, Offset: first}
+		if c := p.committed(); c.Offset > first {
+			to = kgo.EpochOffset{Epoch: c.Epoch, Offset: c.Offset}
+		}
+		if at, ok := polled[p.topic.Name][p.id]; ok && at.Offset == to.Offset {
+			continue
+		}
+		if set == nil {
+			set = make(map[string]map[int32]kgo.EpochOffset)
+		}
+		if set[p.topic.Name] == nil {
+			set[p.topic.Name] = make(map[int32]kgo.EpochOffset)
+		}
+		set[p.topic.Name][p.id] = to
+	}
+	if set != nil {
+		g.cl.SetOffsets(set)
+	}
+}
+
 // reportTxn tells the OnCommit hook what a committed transaction stored.
-func (g *group) reportTxn(offs map[string]map[int32]kgo.EpochOffset) {
-	if g.cfg.OnCommit == nil {
+func (g *group) reportTxn(sent map[*Partition]offsets.Mark) {
+	if g.cfg.OnCommit == nil || len(sent) == 0 {
 		return
 	}
 	ev := CommitEvent{Group: g.cfg.Name, Reason: "transaction", Offsets: make(map[string]map[int32]int64)}
-	for t, ps := range offs {
-		ev.Offsets[t] = make(map[int32]int64)
-		for id, eo := range ps {
-			ev.Offsets[t][id] = eo.Offset
+	for p, m := range sent {
+		if ev.Offsets[p.topic.Name] == nil {
+			ev.Offsets[p.topic.Name] = make(map[int32]int64)
 		}
+		ev.Offsets[p.topic.Name][p.id] = m.Offset
 	}
 	g.cfg.OnCommit(ev)
 }
@@ -203,6 +367,7 @@ func (g *group) reportTxn(offs map[string]map[int32]kgo.EpochOffset) {
 func (p *Partition) giveRound(recs []*kgo.Record) bool {
 	p.mu.Lock()
 	p.markReadyLocked() // records came, so its committed offset is known
+	p.tracker.Start(recs[0].Offset)
 	p.mu.Unlock()
 	select {
 	case p.round <- recs:
@@ -252,13 +417,23 @@ func (p *Partition) consumeRound(w Worker, recs []*kgo.Record) roundResult {
 		err := guard(func() error { return w.Consume(p.ctx, batch, attempt) })
 		<-p.g.slots
 		if err == nil {
+			if !p.topic.Manual {
+				p.Mark(batch[len(batch)-1], "")
+			}
 			recs = recs[len(batch):]
 			continue
 		}
-		// The round blames the message a *MessageError names, else the
-		// batch's first (a round's offsets are all or nothing).
+		// The round blames the message a *MessageError names (the ones
+		// before it count as processed), else the batch's first.
 		i := max(namedIndex(batch, err), 0)
-		if p.topic.DeadLetterRecord != nil && p.topic.MaxRetries >= 0 && attempt > p.topic.MaxRetries {
+		if i > 0 && !p.topic.Manual {
+			p.Mark(batch[i-1], "")
+		}
+		// Dead-lettering marks the message, so it happens only when
+		// everything before it is marked (with manual offsets, by the
+		// consumer).
+		if p.topic.DeadLetterRecord != nil && p.topic.MaxRetries >= 0 && attempt > p.topic.MaxRetries &&
+			p.resume() == batch[i].Offset {
 			if p.deadLetter(batch[i], err, attempt) {
 				p.failures = 0
 				recs = recs[i+1:] // batch is a prefix of recs
@@ -289,6 +464,29 @@ func (p *Partition) backoffAfterRound() {
 		defer p.g.workers.Done()
 		p.waitBackoff(delay)
 	}()
+}
+
+// resume is where the partition continues: after its newest mark, or the
+// first offset delivered.
+func (p *Partition) resume() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.tracker.Resume()
+}
+
+// committed is the position Kafka has for the partition, as far as ferry
+// knows.
+func (p *Partition) committed() offsets.Mark {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.tracker.Committed()
+}
+
+// discardMarks forgets the marks of an aborted transaction.
+func (p *Partition) discardMarks() {
+	p.mu.Lock()
+	p.tracker.Discard()
+	p.mu.Unlock()
 }
 
 func (p *Partition) isStopping() bool {
