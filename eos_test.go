@@ -36,28 +36,42 @@ func copier(out string, before func(ctx context.Context, b *ferry.Batch, i int) 
 // waitOutputs waits until the read_committed view of topic holds n keys.
 func waitOutputs(t *testing.T, c *ferrytest.Cluster, topic string, n int) map[string]int {
 	t.Helper()
-	var got map[string]int
-	if err := ferrytest.WaitFor(ctxFor(t, 60*time.Second), func() bool {
-		got = committedOutputs(t, c, topic)
-		return len(got) >= n
-	}); err != nil {
-		t.Fatalf("%d distinct outputs committed, want %d", len(got), n)
+	cl := outputReader(t, c, topic)
+	defer cl.Close()
+	got := map[string]int{}
+	deadline := time.Now().Add(60 * time.Second)
+	for len(got) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d distinct outputs committed, want %d", len(got), n)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { got[string(r.Key)]++ })
+		cancel()
 	}
 	return got
 }
 
-// committedOutputs reads everything committed in topic so far.
-func committedOutputs(t *testing.T, c *ferrytest.Cluster, topic string) map[string]int {
+func outputReader(t *testing.T, c *ferrytest.Cluster, topic string) *kgo.Client {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers()...), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cl
+}
+
+// committedOutputs reads everything committed in topic so far.
+func committedOutputs(t *testing.T, c *ferrytest.Cluster, topic string) map[string]int {
+	t.Helper()
+	cl := outputReader(t, c, topic)
 	defer cl.Close()
 	got := map[string]int{}
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	for wait := 10 * time.Second; ; wait = time.Second {
+		// The first poll also finds the leader and the start offsets,
+		// which takes a while on a loaded machine; after it, an empty
+		// second means the end was reached.
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		fs := cl.PollFetches(ctx)
 		cancel()
 		n := 0
@@ -151,8 +165,8 @@ func uncommittedCount(t *testing.T, c *ferrytest.Cluster, topic string) int {
 	}
 	defer cl.Close()
 	n := 0
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	for wait := 10 * time.Second; ; wait = time.Second {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		fs := cl.PollFetches(ctx)
 		cancel()
 		k := len(fs.Records())

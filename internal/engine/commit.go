@@ -69,7 +69,7 @@ func (g *group) commitAndLog(ctx context.Context, why string) {
 // are serialised with each other and with revocation, so a commit never
 // names a partition this member has released.
 func (g *group) commit(ctx context.Context, why string) map[*Partition]error {
-	if g.sess != nil {
+	if g.eos {
 		return nil // exactly-once: transactions commit the offsets
 	}
 	g.commitMu.Lock()

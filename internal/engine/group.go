@@ -34,8 +34,9 @@ type tp struct {
 type group struct {
 	cfg    *Group
 	log    *slog.Logger
-	cl     *kgo.Client
-	sess   *kgo.GroupTransactSession // exactly-once groups only
+	cl     *kgo.Client               // set once the client exists; kgo's callbacks may run before
+	sess   *kgo.GroupTransactSession // exactly-once groups only, set with cl
+	eos    bool                      // an exactly-once group: fixed before the client starts
 	txn    *txnState
 	slots  chan struct{}
 	clock  Clock
@@ -96,6 +97,8 @@ func (g *group) waitForRoom(ctx context.Context) bool {
 func Run(ctx context.Context, cfg *Group) error {
 	g := &group{
 		cfg:       cfg,
+		eos:       cfg.Txn != nil,
+		txn:       &txnState{},
 		log:       cfg.Logger.With("group", cfg.Name),
 		slots:     cfg.Slots,
 		clock:     cfg.Clock,
@@ -139,7 +142,7 @@ func Run(ctx context.Context, cfg *Group) error {
 		if err != nil {
 			return fmt.Errorf("ferry: group %q: %w", cfg.Name, err)
 		}
-		g.sess, g.txn = sess, &txnState{}
+		g.sess = sess
 		cl = sess.Client()
 	} else {
 		var err error
@@ -211,7 +214,7 @@ func (g *group) run(ctx context.Context) error {
 	commitStop := make(chan struct{})
 	polled := make(chan error, 1) // the poll (or round) loop's end
 	go func() {
-		if g.sess != nil {
+		if g.eos {
 			polled <- g.roundLoop(pollCtx)
 		} else {
 			g.pollLoop(pollCtx)

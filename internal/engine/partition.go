@@ -176,7 +176,7 @@ func (p *Partition) Mark(r *kgo.Record, metadata string) bool {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.g.sess != nil && p.state != owned {
+	if p.g.eos && p.state != owned {
 		// S3: a revoked partition's offsets are not this member's to
 		// commit any more; the transaction the mark was meant to join
 		// aborts, and the new owner processes the messages again.
@@ -193,7 +193,7 @@ func (p *Partition) Mark(r *kgo.Record, metadata string) bool {
 // MarkSync stores the mark and commits before returning (M3). It reports
 // true only if the commit succeeded and the partition is still owned.
 func (p *Partition) MarkSync(ctx context.Context, r *kgo.Record, metadata string) (bool, error) {
-	if p.g.sess != nil {
+	if p.g.eos {
 		return false, ErrTransactional
 	}
 	if !p.Mark(r, metadata) {
@@ -215,7 +215,7 @@ func (p *Partition) Commit() bool {
 // CommitSync commits stored marks and waits (M4). With nothing stored it
 // succeeds while the partition is owned.
 func (p *Partition) CommitSync(ctx context.Context) (bool, error) {
-	if p.g.sess != nil {
+	if p.g.eos {
 		return false, ErrTransactional
 	}
 	if !p.Owned() {
@@ -446,10 +446,10 @@ func (p *Partition) run() {
 	if err := guard(func() error { return w.Initialized(p.ctx) }); err != nil {
 		p.log.Error("ferry: Initialized hook failed", "err", err)
 	}
-	if p.g.sess != nil {
+	if p.g.eos {
 		p.runRounds(w)
 	}
-	for p.g.sess == nil {
+	for !p.g.eos {
 		batch, ok := p.next()
 		if !ok {
 			break
@@ -650,7 +650,7 @@ func (p *Partition) dispatch(ctx context.Context, r *kgo.Record, cause error, at
 	out := p.topic.DeadLetterRecord(r, cause, attempts)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if p.g.sess != nil {
+	if p.g.eos {
 		return p.g.cl.ProduceSync(ctx, out).FirstErr()
 	}
 	return p.g.cfg.Produce(ctx, out)
@@ -661,7 +661,7 @@ func (p *Partition) dispatch(ctx context.Context, r *kgo.Record, cause error, at
 // commits, and they become visible only if it does), else through the app's
 // producer, waiting for the acks.
 func (p *Partition) Produce(ctx context.Context, recs ...*kgo.Record) error {
-	if p.g.sess != nil {
+	if p.g.eos {
 		if !p.Owned() {
 			return errors.New("ferry: partition no longer owned; its transaction aborts")
 		}
