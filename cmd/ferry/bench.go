@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,7 +36,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	pipeline := fs.String("pipeline", "", "instead: consume→produce, at-least-once vs exactly-once with these transaction sizes in batches, e.g. 1,4,16")
 	kafkaScript := fs.String("kafka-perf", "", "also run Kafka's ConsumerPerformance through this scripts/kafka (real broker only)")
 	only := fs.String("only", "", "run one contender only: raw or ferry (for profiling)")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measured rounds to this file")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measured rounds to this file (samples labelled contender=raw|ferry)")
+	traceFile := fs.String("trace", "", "write an execution trace of the measured rounds to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -79,6 +81,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if *traceFile != "" {
+		f, err := os.Create(*traceFile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return err
+		}
+		defer trace.Stop()
+	}
 	fmt.Fprintf(stdout, "%-6s %-22s %12s %10s %10s %11s %9s\n", "round", "contender", "msgs/s", "elapsed", "join", "allocs/msg", "CPU/msg")
 	var ratios []float64
 	for r := 1; r <= *rounds; r++ {
@@ -95,7 +108,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if *only == "ferry" {
 				return nil
 			}
-			if raw, err = bench.Raw(ctx, seeds, topic, ferrytest.UniqueName("raw"), *messages); err != nil {
+			// Labels (inherited by kgo's goroutines) split the
+			// profile by contender: pprof -tagfocus contender=raw.
+			pprof.Do(ctx, pprof.Labels("contender", "raw"), func(ctx context.Context) {
+				defer trace.StartRegion(ctx, "raw").End()
+				raw, err = bench.Raw(ctx, seeds, topic, ferrytest.UniqueName("raw"), *messages)
+			})
+			if err != nil {
 				return err
 			}
 			report(stdout, r, raw)
@@ -106,7 +125,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if *only == "raw" {
 				return nil
 			}
-			if fer, err = bench.Ferry(ctx, seeds, topic, ferrytest.UniqueName("ferry"), *messages, topts...); err != nil {
+			pprof.Do(ctx, pprof.Labels("contender", "ferry"), func(ctx context.Context) {
+				defer trace.StartRegion(ctx, "ferry").End()
+				fer, err = bench.Ferry(ctx, seeds, topic, ferrytest.UniqueName("ferry"), *messages, topts...)
+			})
+			if err != nil {
 				return err
 			}
 			report(stdout, r, fer)
