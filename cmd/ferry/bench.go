@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strings"
 	"time"
@@ -34,7 +35,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	pipeline := fs.String("pipeline", "", "instead: consume→produce, at-least-once vs exactly-once with these transaction spans: batch counts or intervals, e.g. 1,4,16,250ms,1s")
 	kafkaScript := fs.String("kafka-perf", "", "also run Kafka's ConsumerPerformance through this scripts/kafka (real broker only)")
 	only := fs.String("only", "", "run one contender only: raw or ferry (for profiling)")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measured rounds to this file")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measured rounds to this file (samples labelled contender=raw|ferry)")
+	traceFile := fs.String("trace", "", "write an execution trace of the measured rounds to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -78,6 +80,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if *traceFile != "" {
+		f, err := os.Create(*traceFile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return err
+		}
+		defer trace.Stop()
+	}
 	fmt.Fprintf(stdout, "%-6s %-22s %12s %10s %10s %11s %9s\n", "round", "contender", "msgs/s", "elapsed", "join", "allocs/msg", "CPU/msg")
 	var ratios []float64
 	for r := 1; r <= *rounds; r++ {
@@ -94,7 +107,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if *only == "ferry" {
 				return nil
 			}
-			if raw, err = bench.Raw(ctx, seeds, topic, ferrytest.UniqueName("raw"), *messages); err != nil {
+			// Labels (inherited by kgo's goroutines) split the
+			// profile by contender: pprof -tagfocus contender=raw.
+			pprof.Do(ctx, pprof.Labels("contender", "raw"), func(ctx context.Context) {
+				defer trace.StartRegion(ctx, "raw").End()
+				raw, err = bench.Raw(ctx, seeds, topic, ferrytest.UniqueName("raw"), *messages)
+			})
+			if err != nil {
 				return err
 			}
 			report(stdout, r, raw)
@@ -105,7 +124,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if *only == "raw" {
 				return nil
 			}
-			if fer, err = bench.Ferry(ctx, seeds, topic, ferrytest.UniqueName("ferry"), *messages, topts...); err != nil {
+			pprof.Do(ctx, pprof.Labels("contender", "ferry"), func(ctx context.Context) {
+				defer trace.StartRegion(ctx, "ferry").End()
+				fer, err = bench.Ferry(ctx, seeds, topic, ferrytest.UniqueName("ferry"), *messages, topts...)
+			})
+			if err != nil {
 				return err
 			}
 			report(stdout, r, fer)

@@ -109,3 +109,23 @@ func TestBatchesDoNotAlias(t *testing.T) {
 		t.Fatalf("batches alias: first %v (cap %d), second starts at %d", len(first), cap(first), second[0].Offset)
 	}
 }
+
+// A tail too short for a batch is copied out of its fetch's record array,
+// so the records already consumed can be freed while it waits.
+func TestShortTailDoesNotPinFetch(t *testing.T) {
+	p := testPartition(100, time.Second)
+	fetched := records(0, 250)
+	p.push(fetched, 1000, time.Now())
+	for range 2 {
+		if b := p.takeLocked(time.Now()); len(b) != 100 {
+			t.Fatalf("batch of %d, want 100", len(b))
+		}
+	}
+	tail := p.chunks[0].recs
+	if len(tail) != 50 || tail[0] != fetched[200] {
+		t.Fatalf("tail of %d starting at %d, want 50 from 200", len(tail), tail[0].Offset)
+	}
+	if &tail[0] == &fetched[200] {
+		t.Fatal("the short tail still points into the fetch's record array")
+	}
+}

@@ -330,8 +330,16 @@ func (p *Partition) takeLocked(now time.Time) []*kgo.Record {
 			}
 		}
 	}
-	if len(p.chunks) > 0 && len(p.chunks[0].recs) == 0 {
-		p.dropHeadLocked()
+	if len(p.chunks) > 0 {
+		if head := &p.chunks[0]; len(head.recs) == 0 {
+			p.dropHeadLocked()
+		} else if len(head.recs) < max {
+			// A tail too short for a batch may wait for the next
+			// fetch or MaxWait. As a sub-slice it would pin the
+			// fetch's whole record array, and through it every
+			// record already consumed: copy the few pointers left.
+			head.recs = append([]*kgo.Record(nil), head.recs...)
+		}
 	}
 	p.queued -= k
 	if p.pausedFull && p.queuedBytes < p.topic.QueueBytes/2 {
