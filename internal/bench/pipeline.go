@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/ferrykit/ferry"
@@ -20,10 +21,37 @@ func CreateTopic(ctx context.Context, brokers []string, topic string, partitions
 		return err
 	}
 	defer cl.Close()
-	if resp, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, 1, nil, topic); err != nil || resp.Err != nil {
+	adm := kadm.NewClient(cl)
+	if resp, err := adm.CreateTopic(ctx, partitions, 1, nil, topic); err != nil || resp.Err != nil {
 		return fmt.Errorf("create %s: %v %v", topic, err, resp.Err)
 	}
-	return nil
+	// Wait until every partition has a leader: a producer that meets a
+	// partition without one refreshes its metadata only after kgo's
+	// MetadataMinAge (5 s), which would stall whichever contender writes
+	// to the topic first.
+	for {
+		details, err := adm.ListTopics(ctx, topic)
+		if err == nil && ready(details[topic], partitions) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("create %s: partitions without a leader: %w", topic, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func ready(d kadm.TopicDetail, partitions int32) bool {
+	if d.Err != nil || len(d.Partitions) != int(partitions) {
+		return false
+	}
+	for _, p := range d.Partitions {
+		if p.Err != nil || p.Leader < 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // Span is how long an exactly-once transaction spans: about Batches batches
@@ -54,7 +82,9 @@ func (s Span) String() string {
 
 // Pipeline consumes the topic and produces one output per input to a fresh
 // output topic through Batch.Produce: at-least-once for the zero span, else
-// exactly-once with transactions of that span.
+// exactly-once with transactions of that span. A message counts once its
+// output is durable: acknowledged (at-least-once), or committed with its
+// transaction (exactly-once).
 func Pipeline(ctx context.Context, brokers []string, topic, group string, partitions int32, n int, span Span) (Result, error) {
 	name := "ferry consume→produce ALO"
 	eos := span != Span{}
@@ -80,6 +110,23 @@ func Pipeline(ctx context.Context, brokers []string, topic, group string, partit
 		if span.Interval > 0 {
 			topicOpts = append(topicOpts, ferry.TransactionInterval(span.Interval))
 		}
+		// An exactly-once output counts once its transaction committed
+		// (the group starts from scratch, so committed offsets are counts).
+		var mu sync.Mutex
+		counted := map[int32]int64{}
+		opts = append(opts, ferry.OnCommit(func(c ferry.Commit) {
+			if c.Reason != "transaction" || c.Err != nil {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for id, off := range c.Offsets[topic] {
+				if d := off - counted[id]; d > 0 {
+					counted[id] = off
+					w.add(int(d))
+				}
+			}
+		}))
 	}
 	copyOut := ferry.ConsumerFunc(func(ctx context.Context, b *ferry.Batch) error {
 		recs := make([]*kgo.Record, len(b.Messages))
@@ -89,7 +136,9 @@ func Pipeline(ctx context.Context, brokers []string, topic, group string, partit
 		if err := b.Produce(ctx, recs...); err != nil {
 			return err
 		}
-		w.add(len(b.Messages))
+		if !eos {
+			w.add(len(b.Messages)) // acknowledged: Produce waited
+		}
 		return nil
 	})
 	opts = append(opts, ferry.Route(group, topic, func(*ferry.Claim) ferry.Consumer {
