@@ -29,6 +29,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	messages := fs.Int("messages", 1_000_000, "messages to produce and consume per round")
 	partitions := fs.Int("partitions", 8, "partitions of the topic")
 	size := fs.Int("size", 100, "message size in bytes")
+	distinct := fs.Bool("distinct", false, "give every message its own random value (incompressible) instead of one repeated value")
 	rounds := fs.Int("rounds", 3, "rounds; each consumes the whole topic once with each contender")
 	maxWait := fs.Duration("max-wait", 0, "ferry's MaxWait (0: its default)")
 	queueBytes := fs.Int("queue-bytes", 0, "ferry's QueueBytes (0: its default)")
@@ -57,7 +58,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "ferry bench: %d × %d-byte messages, %d partitions, %s\n", *messages, *size, *partitions, where)
 	fmt.Fprintf(stdout, "machine: %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
 	began := time.Now()
-	if err := bench.Produce(ctx, seeds, topic, int32(*partitions), *messages, *size); err != nil {
+	if err := bench.Produce(ctx, seeds, topic, int32(*partitions), *messages, *size, *distinct); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "produced in %s\n\n", time.Since(began).Round(time.Millisecond))

@@ -50,8 +50,10 @@ func (r Result) Rate() float64 { return float64(r.Messages) / (r.Elapsed - r.Fir
 func (r Result) AllocsPerMsg() float64 { return float64(r.Mallocs) / float64(r.Messages) }
 
 // Produce creates topic with the given partitions and writes n messages of
-// size random bytes, spread evenly.
-func Produce(ctx context.Context, brokers []string, topic string, partitions int32, n, size int) error {
+// size random bytes, spread evenly: all the same value (which compresses to
+// almost nothing, so fetches hold ~1 M records), or with distinct, distinct
+// random values (incompressible, like most real payloads).
+func Produce(ctx context.Context, brokers []string, topic string, partitions int32, n, size int, distinct bool) error {
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(brokers...),
 		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
@@ -67,13 +69,19 @@ func Produce(ctx context.Context, brokers []string, topic string, partitions int
 	if resp, err := adm.CreateTopic(ctx, partitions, 1, nil, topic); err != nil || resp.Err != nil {
 		return fmt.Errorf("create topic %s: %v %v", topic, err, resp.Err)
 	}
-	value := make([]byte, size)
-	_, _ = rand.Read(value)
+	pool := make([]byte, size)
+	if distinct {
+		// Values are disjoint windows of a 64 MiB random pool: no two
+		// in one producer batch are alike.
+		pool = make([]byte, max(64<<20, size))
+	}
+	_, _ = rand.Read(pool)
 	var failed atomic.Value
 	var wg sync.WaitGroup
-	for range n {
+	for i := range n {
+		at := (i * size) % (len(pool) - size + 1)
 		wg.Add(1)
-		cl.Produce(ctx, &kgo.Record{Topic: topic, Value: value}, func(_ *kgo.Record, err error) {
+		cl.Produce(ctx, &kgo.Record{Topic: topic, Value: pool[at : at+size]}, func(_ *kgo.Record, err error) {
 			if err != nil {
 				failed.Store(err)
 			}
