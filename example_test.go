@@ -256,6 +256,43 @@ func Example_atLeastOnce() {
 // quiet keeps ferry's logs out of the examples' output.
 var quiet = slog.New(slog.DiscardHandler)
 
+// Karafka's transaction { produce; mark_as_consumed }: in an ExactlyOnce
+// topic with ManualOffsets, what the consumer produces and what it marks are
+// committed together, in one Kafka transaction — or, if it fails, neither.
+func Example_transaction() {
+	cluster := exampleCluster("payments", 20)
+	defer cluster.Close()
+	ctx := context.Background()
+	if err := cluster.CreateTopic(ctx, "payments.audited", 1); err != nil {
+		log.Fatal(err)
+	}
+	app, err := ferry.New(
+		ferry.Brokers(cluster.Brokers()...),
+		ferry.Logger(quiet),
+		ferry.TransactionalID("auditor-1"),
+		ferry.RouteFunc("audit", "payments", func(ctx context.Context, b *ferry.Batch) error {
+			for _, m := range b.Messages {
+				if err := b.Produce(ctx, &ferry.Message{Topic: "payments.audited", Value: m.Value}); err != nil {
+					return err
+				}
+				b.Claim().MarkAsConsumed(m) // joins the transaction
+			}
+			return nil
+		}, ferry.WithDelivery(ferry.ExactlyOnce), ferry.ManualOffsets()),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	committed := func() int64 {
+		c, _ := cluster.Committed(ctx, "audit", "payments")
+		return c[0]
+	}
+	runUntil(app, func() bool { return committed() == 20 })
+	fmt.Println("committed offset:", committed())
+	// Output:
+	// committed offset: 20
+}
+
 // exampleCluster starts an embedded cluster with a one-partition topic
 // holding n messages whose values are "0", "1", ….
 func exampleCluster(topic string, n int) *ferrytest.Cluster {
