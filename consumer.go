@@ -172,10 +172,11 @@ var ErrTransactional = engine.ErrTransactional
 //	Revoked                   no      true once revoked or lost        —
 //
 // In an ExactlyOnce topic with ManualOffsets, marks join the Kafka
-// transaction in progress: it commits the marked offsets with the outputs,
-// and the messages after the last mark come again in the next transaction.
-// A mark on a revoked partition returns false and aborts the transaction;
-// the Sync calls return ErrTransactional.
+// transaction in progress: it commits the marked offsets with the outputs.
+// Unmarked messages come again after a failed transaction (right after the
+// last committed mark, M7), a rebalance or a restart. A mark on a revoked
+// partition returns false and aborts the transaction; the Sync calls return
+// ErrTransactional.
 //
 // A Claim is safe for use from several goroutines.
 type Claim struct {

@@ -14,78 +14,166 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// S3, M1, M8 under exactly-once: with manual offsets the transaction commits
+// S3, M1, M8 under exactly-once: with manual offsets a transaction commits
 // the consumer's marks (Karafka's transaction { produce; mark_as_consumed }),
-// not everything delivered. The consumer here defers the message at offset 5
-// of every ten on first sight: it produces and marks nothing from there on
-// in that round, so only the messages before it commit; the deferred ones
-// come again and yield exactly one output each.
+// not everything delivered. The consumer here produces an output for every
+// message but marks only those before offset 25: the committed offset stops
+// there, with its metadata, and the next member of the group starts there.
 func TestExactlyOnceManualMarksJoinTheTransaction(t *testing.T) {
 	c := cluster(t)
 	in, out := topic(t, c, 1), topic(t, c, 1)
-	const n = 30
+	const n, marked = 30, 25
 	produceN(t, c, in, 0, n)
-	var mu sync.Mutex
-	seen := map[int64]int{}
-	next := int64(0)
-	syncWrong := ""
-	consume := func(ctx context.Context, b *ferry.Batch) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if ok, err := b.Claim().MarkAsConsumedSync(ctx, b.Last()); ok || !errors.Is(err, ferry.ErrTransactional) {
-			syncWrong = fmt.Sprintf("MarkAsConsumedSync in a transaction = %v, %v; want false, ErrTransactional", ok, err)
-		}
-		for _, m := range b.Messages {
-			seen[m.Offset]++
-			if m.Offset != next {
-				continue // past a deferred message: it all comes again
-			}
-			if m.Offset%10 == 5 && seen[m.Offset] == 1 {
-				continue // deferred: not produced, not marked
-			}
-			key := fmt.Sprintf("%d/%d", m.Partition, m.Offset)
-			if err := b.Produce(ctx, &kgo.Record{Topic: out, Key: []byte(key), Value: m.Value}); err != nil {
-				return err
-			}
-			if !b.Claim().MarkWithMetadata(m, fmt.Sprintf("after-%d", m.Offset)) {
-				return fmt.Errorf("mark of %d refused", m.Offset)
-			}
-			next = m.Offset + 1
-		}
-		return nil
-	}
 	group := ferrytest.UniqueName("g")
-	app := start(t, eosOpts(t, c, ferry.RouteFunc(group, in, consume,
-		ferry.WithDelivery(ferry.ExactlyOnce), ferry.ManualOffsets(), ferry.MaxMessages(10)))...)
-	waitOutputs(t, c, out, n)
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
-	checkExactlyOnce(t, committedOutputs(t, c, out), 1, n)
-	mu.Lock()
-	defer mu.Unlock()
-	if syncWrong != "" {
-		t.Error(syncWrong)
-	}
-	for _, o := range []int64{5, 15, 25} {
-		if seen[o] < 2 {
-			t.Errorf("deferred message %d delivered %d times, want it again after the commit", o, seen[o])
+	var mu sync.Mutex
+	syncWrong := ""
+	var delivered []int64
+	consume := func(markBelow int64) ferry.ConsumerFunc {
+		return func(ctx context.Context, b *ferry.Batch) error {
+			if ok, err := b.Claim().MarkAsConsumedSync(ctx, b.Last()); ok || !errors.Is(err, ferry.ErrTransactional) {
+				mu.Lock()
+				syncWrong = fmt.Sprintf("MarkAsConsumedSync in a transaction = %v, %v; want false, ErrTransactional", ok, err)
+				mu.Unlock()
+			}
+			for _, m := range b.Messages {
+				mu.Lock()
+				delivered = append(delivered, m.Offset)
+				mu.Unlock()
+				key := fmt.Sprintf("%d/%d", m.Partition, m.Offset)
+				if err := b.Produce(ctx, &kgo.Record{Topic: out, Key: []byte(key), Value: m.Value}); err != nil {
+					return err
+				}
+				if m.Offset < markBelow && !b.Claim().MarkWithMetadata(m, fmt.Sprintf("after-%d", m.Offset)) {
+					return fmt.Errorf("mark of %d refused", m.Offset)
+				}
+			}
+			return nil
 		}
+	}
+	route := func(markBelow int64) ferry.Option {
+		return ferry.RouteFunc(group, in, consume(markBelow), ferry.WithDelivery(ferry.ExactlyOnce), ferry.ManualOffsets(), ferry.MaxMessages(10))
+	}
+	first := start(t, eosOpts(t, c, route(marked))...)
+	waitOutputs(t, c, out, n)
+	if err := first.stop(t); err != nil {
+		t.Fatal(err)
 	}
 	ctx := ctxFor(t, 10*time.Second)
 	committed, err := c.Committed(ctx, group, in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if committed[0] != n {
-		t.Errorf("committed %d, want %d", committed[0], n)
+	if committed[0] != marked {
+		t.Errorf("committed %d, want %d: the last mark, not the last message delivered", committed[0], marked)
 	}
 	md, err := c.CommittedMetadata(ctx, group, in, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := fmt.Sprintf("after-%d", n-1); md != want {
+	if want := fmt.Sprintf("after-%d", marked-1); md != want {
 		t.Errorf("committed metadata %q, want %q (M8)", md, want)
+	}
+
+	// The next member resumes at the mark: the unmarked messages come
+	// again (their outputs were committed, so they appear twice).
+	mu.Lock()
+	delivered = nil
+	mu.Unlock()
+	second := start(t, eosOpts(t, c, route(n))...)
+	if err := ferrytest.WaitFor(ctxFor(t, 30*time.Second), func() bool {
+		got, err := c.Committed(ctxFor(t, 5*time.Second), group, in)
+		return err == nil && got[0] == n
+	}); err != nil {
+		t.Fatalf("the second member never committed offset %d", n)
+	}
+	if err := second.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if syncWrong != "" {
+		t.Error(syncWrong)
+	}
+	if len(delivered) == 0 || delivered[0] != marked {
+		t.Errorf("the second member's deliveries %v, want them to start at %d", delivered, marked)
+	}
+	outs := committedOutputs(t, c, out)
+	for o := range n {
+		want := 1
+		if o >= marked {
+			want = 2
+		}
+		if got := outs[fmt.Sprintf("0/%d", o)]; got != want {
+			t.Errorf("input 0/%d has %d outputs, want %d", o, got, want)
+		}
+	}
+}
+
+// S3, M7: with manual offsets, a failed transaction retries right after the
+// partition's last committed mark — not where the failed transaction began —
+// so messages an earlier transaction delivered but the consumer never marked
+// come again.
+func TestExactlyOnceManualRetryResumesAfterLastMark(t *testing.T) {
+	c := cluster(t)
+	in, out := topic(t, c, 1), topic(t, c, 1)
+	produceN(t, c, in, 0, 10)
+	var mu sync.Mutex
+	type batch struct {
+		first   int64
+		attempt int
+	}
+	var batches []batch
+	var failed atomic.Bool
+	consume := func(ctx context.Context, b *ferry.Batch) error {
+		mu.Lock()
+		batches = append(batches, batch{b.Messages[0].Offset, b.Attempt})
+		mu.Unlock()
+		for _, m := range b.Messages {
+			if m.Offset == 15 && failed.CompareAndSwap(false, true) {
+				return errors.New("fails once at 15")
+			}
+			key := fmt.Sprintf("%d/%d", m.Partition, m.Offset)
+			if err := b.Produce(ctx, &kgo.Record{Topic: out, Key: []byte(key), Value: m.Value}); err != nil {
+				return err
+			}
+			if m.Offset < 5 || m.Offset >= 10 || failed.Load() {
+				b.Claim().MarkAsConsumed(m) // 5..9 stay unmarked the first time
+			}
+		}
+		return nil
+	}
+	group := ferrytest.UniqueName("g")
+	app := start(t, eosOpts(t, c, ferry.RouteFunc(group, in, consume, ferry.WithDelivery(ferry.ExactlyOnce),
+		ferry.ManualOffsets(), ferry.MaxMessages(10), ferry.Retry(ferry.ConstantBackoff(100*time.Millisecond))))...)
+	// The first transaction commits offset 5; only then the next ten.
+	if err := ferrytest.WaitFor(ctxFor(t, 30*time.Second), func() bool {
+		got, err := c.Committed(ctxFor(t, 5*time.Second), group, in)
+		return err == nil && got[0] == 5
+	}); err != nil {
+		t.Fatal("the first transaction never committed offset 5")
+	}
+	produceN(t, c, in, 0, 10)
+	if err := ferrytest.WaitFor(ctxFor(t, 30*time.Second), func() bool {
+		got, err := c.Committed(ctxFor(t, 5*time.Second), group, in)
+		return err == nil && got[0] == 20
+	}); err != nil {
+		t.Fatal("offset 20 was never committed")
+	}
+	if err := app.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// Deliveries: [0..9], [10..19] failing at 15, then the retry from 5.
+	var retry *batch
+	for i, b := range batches {
+		if b.attempt == 2 {
+			retry = &batches[i]
+			break
+		}
+	}
+	if retry == nil || retry.first != 5 {
+		t.Errorf("batches (first offset, attempt) %v: want the retry to start at 5, right after the last committed mark", batches)
 	}
 }
 

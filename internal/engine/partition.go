@@ -76,6 +76,7 @@ type Partition struct {
 	pausedRetry bool  // fetching paused while waiting to retry
 	pausedInKgo bool  // what kgo was last told
 	seek        int64 // offset the poll loop must seek to; -1 for none
+	txnFirst    int64 // exactly-once: first offset given to it; -1 before
 	readyClosed bool
 	stopReason  state
 
@@ -104,6 +105,7 @@ func newPartition(g *group, t *Topic, id int32, prev *Partition) *Partition {
 		cancel:    cancel,
 		tracker:   offsets.New(offsets.Mark{Offset: -1, Epoch: -1}),
 		seek:      -1,
+		txnFirst:  -1,
 		ready:     make(chan struct{}),
 		wake:      make(chan struct{}, 1),
 		stop:      make(chan struct{}),

@@ -23,16 +23,17 @@ import (
 // after each successful batch or, with manual offsets, by the consumer
 // through its Claim (Karafka's transaction { produce; mark_as_consumed }):
 // franz-go's GroupTransactSession would commit everything polled, so ferry
-// rewrites its TxnOffsetCommit to carry the marks, and after the commit seeks
-// each partition whose mark stopped short of what was polled back to that
-// mark, so the unmarked messages come again. A mark on a partition this
-// member no longer owns aborts the round; so does any failure.
+// rewrites its TxnOffsetCommit to carry the marks. As in the other modes,
+// consumption goes on past unmarked messages; they come again only from a
+// retry, a rebalance or a restart. A mark on a partition this member no
+// longer owns aborts the round; so does any failure.
 //
-// On abort the session rewinds every partition to its committed offset and
-// the round's marks are discarded; a partition that failed also waits out
-// its backoff, paused, while the others go on in the next rounds. A
-// rebalance during a round aborts it (KIP-447: the new owner reads the
-// committed offsets and the zombie is fenced).
+// On abort the session rewinds every partition to where the round began and
+// the round's marks are discarded; a partition that failed resumes right
+// after its last committed mark (M7) and waits out its backoff, paused,
+// while the others go on in the next rounds. A rebalance during a round
+// aborts it (KIP-447: the new owner reads the committed offsets and the
+// zombie is fenced).
 
 // Txn configures an exactly-once group.
 type Txn struct {
@@ -196,7 +197,6 @@ func (g *group) round(ctx context.Context, fetches kgo.Fetches) error {
 		g.log.Error("ferry: transaction failed; aborting it", "err", err)
 		ok = false
 	}
-	polled := g.cl.UncommittedOffsets()
 	try := kgo.TryCommit
 	if !ok {
 		try = kgo.TryAbort
@@ -216,12 +216,12 @@ func (g *group) round(ctx context.Context, fetches kgo.Fetches) error {
 		for p, m := range sent {
 			p.acknowledge(m)
 		}
-		g.rewind(parts, polled)
 		g.reportTxn(sent)
 	} else {
 		for p := range parts {
 			p.discardMarks()
 		}
+		g.retryFromMarks(failed, parts)
 		if ok {
 			g.log.Warn("ferry: transaction aborted by a rebalance; the new owner reprocesses")
 		}
@@ -320,18 +320,15 @@ func (g *group) txnOffsets(req *kmsg.TxnOffsetCommitRequest, sent map[*Partition
 	}
 }
 
-// rewind seeks every partition of a committed round whose committed
-// position stopped short of what was polled back to that position: the
-// messages after its last mark are delivered again. franz-go has just set
-// the polled positions as committed; SetOffsets corrects both.
-func (g *group) rewind(parts map[*Partition]int64, polled map[string]map[int32]kgo.EpochOffset) {
+// retryFromMarks seeks each failed partition of an aborted round to right
+// after its last committed mark (M7), or to the first message it was given
+// in this assignment if it has none; franz-go rewound it only to where the
+// round began, which with manual offsets may be past unmarked messages.
+func (g *group) retryFromMarks(failed []*Partition, parts map[*Partition]int64) {
 	var set map[string]map[int32]kgo.EpochOffset
-	for p, first := range parts {
-		to := kgo.EpochOffset{Epoch: -1, Offset: first}
-		if c := p.committed(); c.Offset > first {
-			to = kgo.EpochOffset{Epoch: c.Epoch, Offset: c.Offset}
-		}
-		if at, ok := polled[p.topic.Name][p.id]; ok && at.Offset == to.Offset {
+	for _, p := range failed {
+		to := p.retryPoint()
+		if to.Offset < 0 || to.Offset == parts[p] {
 			continue
 		}
 		if set == nil {
@@ -368,6 +365,9 @@ func (p *Partition) giveRound(recs []*kgo.Record) bool {
 	p.mu.Lock()
 	p.markReadyLocked() // records came, so its committed offset is known
 	p.tracker.Start(recs[0].Offset)
+	if p.txnFirst < 0 {
+		p.txnFirst = recs[0].Offset
+	}
 	p.mu.Unlock()
 	select {
 	case p.round <- recs:
@@ -474,12 +474,15 @@ func (p *Partition) resume() int64 {
 	return p.tracker.Resume()
 }
 
-// committed is the position Kafka has for the partition, as far as ferry
-// knows.
-func (p *Partition) committed() offsets.Mark {
+// retryPoint is where an exactly-once partition resumes after a failed
+// round: its committed position, or the first offset it was given.
+func (p *Partition) retryPoint() kgo.EpochOffset {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.tracker.Committed()
+	if c := p.tracker.Committed(); c.Offset >= 0 {
+		return kgo.EpochOffset{Epoch: c.Epoch, Offset: c.Offset}
+	}
+	return kgo.EpochOffset{Epoch: -1, Offset: p.txnFirst}
 }
 
 // discardMarks forgets the marks of an aborted transaction.
