@@ -407,10 +407,7 @@ func (g *group) applySeeks() {
 	for _, p := range g.parts {
 		p.mu.Lock()
 		if p.seek >= 0 && p.state == owned {
-			if set[p.topic.Name] == nil {
-				set[p.topic.Name] = make(map[int32]kgo.EpochOffset)
-			}
-			set[p.topic.Name][p.id] = kgo.EpochOffset{Epoch: -1, Offset: p.seek}
+			seekTo(set, p, kgo.EpochOffset{Epoch: -1, Offset: p.seek})
 		}
 		p.seek = -1
 		p.mu.Unlock()
@@ -419,6 +416,14 @@ func (g *group) applySeeks() {
 	if len(set) > 0 {
 		g.cl.SetOffsets(set)
 	}
+}
+
+// seekTo adds p's new fetch position to set, an argument for SetOffsets.
+func seekTo(set map[string]map[int32]kgo.EpochOffset, p *Partition, to kgo.EpochOffset) {
+	if set[p.topic.Name] == nil {
+		set[p.topic.Name] = make(map[int32]kgo.EpochOffset)
+	}
+	set[p.topic.Name][p.id] = to
 }
 
 func (g *group) topic(name string) *Topic { return g.cfg.Topics[name] }

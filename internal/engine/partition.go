@@ -241,6 +241,14 @@ func (p *Partition) pending() (offsets.Mark, bool) {
 	return p.tracker.Pending()
 }
 
+// resume is where the partition continues: after its newest mark, or the
+// first offset delivered.
+func (p *Partition) resume() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.tracker.Resume()
+}
+
 func (p *Partition) acknowledge(m offsets.Mark) {
 	p.mu.Lock()
 	p.tracker.Acknowledge(m)
@@ -584,9 +592,7 @@ func (p *Partition) consume(w Worker, batch []*kgo.Record) *failure {
 		return nil
 	}
 	failed := p.failedRecord(batch, err)
-	p.mu.Lock()
-	resume := p.tracker.Resume()
-	p.mu.Unlock()
+	resume := p.resume()
 	if failed != nil && failed.Offset == resume && p.topic.DeadLetterRecord != nil &&
 		p.topic.MaxRetries >= 0 && attempt > p.topic.MaxRetries {
 		if p.deadLetter(failed, err, attempt) {
@@ -620,9 +626,7 @@ func (p *Partition) failedRecord(batch []*kgo.Record, err error) *kgo.Record {
 		}
 		return batch[i]
 	}
-	p.mu.Lock()
-	resume := p.tracker.Resume()
-	p.mu.Unlock()
+	resume := p.resume()
 	for _, r := range batch {
 		if r.Offset == resume {
 			return r

@@ -325,21 +325,13 @@ func (g *group) txnOffsets(req *kmsg.TxnOffsetCommitRequest, sent map[*Partition
 // in this assignment if it has none; franz-go rewound it only to where the
 // round began, which with manual offsets may be past unmarked messages.
 func (g *group) retryFromMarks(failed []*Partition, parts map[*Partition]int64) {
-	var set map[string]map[int32]kgo.EpochOffset
+	set := make(map[string]map[int32]kgo.EpochOffset)
 	for _, p := range failed {
-		to := p.retryPoint()
-		if to.Offset < 0 || to.Offset == parts[p] {
-			continue
+		if to := p.retryPoint(); to.Offset >= 0 && to.Offset != parts[p] {
+			seekTo(set, p, to)
 		}
-		if set == nil {
-			set = make(map[string]map[int32]kgo.EpochOffset)
-		}
-		if set[p.topic.Name] == nil {
-			set[p.topic.Name] = make(map[int32]kgo.EpochOffset)
-		}
-		set[p.topic.Name][p.id] = to
 	}
-	if set != nil {
+	if len(set) > 0 {
 		g.cl.SetOffsets(set)
 	}
 }
@@ -464,14 +456,6 @@ func (p *Partition) backoffAfterRound() {
 		defer p.g.workers.Done()
 		p.waitBackoff(delay)
 	}()
-}
-
-// resume is where the partition continues: after its newest mark, or the
-// first offset delivered.
-func (p *Partition) resume() int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.tracker.Resume()
 }
 
 // retryPoint is where an exactly-once partition resumes after a failed
