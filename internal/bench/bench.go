@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/ferrykit/ferry"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -65,9 +64,8 @@ func Produce(ctx context.Context, brokers []string, topic string, partitions int
 		return err
 	}
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	if resp, err := adm.CreateTopic(ctx, partitions, 1, nil, topic); err != nil || resp.Err != nil {
-		return fmt.Errorf("create topic %s: %v %v", topic, err, resp.Err)
+	if err := CreateTopic(ctx, brokers, topic, partitions); err != nil {
+		return err
 	}
 	pool := make([]byte, size)
 	if distinct {
