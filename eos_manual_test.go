@@ -35,14 +35,13 @@ func TestExactlyOnceManualMarksJoinTheTransaction(t *testing.T) {
 				syncWrong = fmt.Sprintf("MarkAsConsumedSync in a transaction = %v, %v; want false, ErrTransactional", ok, err)
 				mu.Unlock()
 			}
+			if err := copier(out, nil)(ctx, b); err != nil {
+				return err
+			}
 			for _, m := range b.Messages {
 				mu.Lock()
 				delivered = append(delivered, m.Offset)
 				mu.Unlock()
-				key := fmt.Sprintf("%d/%d", m.Partition, m.Offset)
-				if err := b.Produce(ctx, &kgo.Record{Topic: out, Key: []byte(key), Value: m.Value}); err != nil {
-					return err
-				}
 				if m.Offset < markBelow && !b.Claim().MarkWithMetadata(m, fmt.Sprintf("after-%d", m.Offset)) {
 					return fmt.Errorf("mark of %d refused", m.Offset)
 				}
@@ -128,14 +127,16 @@ func TestExactlyOnceManualRetryResumesAfterLastMark(t *testing.T) {
 		mu.Lock()
 		batches = append(batches, batch{b.Messages[0].Offset, b.Attempt})
 		mu.Unlock()
-		for _, m := range b.Messages {
-			if m.Offset == 15 && failed.CompareAndSwap(false, true) {
+		failOnce := func(_ context.Context, b *ferry.Batch, i int) error {
+			if b.Messages[i].Offset == 15 && failed.CompareAndSwap(false, true) {
 				return errors.New("fails once at 15")
 			}
-			key := fmt.Sprintf("%d/%d", m.Partition, m.Offset)
-			if err := b.Produce(ctx, &kgo.Record{Topic: out, Key: []byte(key), Value: m.Value}); err != nil {
-				return err
-			}
+			return nil
+		}
+		if err := copier(out, failOnce)(ctx, b); err != nil {
+			return err
+		}
+		for _, m := range b.Messages {
 			if m.Offset < 5 || m.Offset >= 10 || failed.Load() {
 				b.Claim().MarkAsConsumed(m) // 5..9 stay unmarked the first time
 			}
@@ -192,11 +193,8 @@ func TestExactlyOnceMarkAfterRevocationAborts(t *testing.T) {
 	var held, refused, accepted atomic.Int32
 	var once sync.Once
 	consume := func(ctx context.Context, b *ferry.Batch) error {
-		for _, m := range b.Messages {
-			key := fmt.Sprintf("%d/%d", m.Partition, m.Offset)
-			if err := b.Produce(ctx, &kgo.Record{Topic: out, Partition: m.Partition, Key: []byte(key), Value: m.Value}); err != nil {
-				return err
-			}
+		if err := copier(out, nil)(ctx, b); err != nil {
+			return err
 		}
 		hold := false
 		once.Do(func() { hold = true })

@@ -36,7 +36,7 @@ func copier(out string, before func(ctx context.Context, b *ferry.Batch, i int) 
 // waitOutputs waits until the read_committed view of topic holds n keys.
 func waitOutputs(t *testing.T, c *ferrytest.Cluster, topic string, n int) map[string]int {
 	t.Helper()
-	cl := outputReader(t, c, topic)
+	cl := outputReader(t, c, topic, kgo.ReadCommitted())
 	defer cl.Close()
 	got := map[string]int{}
 	deadline := time.Now().Add(60 * time.Second)
@@ -51,22 +51,23 @@ func waitOutputs(t *testing.T, c *ferrytest.Cluster, topic string, n int) map[st
 	return got
 }
 
-func outputReader(t *testing.T, c *ferrytest.Cluster, topic string) *kgo.Client {
+func outputReader(t *testing.T, c *ferrytest.Cluster, topic string, isolation kgo.IsolationLevel) *kgo.Client {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers()...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(isolation))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return cl
 }
 
-// committedOutputs reads everything committed in topic so far.
-func committedOutputs(t *testing.T, c *ferrytest.Cluster, topic string) map[string]int {
+// readOutputs reads everything in topic visible at the isolation level: how
+// many times each key appears, and how many records there are.
+func readOutputs(t *testing.T, c *ferrytest.Cluster, topic string, isolation kgo.IsolationLevel) (map[string]int, int) {
 	t.Helper()
-	cl := outputReader(t, c, topic)
+	cl := outputReader(t, c, topic, isolation)
 	defer cl.Close()
-	got := map[string]int{}
+	got, total := map[string]int{}, 0
 	for wait := 10 * time.Second; ; wait = time.Second {
 		// The first poll also finds the leader and the start offsets,
 		// which takes a while on a loaded machine; after it, an empty
@@ -77,9 +78,17 @@ func committedOutputs(t *testing.T, c *ferrytest.Cluster, topic string) map[stri
 		n := 0
 		fs.EachRecord(func(r *kgo.Record) { got[string(r.Key)]++; n++ })
 		if n == 0 {
-			return got
+			return got, total
 		}
+		total += n
 	}
+}
+
+// committedOutputs reads everything committed in topic so far.
+func committedOutputs(t *testing.T, c *ferrytest.Cluster, topic string) map[string]int {
+	t.Helper()
+	got, _ := readOutputs(t, c, topic, kgo.ReadCommitted())
+	return got
 }
 
 func eosOpts(t *testing.T, c *ferrytest.Cluster, more ...ferry.Option) []ferry.Option {
@@ -158,23 +167,8 @@ func TestExactlyOnceAbortHidesPartialOutput(t *testing.T) {
 
 func uncommittedCount(t *testing.T, c *ferrytest.Cluster, topic string) int {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers()...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadUncommitted()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	n := 0
-	for wait := 10 * time.Second; ; wait = time.Second {
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		fs := cl.PollFetches(ctx)
-		cancel()
-		k := len(fs.Records())
-		if k == 0 {
-			return n
-		}
-		n += k
-	}
+	_, n := readOutputs(t, c, topic, kgo.ReadUncommitted())
+	return n
 }
 
 // S3, A3: a second member joins mid-stream; across both, every input has
