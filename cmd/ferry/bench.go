@@ -17,7 +17,7 @@ import (
 
 	"github.com/ferrykit/ferry"
 	"github.com/ferrykit/ferry/ferrytest"
-	"github.com/ferrykit/ferry/internal/bench"
+	"github.com/ferrykit/ferry/cmd/ferry/internal/bench"
 )
 
 // runBench measures ferry against a raw franz-go loop, alternating rounds on

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/ferrykit/ferry/ferrytest"
-	"github.com/ferrykit/ferry/internal/verify"
+	"github.com/ferrykit/ferry/cmd/ferry/internal/verify"
 )
 
 // runVerify measures loss and duplicates per delivery mode under real
