@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/ferrykit/ferry"
-	"github.com/ferrykit/ferry/ferrytest"
 	"github.com/ferrykit/ferry/cmd/ferry/internal/bench"
+	"github.com/ferrykit/ferry/ferrytest"
 )
 
 // runBench measures ferry against a raw franz-go loop, alternating rounds on

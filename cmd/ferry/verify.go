@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ferrykit/ferry/ferrytest"
 	"github.com/ferrykit/ferry/cmd/ferry/internal/verify"
+	"github.com/ferrykit/ferry/ferrytest"
 )
 
 // runVerify measures loss and duplicates per delivery mode under real
