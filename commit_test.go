@@ -6,19 +6,15 @@ import (
 	"time"
 
 	"github.com/ferrykit/ferry"
-	"github.com/ferrykit/ferry/ferrytest"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // A1, A2: successful batches are marked and committed every CommitInterval,
 // in one OffsetCommit request for all partitions of the group.
 func TestPeriodicCommitIsOneRequestForAllPartitions(t *testing.T) {
-	c := embedded(t) // observes requests through kfake
-	tp := topic(t, c, 4)
-	for p := range int32(4) {
-		produceN(t, c, tp, p, 50)
-	}
-	group := ferrytest.UniqueName("g")
+	s := newScenario(t, embedded(t), 4) // observes requests through kfake
+	s.produceEach(4, 50)
+	c, group := s.c, s.group
 
 	var mu sync.Mutex
 	var requests [][]int32 // partitions named by each commit request of our group
@@ -41,17 +37,11 @@ func TestPeriodicCommitIsOneRequestForAllPartitions(t *testing.T) {
 		return nil, nil, false // observe only
 	})
 
-	rec := newRecorder()
 	interval := 700 * time.Millisecond
-	app := start(t, opts(t, c, ferry.CommitInterval(interval), ferry.RouteFunc(group, tp, rec.fn()))...)
-	rec.waitDistinct(t, tp, 200, 20*time.Second)
+	app := s.start(ferry.CommitInterval(interval), s.route(s.rec.fn()))
+	s.waitSeen(200)
 	began := time.Now()
-	if err := ferrytest.WaitFor(ctxFor(t, 10*time.Second), func() bool {
-		got, _ := c.Committed(ctxFor(t, 5*time.Second), group, tp)
-		return len(got) == 4 && got[0] == 50 && got[1] == 50 && got[2] == 50 && got[3] == 50
-	}); err != nil {
-		t.Fatal("offsets never committed")
-	}
+	s.waitCommitted(map[int32]int64{0: 50, 1: 50, 2: 50, 3: 50})
 	if waited := time.Since(began); waited > interval+time.Second {
 		t.Errorf("commit took %s after processing, want within the %s interval", waited, interval)
 	}
@@ -67,7 +57,5 @@ func TestPeriodicCommitIsOneRequestForAllPartitions(t *testing.T) {
 		t.Errorf("%d commit requests with nothing new to commit, want none after the first", len(requests)-1)
 	}
 	mu.Unlock()
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	s.stop(app)
 }

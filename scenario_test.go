@@ -1,0 +1,114 @@
+package ferry_test
+
+import (
+	"maps"
+	"testing"
+	"time"
+
+	"github.com/ferrykit/ferry"
+	"github.com/ferrykit/ferry/ferrytest"
+)
+
+// scenario is the world one test acts in: a cluster, a fresh topic, a fresh
+// consumer group and a recorder of every batch consumed. A test reads as its
+// behaviour:
+//
+//	s := newScenario(t, cluster(t), 1)
+//	s.produce(0, 250)
+//	app := s.start(s.route(s.rec.fn(), ferry.MaxMessages(100)))
+//	s.waitSeen(250)
+//	s.stop(app)
+//	s.wantCommitted(map[int32]int64{0: 250})
+//
+// Use embedded(t) instead of cluster(t) for tests that inject faults through
+// kfake, and s.c, s.topic, s.group where a test needs the parts.
+type scenario struct {
+	t     *testing.T
+	c     *ferrytest.Cluster
+	topic string
+	group string
+	rec   *recorder
+}
+
+// newScenario creates a topic of the given partitions on c and names a group.
+func newScenario(t *testing.T, c *ferrytest.Cluster, partitions int32) *scenario {
+	t.Helper()
+	return &scenario{t: t, c: c, topic: topic(t, c, partitions), group: ferrytest.UniqueName("g"), rec: newRecorder()}
+}
+
+// produce writes n messages with values "0", "1", … to one partition.
+func (s *scenario) produce(partition int32, n int) {
+	s.t.Helper()
+	produceN(s.t, s.c, s.topic, partition, n)
+}
+
+// produceEach writes n messages to each of the first partitions partitions.
+func (s *scenario) produceEach(partitions int32, n int) {
+	s.t.Helper()
+	for p := range partitions {
+		s.produce(p, n)
+	}
+}
+
+// route routes the scenario's topic, in its group, to fn.
+func (s *scenario) route(fn ferry.ConsumerFunc, opts ...ferry.TopicOption) ferry.Option {
+	return ferry.RouteFunc(s.group, s.topic, fn, opts...)
+}
+
+// routeTo routes the scenario's topic, in its group, to consumers built by
+// newConsumer.
+func (s *scenario) routeTo(newConsumer ferry.NewConsumer, opts ...ferry.TopicOption) ferry.Option {
+	return ferry.Route(s.group, s.topic, newConsumer, opts...)
+}
+
+// start runs an app with the suite's base options and more; it is stopped
+// at the end of the test if the test does not stop it.
+func (s *scenario) start(more ...ferry.Option) *running {
+	s.t.Helper()
+	return start(s.t, opts(s.t, s.c, more...)...)
+}
+
+// stop stops an app and fails the test if Run returned an error.
+func (s *scenario) stop(app *running) {
+	s.t.Helper()
+	if err := app.stop(s.t); err != nil {
+		s.t.Fatalf("Run: %v", err)
+	}
+}
+
+// waitSeen waits until the recorder saw n distinct messages of the topic.
+func (s *scenario) waitSeen(n int) {
+	s.t.Helper()
+	s.rec.waitDistinct(s.t, s.topic, n, 30*time.Second)
+}
+
+// committed returns the group's committed offsets of the topic now.
+func (s *scenario) committed() map[int32]int64 {
+	s.t.Helper()
+	got, err := s.c.Committed(ctxFor(s.t, 10*time.Second), s.group, s.topic)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return got
+}
+
+// waitCommitted waits until the group's committed offsets of the topic are
+// exactly want (partitions absent from want have no commit).
+func (s *scenario) waitCommitted(want map[int32]int64) {
+	s.t.Helper()
+	var got map[int32]int64
+	if err := ferrytest.WaitFor(ctxFor(s.t, 20*time.Second), func() bool {
+		got, _ = s.c.Committed(ctxFor(s.t, 5*time.Second), s.group, s.topic)
+		return maps.Equal(got, want)
+	}); err != nil {
+		s.t.Fatalf("committed offsets %v, want %v", got, want)
+	}
+}
+
+// wantCommitted checks the group's committed offsets of the topic now.
+func (s *scenario) wantCommitted(want map[int32]int64) {
+	s.t.Helper()
+	if got := s.committed(); !maps.Equal(got, want) {
+		s.t.Fatalf("committed offsets %v, want %v", got, want)
+	}
+}
