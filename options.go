@@ -20,7 +20,7 @@ type Option func(*config)
 // TopicOption configures one routed topic.
 type TopicOption func(*topicConfig)
 
-// Delivery is a topic's delivery guarantee (BEHAVIOURS S1–S3).
+// Delivery is a topic's delivery guarantee (contract S1–S3, docs/CONTRACT.md).
 type Delivery int
 
 const (

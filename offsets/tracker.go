@@ -6,7 +6,7 @@
 // Offsets follow Kafka's convention: a mark or commit names the next offset to
 // consume, one past the last processed message.
 //
-// Three positions are kept apart on purpose (BEHAVIOURS M6):
+// Three positions are kept apart on purpose (contract M6, docs/CONTRACT.md):
 //
 //   - Resume is where processing continues after a retry. The newest mark sets
 //     it, even when that mark is older than an earlier one.

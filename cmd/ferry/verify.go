@@ -106,8 +106,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		Every: 400 * time.Millisecond, Work: 40 * time.Millisecond, Rebalance: true,
 		Deadline: 90 * time.Second, Progress: stderr,
 	}
-	fmt.Fprintln(stdout, "ferry demo: the seed's processing-architectures table, measured. Worker processes")
-	fmt.Fprintln(stdout, "consume uniquely numbered messages while they are SIGKILLed and restarted at random.")
+	fmt.Fprintln(stdout, "ferry demo: the processing architectures of Kafka consumers and their loss/duplicate table, measured.")
+	fmt.Fprintln(stdout, "Worker processes consume uniquely numbered messages while they are SIGKILLed and restarted at random.")
 	return verifyAndPrint(ctx, cfg, "", "", true, stdout)
 }
 

@@ -28,7 +28,8 @@ import (
 // Mode is a delivery mode under test.
 type Mode int
 
-// The modes of the seed's summary table.
+// The delivery modes of a Kafka consumer, in the order of the loss/duplicate
+// table: when the offset is committed relative to processing.
 const (
 	AtMostOnce Mode = iota
 	AtLeastOnce
@@ -45,7 +46,7 @@ func (m Mode) String() string {
 // Short is the mode's flag name.
 func (m Mode) Short() string { return [...]string{"amo", "alo", "eos"}[m] }
 
-// commitTiming is the seed table's "offset commit timing" column.
+// commitTiming is the table's "offset commit timing" column.
 func (m Mode) commitTiming() string {
 	return [...]string{"before processing", "after processing", "with the output, in one transaction"}[m]
 }
@@ -514,7 +515,8 @@ func countOutputs(ctx context.Context, brokers []string, topic string, counts []
 	}
 }
 
-// PrintTable prints the seed's summary table with the measured counts.
+// PrintTable prints the loss/duplicate table of the processing architectures
+// with the measured counts.
 func PrintTable(w io.Writer, rep Report) {
 	fmt.Fprintf(w, "%-14s %-36s %9s %6s %10s %6s %11s %9s  %s\n",
 		"mode", "offset commit timing", "messages", "kills", "rebalances", "lost", "duplicated", "msgs/s", "guarantee")
