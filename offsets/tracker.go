@@ -14,8 +14,13 @@
 //     never moves backwards, so a commit never rewinds the group.
 //   - Committed is what Kafka acknowledged.
 //
-// A Window tracks messages that complete out of order (key-parallel
-// processing inside one partition) and yields only contiguous marks.
+// A Window tracks messages that finish out of order (parallel processing
+// inside one partition): its committed position is one past the longest
+// finished prefix, so a commit never passes an unfinished message.
+// EncodeMetadata records what finished above that position in the commit's
+// metadata, next to the user's own, within Kafka's 4,096-byte limit;
+// DecodeMetadata reads it back on the next assignment, and Window.Restore
+// lets the new owner skip those messages.
 package offsets
 
 // Mark is a position to commit: the next offset to consume, the leader epoch
