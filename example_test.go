@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferrykit/ferry"
 	"github.com/ferrykit/ferry/ferrytest"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // EventStore stands in for a database.
@@ -326,4 +327,40 @@ func runUntil(app *ferry.App, done func() bool) {
 	if err := <-result; err != nil {
 		log.Fatal(err)
 	}
+}
+
+// ClientOptions reaches franz-go's own settings: static membership, the
+// KIP-848 consumer group protocol, and client tuning.
+func ExampleClientOptions() {
+	cluster := exampleCluster("invoices", 3)
+	defer cluster.Close()
+
+	var handled atomic.Int32
+	app, err := ferry.New(
+		ferry.Brokers(cluster.Brokers()...),
+		ferry.Logger(quiet),
+		ferry.RouteFunc("billing", "invoices", func(_ context.Context, b *ferry.Batch) error {
+			handled.Add(int32(len(b.Messages)))
+			return nil
+		}),
+		ferry.ClientOptions(
+			// Static membership: a member restarted within the session
+			// timeout gets its partitions back without a rebalance.
+			kgo.InstanceID("billing-1"), // say, the pod name
+			// KIP-848: the broker assigns partitions (Kafka 4.0+, 4.3+
+			// advised); it needs a sticky or range balancer in the list.
+			kgo.ServerSideBalancer(),
+			kgo.Balancers(kgo.CooperativeStickyBalancer(), kgo.StickyBalancer()),
+			// Client tuning: group timeouts, fetch sizes, TLS, SASL, dialers…
+			kgo.SessionTimeout(30*time.Second),
+			kgo.FetchMaxBytes(16<<20),
+		),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	runUntil(app, func() bool { return handled.Load() == 3 })
+	fmt.Println("invoices handled:", handled.Load())
+	// Output:
+	// invoices handled: 3
 }

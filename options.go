@@ -195,10 +195,13 @@ func WithClock(clk Clock) Option {
 	return func(c *config) { c.clock = clk }
 }
 
-// ClientOptions passes extra franz-go options to every client ferry creates:
-// TLS, SASL, timeouts, the group protocol (kgo.ServerSideBalancer for
-// KIP-848). Options that would break ferry's contract — autocommit,
-// isolation level, partition callbacks — are overridden by ferry.
+// ClientOptions passes extra franz-go options to every client ferry creates
+// (the group consumers and the producers): static membership
+// (kgo.InstanceID), the KIP-848 group protocol (kgo.ServerSideBalancer, with
+// a sticky or range balancer in kgo.Balancers), TLS, SASL, timeouts and fetch
+// sizes. Default: none. Options that would break ferry's contract —
+// autocommit, the isolation level, the partition callbacks — are overridden
+// by ferry. See ExampleClientOptions.
 func ClientOptions(opts ...kgo.Opt) Option {
 	return func(c *config) { c.clientOpts = append(c.clientOpts, opts...) }
 }
