@@ -371,3 +371,43 @@ func (h *hooked) Shutdown(context.Context) error {
 	}
 	return nil
 }
+
+// A6, E1: a message whose consumer panics is dead-lettered with the panic's
+// message alone in the ferry-error header; its stack goes to the log.
+func TestPanicDeadLetterHeaderHoldsTheMessageOnly(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	dlq := topic(t, s.c, 1)
+	s.produce(0, 1)
+	log, sink := testLogger(t)
+	panics := func(context.Context, *ferry.Batch) error {
+		var m map[string]int
+		m["boom"]++ // nil map write panics
+		return nil
+	}
+	app := s.start(ferry.Logger(log), s.route(panics, ferry.DeadLetter(dlq), ferry.MaxRetries(1),
+		ferry.Retry(ferry.ConstantBackoff(20*time.Millisecond))))
+	dead := readAll(t, s.c, dlq, 1)
+	s.waitCommitted(map[int32]int64{0: 1})
+	s.stop(app)
+
+	if got, want := header(dead[0], ferry.HeaderError), "panic: assignment to entry in nil map"; got != want {
+		t.Errorf("ferry-error header %q, want %q (the stack belongs in the log)", got, want)
+	}
+	if out := sink.String(); !strings.Contains(out, "stack=") || !strings.Contains(out, "deadletter_test.go") {
+		t.Errorf("log lacks the panic's stack:\n%s", out)
+	}
+}
+
+// Logs name partitions as sorted topic[partitions] lists, not Go maps.
+func TestAssignmentLogNamesPartitionsWithoutMapSyntax(t *testing.T) {
+	s := newScenario(t, cluster(t), 3)
+	s.produceEach(3, 1)
+	log, sink := testLogger(t)
+	app := s.start(ferry.Logger(log), s.route(s.rec.fn()))
+	s.waitSeen(3)
+	s.stop(app)
+	out := sink.String()
+	if want := `assigned="` + s.topic + `[0 1 2]"`; !strings.Contains(out, want) || strings.Contains(out, "map[") {
+		t.Errorf("log lacks %s or prints a Go map:\n%s", want, out)
+	}
+}

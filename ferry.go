@@ -70,7 +70,9 @@ var (
 )
 
 // PanicError is the error a recovered panic in a consumer becomes (A6); it
-// carries the stack where the panic happened.
+// carries the stack where the panic happened. Its message is the panic's
+// value alone ("panic: ..."), which is what a dead letter's ferry-error
+// header holds; ferry logs the stack.
 type PanicError = engine.PanicError
 
 // App is a configured set of routes. Create it with New and start it with

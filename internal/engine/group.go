@@ -303,7 +303,7 @@ func (g *group) run(ctx context.Context) error {
 // abandon gives up on partitions whose work outlived the shutdown timeout:
 // their marks are dropped and their context is cancelled.
 func (g *group) abandon(parts []*Partition) error {
-	var stuck []string
+	stuck := partitionList{}
 	for _, p := range parts {
 		select {
 		case <-p.done:
@@ -314,9 +314,9 @@ func (g *group) abandon(parts []*Partition) error {
 		p.state = lost
 		p.mu.Unlock()
 		p.cancel()
-		stuck = append(stuck, fmt.Sprintf("%s/%d", p.topic.Name, p.id))
+		stuck[p.topic.Name] = append(stuck[p.topic.Name], p.id)
 	}
-	return fmt.Errorf("%w after %s: still running on %v; their work was not committed",
+	return fmt.Errorf("%w after %s: still running on %s; their work was not committed",
 		ErrShutdownTimeout, g.cfg.ShutdownTimeout, stuck)
 }
 
@@ -465,7 +465,7 @@ func (g *group) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string
 			}()
 		}
 	}
-	g.log.Info("ferry: partitions assigned", "assigned", assigned)
+	g.log.Info("ferry: partitions assigned", "assigned", partitionList(assigned))
 }
 
 // onFetched learns the committed offset and metadata of each newly assigned
@@ -567,7 +567,7 @@ func (g *group) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string
 		}
 	}
 	g.mu.Unlock()
-	g.log.Info("ferry: partitions revoked", "revoked", revoked)
+	g.log.Info("ferry: partitions revoked", "revoked", partitionList(revoked))
 }
 
 // onLost drops partitions whose assignment was lost (A7): marks are refused
@@ -593,5 +593,5 @@ func (g *group) onLost(_ context.Context, _ *kgo.Client, lostParts map[string][]
 			p.cancel()
 		}
 	}
-	g.log.Warn("ferry: partitions lost; their uncommitted work will be redelivered", "lost", lostParts)
+	g.log.Warn("ferry: partitions lost; their uncommitted work will be redelivered", "lost", partitionList(lostParts))
 }

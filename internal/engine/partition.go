@@ -582,7 +582,7 @@ func (p *Partition) consume(w Worker, batch []*kgo.Record) *failure {
 			// S1: the offsets are already committed; the rest of the
 			// batch is skipped, never redelivered.
 			p.log.Error("ferry: consume failed; at-most-once skips the rest of the batch",
-				"first_offset", batch[0].Offset, "last_offset", batch[len(batch)-1].Offset, "err", err)
+				append([]any{"first_offset", batch[0].Offset, "last_offset", batch[len(batch)-1].Offset}, errAttrs(err)...)...)
 		}
 		p.failures = 0
 		if !p.topic.Manual {
@@ -644,7 +644,7 @@ func (p *Partition) deadLetter(r *kgo.Record, cause error, attempts int) bool {
 		return false
 	}
 	p.log.Warn("ferry: message dead-lettered after its last attempt",
-		"offset", r.Offset, "attempts", attempts, "dead_letter_topic", p.topic.DeadLetterTopic, "cause", cause)
+		append([]any{"offset", r.Offset, "attempts", attempts, "dead_letter_topic", p.topic.DeadLetterTopic}, errAttrs(cause)...)...)
 	p.Mark(r, "")
 	return true
 }
@@ -720,8 +720,8 @@ func (p *Partition) retryLater(f *failure) {
 		return
 	}
 	p.log.Error("ferry: consume failed; retrying after backoff",
-		"attempt", p.failures, "first_offset", f.batch[0].Offset, "last_offset", f.batch[len(f.batch)-1].Offset,
-		"resume_offset", f.resume, "backoff", delay, "err", f.err)
+		append([]any{"attempt", p.failures, "first_offset", f.batch[0].Offset, "last_offset", f.batch[len(f.batch)-1].Offset,
+			"resume_offset", f.resume, "backoff", delay}, errAttrs(f.err)...)...)
 
 	p.waitBackoff(delay)
 }
@@ -756,12 +756,25 @@ func (p *Partition) maybeEOF(w Worker) {
 }
 
 // PanicError is a recovered panic with the stack where it happened (A6).
+// Its message is the panic's value only: the stack goes to the log (see
+// errAttrs), not into dead-letter headers.
 type PanicError struct {
 	Value any
 	Stack []byte
 }
 
-func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v\n%s", e.Value, e.Stack) }
+func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
+
+// errAttrs returns the log attributes of a consumer's error: the error, and
+// the stack when it is (or wraps) a recovered panic (A6).
+func errAttrs(err error) []any {
+	attrs := []any{"err", err}
+	var pe *PanicError
+	if errors.As(err, &pe) {
+		attrs = append(attrs, "stack", string(pe.Stack))
+	}
+	return attrs
+}
 
 // guard runs fn, turning a panic into a *PanicError.
 func guard(fn func() error) (err error) {

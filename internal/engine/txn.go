@@ -434,7 +434,7 @@ func (p *Partition) consumeRound(w Worker, recs []*kgo.Record) roundResult {
 		}
 		p.failures++
 		p.log.Error("ferry: consume failed; aborting the transaction and retrying after backoff",
-			"attempt", attempt, "first_offset", batch[0].Offset, "last_offset", batch[len(batch)-1].Offset, "err", err)
+			append([]any{"attempt", attempt, "first_offset", batch[0].Offset, "last_offset", batch[len(batch)-1].Offset}, errAttrs(err)...)...)
 		// Stop fetching before reporting, so the next round cannot poll
 		// records this partition would not take.
 		p.mu.Lock()
