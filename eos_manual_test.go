@@ -276,3 +276,51 @@ func TestExactlyOnceTransactionInterval(t *testing.T) {
 		t.Errorf("%d batches in %d transactions, want several batches per transaction and at most 5 transactions", b, x)
 	}
 }
+
+// S3: by default a transaction stays open for DefaultTransactionInterval, so
+// a backlog commits in a few transactions of many batches; with
+// TransactionInterval(0) every poll (here one batch) is a transaction of its
+// own. Both copy exactly once.
+func TestExactlyOnceDefaultTransactionSpan(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		opts    []ferry.TopicOption
+		perPoll bool // one transaction per batch, else several batches per transaction
+	}{
+		{name: "default", perPoll: false},
+		{name: "TransactionInterval(0)", opts: []ferry.TopicOption{ferry.TransactionInterval(0)}, perPoll: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := cluster(t)
+			in, out := topic(t, c, 1), topic(t, c, 1)
+			const n = 200
+			produceN(t, c, in, 0, n)
+			var batches, txns atomic.Int32
+			count := func(ctx context.Context, b *ferry.Batch, i int) error {
+				if i == 0 {
+					batches.Add(1)
+				}
+				return nil
+			}
+			onCommit := ferry.OnCommit(func(cm ferry.Commit) {
+				if cm.Reason == "transaction" {
+					txns.Add(1)
+				}
+			})
+			topicOpts := append([]ferry.TopicOption{ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(5)}, tc.opts...)
+			app := start(t, eosOpts(t, c, onCommit, ferry.RouteFunc(ferrytest.UniqueName("g"), in, copier(out, count), topicOpts...))...)
+			waitOutputs(t, c, out, n)
+			if err := app.stop(t); err != nil {
+				t.Fatal(err)
+			}
+			checkExactlyOnce(t, committedOutputs(t, c, out), 1, n)
+			b, x := batches.Load(), txns.Load()
+			if tc.perPoll && b != x {
+				t.Errorf("%d batches in %d transactions, want one transaction per batch", b, x)
+			}
+			if !tc.perPoll && b < 2*x {
+				t.Errorf("%d batches in %d transactions, want several batches per transaction", b, x)
+			}
+		})
+	}
+}

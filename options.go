@@ -144,6 +144,7 @@ func defaultTopicConfig() topicConfig {
 		maxWait:     time.Second,
 		backoff:     ExponentialBackoff(time.Second, 30*time.Second),
 		queueBytes:  32 << 20,
+		txnInterval: DefaultTransactionInterval,
 	}
 }
 
@@ -233,20 +234,34 @@ func TransactionalID(id string) Option {
 	return func(c *config) { c.transactionalID = id }
 }
 
-// TransactionBatches sets about how many batches per partition one
-// transaction of an ExactlyOnce topic spans. Default 1 (without
-// TransactionInterval). More batches per transaction commit less often
-// (faster) but redo more after an abort; see docs/BENCHMARKS.md.
+// TransactionBatches caps how many batches per partition one transaction
+// of an ExactlyOnce topic spans: it ends after about n batches per assigned
+// partition or when TransactionInterval elapses, whichever comes first.
+// Default: no cap (the interval alone decides). With TransactionInterval(0),
+// a transaction spans one poll of about n batches per partition (1 if
+// unset). Fewer batches per transaction commit more often (slower, less
+// latency) and redo less after an abort; see docs/BENCHMARKS.md.
 func TransactionBatches(n int) TopicOption {
 	return func(t *topicConfig) { t.txnBatches = n; t.txnBatchesSet = true }
 }
 
+// DefaultTransactionInterval is how long an exactly-once transaction stays
+// open by default: the commit interval Kafka Streams uses under
+// exactly-once. Measured in docs/BENCHMARKS.md: with it, consume→produce
+// runs at least as fast as at-least-once; with one poll per transaction it
+// runs several times slower on a real broker, since each commit writes
+// markers and an offset record and waits for them.
+const DefaultTransactionInterval = 100 * time.Millisecond
+
 // TransactionInterval keeps each transaction of an ExactlyOnce topic open,
 // polling and consuming, for up to d — or until TransactionBatches batches
-// per partition, if that is set too. Default 0: a transaction spans one
-// poll's records. Consumers see a transaction's batches one after another;
+// per partition, if that is set too. Default DefaultTransactionInterval
+// (100 ms). Consumers see a transaction's batches one after another;
 // nothing is visible to read_committed readers, nor committed, until it
-// ends.
+// ends, so d is added to the latency of outputs (up to d, plus the commit)
+// and an abort (an error, a rebalance, a crash) redoes up to d of work.
+// TransactionInterval(0) makes every poll its own transaction: lowest
+// latency, but a commit per poll, which is slow (see docs/BENCHMARKS.md).
 func TransactionInterval(d time.Duration) TopicOption {
 	return func(t *topicConfig) { t.txnInterval = d }
 }

@@ -22,7 +22,7 @@ import (
 
 // runBench measures ferry against a raw franz-go loop, alternating rounds on
 // one topic so both see the same cluster state.
-func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	brokers := fs.String("brokers", os.Getenv("FERRY_BROKERS"), "cluster to use (default: an embedded cluster in a child process)")
@@ -33,11 +33,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rounds := fs.Int("rounds", 3, "rounds; each consumes the whole topic once with each contender")
 	maxWait := fs.Duration("max-wait", 0, "ferry's MaxWait (0: its default)")
 	queueBytes := fs.Int("queue-bytes", 0, "ferry's QueueBytes (0: its default)")
-	pipeline := fs.String("pipeline", "", "instead: consume→produce, at-least-once vs exactly-once with these transaction spans: batch counts or intervals, e.g. 1,4,16,250ms,1s")
+	pipeline := fs.String("pipeline", "", "instead: consume→produce, at-least-once vs exactly-once with these transaction spans: default (ferry's), batch counts (one poll per transaction) or intervals, e.g. default,1,16,250ms")
 	kafkaScript := fs.String("kafka-perf", "", "also run Kafka's ConsumerPerformance through this scripts/kafka (real broker only)")
 	only := fs.String("only", "", "run one contender only: raw or ferry (for profiling)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measured rounds to this file (samples labelled contender=raw|ferry)")
 	traceFile := fs.String("trace", "", "write an execution trace of the measured rounds to this file")
+	check := fs.Bool("check", false, "exit non-zero when a target is missed (see docs/BENCHMARKS.md)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -62,8 +63,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	fmt.Fprintf(stdout, "produced in %s\n\n", time.Since(began).Round(time.Millisecond))
+	var t targets
+	defer func() {
+		if err == nil && *check {
+			err = t.err()
+		}
+	}()
 	if *pipeline != "" {
-		return benchPipeline(ctx, stdout, seeds, topic, int32(*partitions), *messages, *rounds, *pipeline, *kafkaScript)
+		return benchPipeline(ctx, stdout, seeds, topic, int32(*partitions), *messages, *rounds, *pipeline, *kafkaScript, &t)
 	}
 	// Warm-up: the first read of a fresh topic is slower for whoever goes
 	// first; it is not measured.
@@ -163,11 +170,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ratios = append(ratios, ratio)
 		fmt.Fprintf(stdout, "%-6d %-22s %12.3f\n", r, "ratio ferry/raw", ratio)
 	}
-	if len(ratios) == 0 {
-		return nil
-	}
-	slices.Sort(ratios)
-	fmt.Fprintf(stdout, "\nmedian ratio ferry/raw: %.3f (target ≥ 0.97)\n", ratios[len(ratios)/2])
+	fmt.Fprintln(stdout)
+	t.atLeast(stdout, "ratio ferry/raw", ratios, 0.97)
 	return nil
 }
 
@@ -210,8 +214,10 @@ func childCluster(ctx context.Context, stderr io.Writer) (addr string, stop func
 }
 
 // benchPipeline compares consume→produce at-least-once with exactly-once at
-// several transaction sizes, alternating within each round.
-func benchPipeline(ctx context.Context, stdout io.Writer, seeds []string, topic string, partitions int32, n, rounds int, sizes, kafkaScript string) error {
+// several transaction spans, rotating the order within each round. The
+// target: exactly-once at its default span at least as fast as
+// at-least-once (median ratio ≥ 1.0).
+func benchPipeline(ctx context.Context, stdout io.Writer, seeds []string, topic string, partitions int32, n, rounds int, sizes, kafkaScript string, t *targets) error {
 	var spans []bench.Span
 	for _, s := range strings.Split(sizes, ",") {
 		span, err := bench.ParseSpan(strings.TrimSpace(s))
@@ -221,21 +227,27 @@ func benchPipeline(ctx context.Context, stdout io.Writer, seeds []string, topic 
 		spans = append(spans, span)
 	}
 	fmt.Fprintf(stdout, "%-6s %-30s %12s %10s %10s %11s %9s\n", "round", "contender", "msgs/s", "elapsed", "join", "allocs/msg", "CPU/msg")
-	best := map[bench.Span]float64{}
+	ratios := map[bench.Span][]float64{}
+	contenders := append([]bench.Span{{}}, spans...) // the zero span: at-least-once
 	for r := 1; r <= rounds; r++ {
-		alo, err := bench.Pipeline(ctx, seeds, topic, ferrytest.UniqueName("alo"), partitions, n, bench.Span{})
-		if err != nil {
-			return err
-		}
-		reportWide(stdout, r, alo)
-		for _, span := range spans {
-			eos, err := bench.Pipeline(ctx, seeds, topic, ferrytest.UniqueName("eos"), partitions, n, span)
+		results := map[bench.Span]bench.Result{}
+		for i := range contenders {
+			span := contenders[(i+r-1)%len(contenders)]
+			group := "alo"
+			if span != (bench.Span{}) {
+				group = "eos"
+			}
+			res, err := bench.Pipeline(ctx, seeds, topic, ferrytest.UniqueName(group), partitions, n, span)
 			if err != nil {
 				return err
 			}
-			reportWide(stdout, r, eos)
-			ratio := eos.Rate() / alo.Rate()
-			best[span] = max(best[span], ratio)
+			reportWide(stdout, r, res)
+			results[span] = res
+		}
+		alo := results[bench.Span{}]
+		for _, span := range spans {
+			ratio := results[span].Rate() / alo.Rate()
+			ratios[span] = append(ratios[span], ratio)
 			fmt.Fprintf(stdout, "%-6d %-30s %12.3f\n", r, "ratio "+span.String()+"/ALO", ratio)
 		}
 	}
@@ -261,9 +273,72 @@ func benchPipeline(ctx context.Context, stdout io.Writer, seeds []string, topic 
 	}
 	fmt.Fprintln(stdout)
 	for _, span := range spans {
-		fmt.Fprintf(stdout, "best ratio %s/ALO: %.3f\n", span, best[span])
+		name := "ratio " + span.String() + "/ALO"
+		if span.Default {
+			t.atLeast(stdout, name, ratios[span], 1.0)
+		} else {
+			t.atLeast(stdout, name, ratios[span], 0)
+		}
 	}
 	return nil
+}
+
+// targets collects the figures a run promises; with -check a missed one
+// makes the run fail.
+type targets struct {
+	missed []string
+}
+
+// atLeast prints the median and range of values and, when want > 0, checks
+// the median against it.
+func (t *targets) atLeast(w io.Writer, name string, values []float64, want float64) {
+	if len(values) == 0 {
+		return
+	}
+	values = slices.Sorted(slices.Values(values))
+	med := median(values)
+	line := fmt.Sprintf("median %s: %.3f (%.3f–%.3f over %d rounds)", name, med, values[0], values[len(values)-1], len(values))
+	if want > 0 {
+		verdict := "met"
+		if med < want {
+			verdict = "MISSED"
+			t.missed = append(t.missed, fmt.Sprintf("%s %.3f < %.3g", name, med, want))
+		}
+		line += fmt.Sprintf(" target ≥ %.3g: %s", want, verdict)
+	}
+	fmt.Fprintln(w, line)
+}
+
+// atMost is atLeast for figures that must stay below a bound.
+func (t *targets) atMost(w io.Writer, name string, values []float64, want float64) {
+	if len(values) == 0 {
+		return
+	}
+	values = slices.Sorted(slices.Values(values))
+	med := median(values)
+	verdict := "met"
+	if med > want {
+		verdict = "MISSED"
+		t.missed = append(t.missed, fmt.Sprintf("%s %.3f > %.3g", name, med, want))
+	}
+	fmt.Fprintf(w, "median %s: %.3f (%.3f–%.3f over %d rounds) target ≤ %.3g: %s\n", name, med, values[0], values[len(values)-1], len(values), want, verdict)
+}
+
+// err reports the missed targets.
+func (t *targets) err() error {
+	if len(t.missed) == 0 {
+		return nil
+	}
+	return fmt.Errorf("targets missed: %s", strings.Join(t.missed, "; "))
+}
+
+// median of sorted values (the mean of the middle two for an even count).
+func median(sorted []float64) float64 {
+	n := len(sorted)
+	if n%2 == 1 {
+		return sorted[n/2]
+	}
+	return (sorted[n/2-1] + sorted[n/2]) / 2
 }
 
 func reportWide(w io.Writer, round int, res bench.Result) {

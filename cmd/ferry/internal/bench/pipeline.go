@@ -54,30 +54,50 @@ func ready(d kadm.TopicDetail, partitions int32) bool {
 	return true
 }
 
-// Span is how long an exactly-once transaction spans: about Batches batches
-// per partition, or as many as arrive in Interval. The zero Span means
-// at-least-once.
+// Span is how long an exactly-once transaction spans: as ferry's defaults
+// decide (Default), one poll of about Batches batches per partition, or as
+// many as arrive in Interval. The zero Span means at-least-once.
 type Span struct {
+	Default  bool
 	Batches  int
 	Interval time.Duration
 }
 
-// ParseSpan reads "16" (batches) or "250ms" (an interval).
+// ParseSpan reads "default" (ferry's default span), "16" (one poll of 16
+// batches per partition per transaction) or "250ms" (an interval).
 func ParseSpan(s string) (Span, error) {
+	if s == "default" {
+		return Span{Default: true}, nil
+	}
 	if k, err := strconv.Atoi(s); err == nil && k >= 1 {
 		return Span{Batches: k}, nil
 	}
 	if d, err := time.ParseDuration(s); err == nil && d > 0 {
 		return Span{Interval: d}, nil
 	}
-	return Span{}, fmt.Errorf("bad transaction span %q: want a batch count (16) or an interval (250ms)", s)
+	return Span{}, fmt.Errorf("bad transaction span %q: want default, a batch count (16) or an interval (250ms)", s)
 }
 
 func (s Span) String() string {
-	if s.Interval > 0 {
+	switch {
+	case s.Default:
+		return "EOS default"
+	case s.Interval > 0:
 		return "EOS " + s.Interval.String()
 	}
 	return fmt.Sprintf("EOS×%d", s.Batches)
+}
+
+// options are the topic options that give a transaction this span.
+func (s Span) options() []ferry.TopicOption {
+	switch {
+	case s.Default:
+		return nil
+	case s.Interval > 0:
+		return []ferry.TopicOption{ferry.TransactionInterval(s.Interval)}
+	}
+	// One poll per transaction: no interval.
+	return []ferry.TopicOption{ferry.TransactionBatches(s.Batches), ferry.TransactionInterval(0)}
 }
 
 // Pipeline consumes the topic and produces one output per input to a fresh
@@ -104,12 +124,7 @@ func Pipeline(ctx context.Context, brokers []string, topic, group string, partit
 	if eos {
 		opts = append(opts, ferry.TransactionalID(group))
 		topicOpts = append(topicOpts, ferry.WithDelivery(ferry.ExactlyOnce))
-		if span.Batches > 0 {
-			topicOpts = append(topicOpts, ferry.TransactionBatches(span.Batches))
-		}
-		if span.Interval > 0 {
-			topicOpts = append(topicOpts, ferry.TransactionInterval(span.Interval))
-		}
+		topicOpts = append(topicOpts, span.options()...)
 		// An exactly-once output counts once its transaction committed
 		// (the group starts from scratch, so committed offsets are counts).
 		var mu sync.Mutex
