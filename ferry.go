@@ -53,6 +53,7 @@ package ferry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/ferrykit/ferry/internal/engine"
@@ -90,7 +91,11 @@ type App struct {
 // ErrInvalidConfig (O2).
 func New(opts ...Option) (*App, error) {
 	cfg := defaultConfig()
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			cfg.errs = append(cfg.errs, fmt.Errorf("option %d is nil", i+1))
+			continue
+		}
 		o(&cfg)
 	}
 	if err := cfg.validate(); err != nil {

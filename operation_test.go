@@ -211,6 +211,16 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 			ferry.RouteFunc("g", "t", nopConsume, ferry.WithDelivery(ferry.AtMostOnce), ferry.ManualOffsets())}, want: "no effect"},
 		{name: "MaxRetries without a dead-letter topic", opts: []ferry.Option{broker, ferry.RouteFunc("g", "t", nopConsume, ferry.MaxRetries(3))}, want: "needs a DeadLetter"},
 		{name: "dead-letter topic is the topic itself", opts: []ferry.Option{broker, ferry.RouteFunc("g", "t", nopConsume, ferry.DeadLetter("t"))}, want: "cannot be the topic itself"},
+		{name: "nil option", opts: []ferry.Option{broker, route, nil}, want: "option 3 is nil"},
+		{name: "nil topic option", opts: []ferry.Option{broker, ferry.RouteFunc("g", "t", nopConsume, ferry.MaxMessages(5), nil)}, want: "topic option 2 is nil"},
+		{name: "empty broker address", opts: []ferry.Option{ferry.Brokers(""), route}, want: "broker address"},
+		{name: "blank broker address among others", opts: []ferry.Option{ferry.Brokers("127.0.0.1:1", " "), route}, want: "broker address"},
+		{name: "topic name with a space", opts: []ferry.Option{broker, ferry.RouteFunc("g", "my topic", nopConsume)}, want: "illegal topic name"},
+		{name: "topic name with a slash", opts: []ferry.Option{broker, ferry.RouteFunc("g", "a/b", nopConsume)}, want: "illegal topic name"},
+		{name: "topic name over 249 characters", opts: []ferry.Option{broker, ferry.RouteFunc("g", strings.Repeat("t", 250), nopConsume)}, want: "the limit is 249"},
+		{name: "topic name .", opts: []ferry.Option{broker, ferry.RouteFunc("g", ".", nopConsume)}, want: "reserved"},
+		{name: "topic name ..", opts: []ferry.Option{broker, ferry.RouteFunc("g", "..", nopConsume)}, want: "reserved"},
+		{name: "illegal dead-letter topic name", opts: []ferry.Option{broker, ferry.RouteFunc("g", "t", nopConsume, ferry.DeadLetter("t dlq"))}, want: "illegal dead-letter topic name"},
 		{name: "TransactionBatches(0)", opts: []ferry.Option{broker, ferry.TransactionalID("x"),
 			ferry.RouteFunc("g", "t", nopConsume, ferry.WithDelivery(ferry.ExactlyOnce), ferry.TransactionBatches(0))}, want: "TransactionBatches 0"},
 	}
@@ -256,5 +266,14 @@ func TestNewConnectsToNothing(t *testing.T) {
 	}
 	if n := accepted(); n != 0 {
 		t.Fatalf("the broker saw %d connections from New, want none", n)
+	}
+}
+
+// O2: the longest legal topic name and every legal character pass New.
+func TestNewAcceptsLegalTopicNames(t *testing.T) {
+	for _, name := range []string{strings.Repeat("t", 249), "Orders_2026.v1-eu", "...", "_"} {
+		if _, err := ferry.New(ferry.Brokers("127.0.0.1:1"), ferry.RouteFunc("g", name, nopConsume)); err != nil {
+			t.Errorf("topic %q: %v", name, err)
+		}
 	}
 }

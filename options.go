@@ -149,7 +149,8 @@ func defaultTopicConfig() topicConfig {
 }
 
 // Brokers sets the seed brokers ("host:port"). Default: the comma-separated
-// FERRY_BROKERS environment variable; with neither, New fails.
+// FERRY_BROKERS environment variable; with neither, or with an empty
+// address among them, New fails with ErrInvalidConfig.
 func Brokers(addrs ...string) Option {
 	return func(c *config) { c.brokers = addrs }
 }
@@ -271,7 +272,11 @@ func TransactionInterval(d time.Duration) TopicOption {
 func Route(group, topic string, newConsumer NewConsumer, opts ...TopicOption) Option {
 	return func(c *config) {
 		r := route{group: group, topic: topic, newConsumer: newConsumer, cfg: defaultTopicConfig()}
-		for _, o := range opts {
+		for i, o := range opts {
+			if o == nil {
+				c.errs = append(c.errs, fmt.Errorf("route %q/%q: topic option %d is nil", group, topic, i+1))
+				continue
+			}
 			o(&r.cfg)
 		}
 		c.routes = append(c.routes, r)
@@ -346,6 +351,11 @@ func (c *config) validate() error {
 	if len(c.brokers) == 0 {
 		bad("no brokers: use ferry.Brokers or set FERRY_BROKERS")
 	}
+	for _, b := range c.brokers {
+		if strings.TrimSpace(b) == "" {
+			bad("broker address %q: empty (want host:port)", b)
+		}
+	}
 	if c.logger == nil {
 		bad("logger is nil")
 	}
@@ -375,6 +385,8 @@ func (c *config) validate() error {
 			bad("%s: empty group name", where)
 		case r.topic == "":
 			bad("%s: empty topic name", where)
+		case topicNameProblem(r.topic) != "":
+			bad("%s: illegal topic name: %s", where, topicNameProblem(r.topic))
 		case seen[[2]string{r.group, r.topic}]:
 			bad("%s: topic routed twice in one group", where)
 		}
@@ -423,6 +435,9 @@ func (c *config) validate() error {
 		if t.maxRetries < 0 {
 			bad("%s: MaxRetries %d: must be at least 0", where, t.maxRetries)
 		}
+		if t.deadLetter != "" && topicNameProblem(t.deadLetter) != "" {
+			bad("%s: illegal dead-letter topic name %q: %s", where, t.deadLetter, topicNameProblem(t.deadLetter))
+		}
 		if t.deadLetter != "" && t.deadLetter == r.topic {
 			bad("%s: the dead-letter topic cannot be the topic itself", where)
 		}
@@ -458,4 +473,27 @@ func (c *config) validate() error {
 		return nil
 	}
 	return fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
+}
+
+// maxTopicNameLen is Kafka's limit on a topic name's length.
+const maxTopicNameLen = 249
+
+// topicNameProblem says why Kafka would reject name as a topic name, or ""
+// when it is legal: 1 to 249 characters among ASCII letters, digits, '.',
+// '_' and '-', and neither "." nor "..".
+func topicNameProblem(name string) string {
+	switch {
+	case name == "":
+		return "empty"
+	case name == "." || name == "..":
+		return fmt.Sprintf("%q is reserved", name)
+	case len(name) > maxTopicNameLen:
+		return fmt.Sprintf("%d characters, the limit is %d", len(name), maxTopicNameLen)
+	}
+	for _, r := range name {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Sprintf("%q is not allowed (only ASCII letters, digits, '.', '_' and '-')", r)
+		}
+	}
+	return ""
 }

@@ -42,6 +42,19 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	var bad flagErrors
+	bad.atLeast("messages", *messages, 1)
+	bad.atLeast("partitions", *partitions, 1)
+	bad.atLeast("size", *size, 0)
+	bad.atLeast("rounds", *rounds, 1)
+	bad.notNegative("max-wait", *maxWait)
+	bad.atLeast("queue-bytes", *queueBytes, 0)
+	if *only != "" && *only != "raw" && *only != "ferry" {
+		bad = append(bad, fmt.Errorf("-only %q: must be raw or ferry", *only))
+	}
+	if err := bad.err(); err != nil {
+		return err
+	}
 	var seeds []string
 	where := "external cluster " + *brokers
 	if *brokers != "" {

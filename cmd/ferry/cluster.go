@@ -20,6 +20,12 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	var bad flagErrors
+	bad.atLeast("port", *port, 0)
+	bad.atMost("port", *port, 65535)
+	if err := bad.err(); err != nil {
+		return err
+	}
 	var opts []kfake.Opt
 	if *port != 0 {
 		opts = append(opts, kfake.Ports(*port))

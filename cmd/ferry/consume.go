@@ -30,6 +30,11 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *topic == "" {
 		return fmt.Errorf("consume: -topic is required")
 	}
+	var bad flagErrors
+	bad.notNegative("sleep", *sleep)
+	if err := bad.err(); err != nil {
+		return err
+	}
 	opts := []ferry.Option{
 		ferry.Logger(slog.New(slog.NewTextHandler(stderr, nil))),
 		ferry.ShutdownTimeout(*shutdownTimeout),

@@ -186,3 +186,34 @@ func TestDemo(t *testing.T) {
 		t.Errorf("exactly-once lost %s, duplicated %s", lost, dup)
 	}
 }
+
+// Flag values that make no sense are refused with an error naming the flag,
+// before anything runs — never a run with some other value and a ✓.
+func TestNonsenseFlagsAreRefused(t *testing.T) {
+	for _, args := range [][]string{
+		{"demo", "-kills", "-3"},
+		{"verify", "-kills", "-1"},
+		{"verify", "-messages", "0"},
+		{"verify", "-workers", "0"},
+		{"verify", "-partitions", "-2"},
+		{"verify", "-every", "0s"},
+		{"bench", "-messages", "0"},
+		{"bench", "-rounds", "0"},
+		{"bench", "-only", "both"},
+		{"tour", "-messages", "-5"},
+		{"cluster", "-port", "70000"},
+		{"consume", "-topic", "t", "-sleep", "-1s"},
+	} {
+		var out, errb bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := run(ctx, args, &out, &errb)
+		cancel()
+		flag := args[len(args)-2]
+		if err == nil || !strings.Contains(err.Error(), flag) {
+			t.Errorf("ferry %s: error %v, want one naming %s", strings.Join(args, " "), err, flag)
+		}
+		if out.Len() > 0 {
+			t.Errorf("ferry %s printed %q before refusing", strings.Join(args, " "), out.String())
+		}
+	}
+}

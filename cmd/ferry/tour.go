@@ -89,6 +89,11 @@ func runTour(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	var bad flagErrors
+	bad.atLeast("messages", *perWave, 1)
+	if err := bad.err(); err != nil {
+		return err
+	}
 	const partitions = 4
 	c, err := ferrytest.StartEmbedded()
 	if err != nil {

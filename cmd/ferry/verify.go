@@ -50,6 +50,9 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func verifyAndPrint(ctx context.Context, cfg verify.Config, brokers, jsonPath string, strict bool, stdout io.Writer) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 	where := "external cluster " + brokers
 	if brokers != "" {
 		cfg.Brokers = strings.Split(brokers, ",")
@@ -105,6 +108,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		Modes: verify.Modes, Messages: 4000, Partitions: 4, Workers: 2, Kills: *kills,
 		Every: 400 * time.Millisecond, Work: 40 * time.Millisecond, Rebalance: true,
 		Deadline: 90 * time.Second, Progress: stderr,
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
 	}
 	fmt.Fprintln(stdout, "ferry demo: the processing architectures of Kafka consumers and their loss/duplicate table, measured.")
 	fmt.Fprintln(stdout, "Worker processes consume uniquely numbered messages while they are SIGKILLed and restarted at random.")

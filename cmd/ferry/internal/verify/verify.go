@@ -113,8 +113,39 @@ func (r Report) OK() bool {
 	return true
 }
 
+// Validate reports every configuration value that makes no sense, naming
+// the command-line flag that sets it.
+func (cfg Config) Validate() error {
+	var errs []error
+	atLeast := func(flag string, v, min int) {
+		if v < min {
+			errs = append(errs, fmt.Errorf("-%s %d: must be at least %d", flag, v, min))
+		}
+	}
+	atLeast("messages", cfg.Messages, 1)
+	atLeast("partitions", int(cfg.Partitions), 1)
+	atLeast("workers", cfg.Workers, 1)
+	atLeast("kills", cfg.Kills, 0)
+	if cfg.Every <= 0 {
+		errs = append(errs, fmt.Errorf("-every %s: must be positive", cfg.Every))
+	}
+	if cfg.Work < 0 {
+		errs = append(errs, fmt.Errorf("-work %s: must not be negative", cfg.Work))
+	}
+	if cfg.Deadline <= 0 {
+		errs = append(errs, fmt.Errorf("-deadline %s: must be positive", cfg.Deadline))
+	}
+	if len(cfg.Modes) == 0 {
+		errs = append(errs, errors.New("-modes: name at least one mode (amo, alo, eos)"))
+	}
+	return errors.Join(errs...)
+}
+
 // Run verifies each configured mode in turn.
 func Run(ctx context.Context, cfg Config) (Report, error) {
+	if err := cfg.Validate(); err != nil {
+		return Report{}, err
+	}
 	if cfg.Dir == "" {
 		dir, err := os.MkdirTemp("", "ferry-verify")
 		if err != nil {

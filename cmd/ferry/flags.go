@@ -1,0 +1,31 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// flagErrors collects command-line values that make no sense, so a command
+// refuses them all at once instead of running with something else.
+type flagErrors []error
+
+func (e *flagErrors) atLeast(flag string, v, min int) {
+	if v < min {
+		*e = append(*e, fmt.Errorf("-%s %d: must be at least %d", flag, v, min))
+	}
+}
+
+func (e *flagErrors) atMost(flag string, v, max int) {
+	if v > max {
+		*e = append(*e, fmt.Errorf("-%s %d: must be at most %d", flag, v, max))
+	}
+}
+
+func (e *flagErrors) notNegative(flag string, d time.Duration) {
+	if d < 0 {
+		*e = append(*e, fmt.Errorf("-%s %s: must not be negative", flag, d))
+	}
+}
+
+func (e flagErrors) err() error { return errors.Join(e...) }
