@@ -5,9 +5,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -127,7 +130,9 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	}
 }
 
-// The tour runs on the embedded cluster with no setup and loses nothing.
+// The tour runs on the embedded cluster with no setup, loses nothing, and
+// shows the hand-off it announces: A hands partitions over and member B
+// processes messages of them.
 func TestTour(t *testing.T) {
 	var out, errb bytes.Buffer
 	if err := run(context.Background(), []string{"tour", "-messages", "200"}, &out, &errb); err != nil {
@@ -137,6 +142,20 @@ func TestTour(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("tour output lacks %q:\n%s", want, out.String())
 		}
+	}
+	byB := 0
+	for _, line := range strings.Split(out.String(), "\n") {
+		f := strings.Fields(line)
+		if i := slices.Index(f, "msgs"); len(f) > 0 && f[0] == "B" && i > 0 {
+			n, _ := strconv.Atoi(f[i-1])
+			byB += n
+		}
+	}
+	if byB == 0 {
+		t.Errorf("member B processed no batch: the tour did not show the hand-off\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), fmt.Sprintf("B %d)", byB)) {
+		t.Errorf("summary does not credit B with its %d messages\n%s", byB, out.String())
 	}
 }
 

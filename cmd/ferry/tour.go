@@ -23,10 +23,12 @@ import (
 // per partition, a failing batch retried, a second member taking over
 // partitions, commits, and a final count of lost and duplicated messages.
 type demo struct {
-	out    io.Writer
-	mu     sync.Mutex
-	seen   map[int32]map[int64]int
-	failed bool
+	out       io.Writer
+	mu        sync.Mutex
+	seen      map[int32]map[int64]int
+	failed    bool
+	assigned  map[string]int // member → partitions assigned to it so far
+	processed map[string]int // member → messages it processed
 }
 
 func (d *demo) printf(format string, args ...any) {
@@ -38,6 +40,10 @@ func (d *demo) printf(format string, args ...any) {
 // member builds the consumer factory of one group member.
 func (d *demo) member(name string) ferry.NewConsumer {
 	return func(claim *ferry.Claim) ferry.Consumer {
+		d.mu.Lock()
+		d.assigned[name]++
+		d.mu.Unlock()
+		d.printf("  %s  %s/%d  assigned\n", name, claim.Topic(), claim.Partition())
 		return &demoConsumer{d: d, member: name, claim: claim}
 	}
 }
@@ -67,6 +73,7 @@ func (c *demoConsumer) Consume(_ context.Context, b *ferry.Batch) error {
 	for _, m := range b.Messages {
 		d.seen[m.Partition][m.Offset]++
 	}
+	d.processed[c.member] += len(b.Messages)
 	d.mu.Unlock()
 	note := ""
 	if b.Attempt > 1 {
@@ -100,7 +107,7 @@ func runTour(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer c.Close()
-	d := &demo{out: stdout, seen: make(map[int32]map[int64]int)}
+	d := &demo{out: stdout, seen: make(map[int32]map[int64]int), assigned: map[string]int{}, processed: map[string]int{}}
 	for p := range int32(partitions) {
 		d.seen[p] = make(map[int64]int)
 	}
@@ -158,7 +165,9 @@ func runTour(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer func() { _ = stopB() }()
-	time.Sleep(2 * time.Second) // let the group rebalance
+	if err := waitAssigned(ctx, d, "B"); err != nil {
+		return err
+	}
 	if err := produceWave(ctx, c, topic, partitions, *perWave, 2**perWave); err != nil {
 		return err
 	}
@@ -192,10 +201,30 @@ func runTour(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	d.mu.Unlock()
-	d.printf("\nsummary: %d produced, %d processed, %d lost, %d duplicated, %d commits\n", total, processed, lost, dups, commits.Load())
+	byA, byB := d.processed["A"], d.processed["B"]
+	d.printf("\nsummary: %d produced, %d processed (A %d, B %d), %d lost, %d duplicated, %d commits\n",
+		total, processed, byA, byB, lost, dups, commits.Load())
 	d.printf("committed offsets: %s (every partition at its end: %v)\n", formatOffsets(committed), allAt(committed, partitions, int64(2**perWave)))
 	if lost != 0 {
-		return fmt.Errorf("demo lost %d messages", lost)
+		return fmt.Errorf("tour lost %d messages", lost)
+	}
+	if byB == 0 {
+		return errors.New("tour: member B processed nothing, so no hand-off was shown")
+	}
+	return nil
+}
+
+// waitAssigned waits until the group gave member at least one partition:
+// the rebalance that hands partitions over is done.
+func waitAssigned(ctx context.Context, d *demo, member string) error {
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := ferrytest.WaitFor(wctx, func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.assigned[member] > 0
+	}); err != nil {
+		return fmt.Errorf("tour: member %s was never assigned a partition: %w", member, err)
 	}
 	return nil
 }
