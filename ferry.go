@@ -103,12 +103,7 @@ func New(opts ...Option) (*App, error) {
 	}
 	a := &App{cfg: cfg, producer: &producer{brokers: cfg.brokers, opts: cfg.clientOpts}}
 	slots := make(chan struct{}, cfg.concurrency)
-	var onCommit func(engine.CommitEvent)
-	if cfg.onCommit != nil {
-		onCommit = func(ev engine.CommitEvent) {
-			cfg.onCommit(Commit{Group: ev.Group, Reason: ev.Reason, Offsets: ev.Offsets, Err: ev.Err})
-		}
-	}
+	onEvent := subscribers(cfg.onEvent)
 	byName := make(map[string]*engine.Group)
 	for _, r := range cfg.routes {
 		g := byName[r.group]
@@ -125,7 +120,7 @@ func New(opts ...Option) (*App, error) {
 				Slots:           slots,
 				Clock:           cfg.clock,
 				ClientOpts:      cfg.clientOpts,
-				OnCommit:        onCommit,
+				OnEvent:         onEvent,
 				Produce:         a.producer.produce,
 			}
 			if r.cfg.delivery == ExactlyOnce {

@@ -185,6 +185,7 @@ func (r *recorder) fn() ferry.ConsumerFunc {
 // running starts app.Run in the background; stop cancels it and returns
 // Run's error.
 type running struct {
+	app    *ferry.App
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -196,7 +197,7 @@ func start(t *testing.T, opts ...ferry.Option) *running {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{cancel: cancel, done: make(chan error, 1)}
+	r := &running{app: app, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- app.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()

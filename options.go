@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferrykit/ferry/event"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -88,7 +89,9 @@ type config struct {
 	connectTimeout  time.Duration
 	clock           Clock
 	clientOpts      []kgo.Opt
-	onCommit        func(Commit)
+	onEvent         []func(event.Event)
+	stallTimeout    time.Duration
+	failingTimeout  time.Duration
 	transactionalID string
 	routes          []route
 	errs            []error
@@ -135,6 +138,8 @@ func defaultConfig() config {
 		shutdownTimeout: 60 * time.Second,
 		connectTimeout:  10 * time.Second,
 		clock:           realClock{},
+		stallTimeout:    time.Minute,
+		failingTimeout:  5 * time.Minute,
 	}
 }
 
@@ -208,22 +213,59 @@ func ClientOptions(opts ...kgo.Opt) Option {
 	return func(c *config) { c.clientOpts = append(c.clientOpts, opts...) }
 }
 
-// Commit describes one commit request ferry made, for OnCommit.
-type Commit struct {
-	Group string
-	// Reason is "periodic", "revocation", "revocation hooks", "sync",
-	// "shutdown", or "transaction" (an exactly-once transaction committed).
-	Reason string
-	// Offsets holds the committed next-offsets per topic and partition.
-	Offsets map[string]map[int32]int64
-	// Err is set when some partition's commit failed.
-	Err error
-}
+// Commit describes one commit request ferry made, for OnCommit: the
+// event.Committed event.
+type Commit = event.Committed
 
 // OnCommit sets a function told about every commit request, for metrics
-// and demos. It runs on the committing goroutine: keep it fast.
+// and demos: OnEvent for event.Committed only. It runs on the committing
+// goroutine: keep it fast.
 func OnCommit(fn func(Commit)) Option {
-	return func(c *config) { c.onCommit = fn }
+	return func(c *config) {
+		if fn == nil {
+			c.errs = append(c.errs, errors.New("OnCommit: nil function"))
+			return
+		}
+		c.onEvent = append(c.onEvent, func(e event.Event) {
+			if cm, ok := e.(event.Committed); ok {
+				fn(cm)
+			}
+		})
+	}
+}
+
+// OnEvent subscribes fn to everything the app reports: batches consumed
+// and failed, retries, dead letters, commits, rebalances, pauses, fetch
+// errors and shutdown — the types of package event (X1). It may be given
+// several times; each subscriber sees every event, in the order given.
+// fn runs synchronously on ferry's goroutines, never under ferry's locks:
+// keep it fast. Without a subscriber ferry builds no events.
+func OnEvent(fn func(event.Event)) Option {
+	return func(c *config) {
+		if fn == nil {
+			c.errs = append(c.errs, errors.New("OnEvent: nil function"))
+			return
+		}
+		c.onEvent = append(c.onEvent, fn)
+	}
+}
+
+// FetchStallTimeout sets how long fetching may go without any answer from
+// the brokers before the app reports itself unhealthy (Healthy, /healthz,
+// X4). Fetches are answered at least every half second while partitions
+// are assigned, even when there is nothing new; partitions that are all
+// paused or a poll loop waiting for slow consumers do not count as a
+// stall. Default 1 minute.
+func FetchStallTimeout(d time.Duration) Option {
+	return func(c *config) { c.stallTimeout = d }
+}
+
+// FailingTimeout sets how long a partition may keep failing — every
+// attempt since then returned an error — before the app reports itself
+// unhealthy (X4). A success, or a dead letter that moves the partition
+// on, ends the failing. Default 5 minutes.
+func FailingTimeout(d time.Duration) Option {
+	return func(c *config) { c.failingTimeout = d }
 }
 
 // TransactionalID sets the transactional id of exactly-once topics; ferry
@@ -373,6 +415,12 @@ func (c *config) validate() error {
 	}
 	if c.connectTimeout <= 0 {
 		bad("connect timeout %s: must be positive", c.connectTimeout)
+	}
+	if c.stallTimeout <= 0 {
+		bad("fetch stall timeout %s: must be positive", c.stallTimeout)
+	}
+	if c.failingTimeout <= 0 {
+		bad("failing timeout %s: must be positive", c.failingTimeout)
 	}
 	if len(c.routes) == 0 {
 		bad("no routes: use ferry.Route")

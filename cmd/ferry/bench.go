@@ -36,6 +36,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	pipeline := fs.String("pipeline", "", "instead: consume→produce, at-least-once vs exactly-once with these transaction spans: default (ferry's), batch counts (one poll per transaction) or intervals, e.g. default,1,16,250ms")
 	kafkaScript := fs.String("kafka-perf", "", "also run Kafka's ConsumerPerformance through this scripts/kafka (real broker only)")
 	only := fs.String("only", "", "run one contender only: raw or ferry (for profiling)")
+	events := fs.Bool("events", false, "also run ferry with an event subscriber (counting every event), to measure what reporting costs")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measured rounds to this file (samples labelled contender=raw|ferry)")
 	traceFile := fs.String("trace", "", "write an execution trace of the measured rounds to this file")
 	check := fs.Bool("check", false, "exit non-zero when a target is missed (see docs/BENCHMARKS.md)")
@@ -113,9 +114,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		defer trace.Stop()
 	}
 	fmt.Fprintf(stdout, "%-6s %-22s %12s %10s %10s %11s %9s\n", "round", "contender", "msgs/s", "elapsed", "join", "allocs/msg", "CPU/msg")
-	var ratios []float64
+	var ratios, eventRatios []float64
 	for r := 1; r <= *rounds; r++ {
-		var raw, fer bench.Result
+		var raw, fer, obs bench.Result
 		var err error
 		var topts []ferry.TopicOption
 		if *maxWait > 0 {
@@ -156,17 +157,29 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 			runtime.GC()
 			return nil
 		}
-		// Alternate who goes first, so neither always finds the cluster
-		// in the state the other left it in.
-		first, second := runRaw, runFerry
-		if r%2 == 0 {
-			first, second = runFerry, runRaw
+		runObserved := func() error {
+			pprof.Do(ctx, pprof.Labels("contender", "ferry+events"), func(ctx context.Context) {
+				defer trace.StartRegion(ctx, "ferry+events").End()
+				obs, err = bench.FerryWith(ctx, "ferry + event subscriber", seeds, topic, ferrytest.UniqueName("events"), *messages,
+					[]ferry.Option{ferry.OnEvent(bench.CountEvents())}, topts...)
+			})
+			if err != nil {
+				return err
+			}
+			report(stdout, r, obs)
+			runtime.GC()
+			return nil
 		}
-		if err := first(); err != nil {
-			return err
+		// Alternate who goes first, so none always finds the cluster in
+		// the state another left it in.
+		order := []func() error{runRaw, runFerry}
+		if *events && *only == "" {
+			order = append(order, runObserved)
 		}
-		if err := second(); err != nil {
-			return err
+		for i := range order {
+			if err := order[(i+r)%len(order)](); err != nil {
+				return err
+			}
 		}
 		if *kafkaScript != "" && *only == "" {
 			perf, err := bench.ConsumerPerformance(ctx, *kafkaScript, seeds, topic, ferrytest.UniqueName("perf"), *messages)
@@ -182,9 +195,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		ratio := fer.Rate() / raw.Rate()
 		ratios = append(ratios, ratio)
 		fmt.Fprintf(stdout, "%-6d %-22s %12.3f\n", r, "ratio ferry/raw", ratio)
+		if *events {
+			eventRatios = append(eventRatios, obs.Rate()/fer.Rate())
+			fmt.Fprintf(stdout, "%-6d %-22s %12.3f\n", r, "ratio +events/ferry", obs.Rate()/fer.Rate())
+		}
 	}
 	fmt.Fprintln(stdout)
 	t.atLeast(stdout, "ratio ferry/raw", ratios, 0.97)
+	t.atLeast(stdout, "ratio ferry with/without an event subscriber", eventRatios, 0.97)
 	return nil
 }
 

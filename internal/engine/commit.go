@@ -23,6 +23,7 @@ func (p *Partition) learnCommitted(offset int64, epoch int32, metadata *string) 
 			p.committedMD = *metadata
 		}
 		p.tracker.Acknowledge(m)
+		p.processed.Store(offset)
 	}
 	p.markReadyLocked()
 }
@@ -154,21 +155,22 @@ func (g *group) commit(ctx context.Context, why string) map[*Partition]error {
 	return failed
 }
 
-// report tells the OnCommit hook what a commit achieved.
+// report tells a subscriber what a commit achieved.
 func (g *group) report(why string, batch map[tp]sent, failed map[*Partition]error) {
-	if g.cfg.OnCommit == nil {
+	if !g.observed() {
 		return
 	}
-	ev := CommitEvent{Group: g.cfg.Name, Reason: why, Offsets: make(map[string]map[int32]int64)}
+	var lastErr error
+	offs := make(map[string]map[int32]int64)
 	for k, s := range batch {
 		if err, bad := failed[s.p]; bad {
-			ev.Err = err
+			lastErr = err
 			continue
 		}
-		if ev.Offsets[k.topic] == nil {
-			ev.Offsets[k.topic] = make(map[int32]int64)
+		if offs[k.topic] == nil {
+			offs[k.topic] = make(map[int32]int64)
 		}
-		ev.Offsets[k.topic][k.partition] = s.mark.Offset
+		offs[k.topic][k.partition] = s.mark.Offset
 	}
-	g.cfg.OnCommit(ev)
+	g.committed(why, offs, lastErr)
 }

@@ -12,7 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
+
+	"github.com/ferrykit/ferry/event"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -115,23 +118,14 @@ type Group struct {
 	Clock Clock
 	// ClientOpts are extra kgo options (TLS, SASL, group protocol…).
 	ClientOpts []kgo.Opt
-	// OnCommit, if set, is told about every commit request.
-	OnCommit func(CommitEvent)
+	// OnEvent, if set, is told about every state change and unit of work
+	// (X1); nil costs one check per unit of work.
+	OnEvent func(event.Event)
 	// Produce writes records outside transactions (dead letters, and
 	// Batch.Produce of non-transactional topics), waiting for the acks.
 	Produce func(ctx context.Context, recs ...*kgo.Record) error
 	// Txn, if set, makes the group exactly-once: it runs in transactions.
 	Txn *Txn
-}
 
-// CommitEvent describes one commit request.
-type CommitEvent struct {
-	Group string
-	// Reason is "periodic", "revocation", "revocation hooks", "sync",
-	// "shutdown", or "transaction" (an exactly-once transaction committed).
-	Reason string
-	// Offsets holds what was committed, per topic and partition.
-	Offsets map[string]map[int32]int64
-	// Err is the last error of partitions whose commit failed, if any.
-	Err error
+	live atomic.Pointer[group] // the running group, for Stats
 }

@@ -53,6 +53,9 @@ type group struct {
 	commitMu  sync.Mutex    // one commit at a time; revocation commits under it too
 	commitNow chan struct{} // poked by Partition.Commit
 
+	joined    atomic.Bool  // assigned since the last join, for readiness (X4)
+	lastAlive atomic.Int64 // unix nanoseconds of the last fetch answered (X4)
+
 	ahead atomic.Int64  // bytes queued in partitions that are not paused
 	room  chan struct{} // poked when ahead drops below fetchAhead
 
@@ -81,6 +84,7 @@ func (g *group) addAhead(delta int) {
 // meanwhile. It reports false when ctx ended.
 func (g *group) waitForRoom(ctx context.Context) bool {
 	for g.ahead.Load() >= fetchAhead {
+		g.alive() // consumers are the bottleneck, not fetching
 		select {
 		case <-ctx.Done():
 			return false
@@ -115,6 +119,7 @@ func Run(ctx context.Context, cfg *Group) error {
 	// ferry's defaults, then the caller's options, then ferry's own, which
 	// its guarantees rest on and which therefore win.
 	opts := []kgo.Opt{
+		kgo.WithLogger(newKgoLogger(g.log)),
 		// A resumed or newly assigned partition waits for the fetch in
 		// flight to its broker; keep that wait short (kgo's default is 5 s).
 		kgo.FetchMaxWait(500 * time.Millisecond),
@@ -137,9 +142,10 @@ func Run(ctx context.Context, cfg *Group) error {
 		kgo.DisableAutoCommit(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), // B8
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.OnPartitionsAssigned(g.onAssigned),
-		kgo.OnPartitionsRevoked(g.onRevoked),
-		kgo.OnPartitionsLost(g.onLost),
+		kgo.OnPartitionsAssigned(g.assigned),
+		kgo.OnPartitionsRevoked(g.revoked),
+		kgo.OnPartitionsLost(g.lost),
+		kgo.WithHooks(fetchHook{g}),
 		kgo.OnOffsetsFetched(g.onFetched),
 		kgo.AdjustFetchOffsetsFn(g.adjustOffsets),
 	)
@@ -160,6 +166,8 @@ func Run(ctx context.Context, cfg *Group) error {
 		}
 	}
 	g.cl = cl
+	cfg.live.Store(g)
+	defer cfg.live.Store(nil)
 	if err := g.connect(ctx); err != nil || ctx.Err() != nil {
 		cl.Close()
 		return err // nil when cancelled while connecting: nothing to drain
@@ -242,7 +250,9 @@ func (g *group) run(ctx context.Context) error {
 		polled <- nil
 	}
 	g.log.Info("ferry: shutting down", "timeout", g.cfg.ShutdownTimeout)
-	deadline := time.Now().Add(g.cfg.ShutdownTimeout)
+	g.joined.Store(false)
+	stopBegan := time.Now()
+	deadline := stopBegan.Add(g.cfg.ShutdownTimeout)
 
 	// A4: fetching stops (a transaction in progress finishes first),
 	// in-flight batches finish, Shutdown hooks run.
@@ -297,6 +307,7 @@ func (g *group) run(ctx context.Context) error {
 	if runErr == nil {
 		g.log.Info("ferry: stopped")
 	}
+	g.shutDown(stopBegan, runErr)
 	return runErr
 }
 
@@ -353,26 +364,18 @@ func (g *group) pollLoop(ctx context.Context) {
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return
 		}
-		fetches.EachError(func(topic string, partition int32, err error) {
-			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-				return
-			}
-			g.log.Error("ferry: fetch error", "topic", topic, "partition", partition, "err", err)
-		})
+		g.logFetchErrors(fetches)
 		now := time.Now()
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
-			if len(fp.Records) == 0 {
-				return
-			}
 			p := g.partition(fp.Topic, fp.Partition)
 			if p == nil {
 				return
 			}
-			end := fp.HighWatermark
-			if fp.LastStableOffset >= 0 {
-				end = fp.LastStableOffset // read_committed reads up to the LSO
+			if len(fp.Records) == 0 {
+				p.end.Store(endOf(fp)) // lag (X2)
+				return
 			}
-			p.push(fp.Records, end, now)
+			p.push(fp.Records, endOf(fp), now)
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferrykit/ferry/offsets"
@@ -92,11 +93,16 @@ type Partition struct {
 
 	// Owned by the worker goroutine.
 	failures int
+
+	// For Stats and health (observe.go).
+	end          atomic.Int64 // how far the partition can be read, as of the latest fetch; -1 unknown
+	processed    atomic.Int64 // the offset after the last processed message; -1 unknown
+	failingSince atomic.Int64 // unix nanoseconds of the first failure in a row; 0 when not failing
 }
 
 func newPartition(g *group, t *Topic, id int32, prev *Partition) *Partition {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(g.runCtx))
-	return &Partition{
+	p := &Partition{
 		g:         g,
 		topic:     t,
 		id:        id,
@@ -116,6 +122,9 @@ func newPartition(g *group, t *Topic, id int32, prev *Partition) *Partition {
 		done:      make(chan struct{}),
 		prev:      prev,
 	}
+	p.end.Store(-1)
+	p.processed.Store(-1)
+	return p
 }
 
 // Topic returns the partition's topic name.
@@ -265,6 +274,10 @@ func (p *Partition) push(recs []*kgo.Record, end int64, now time.Time) {
 		return
 	}
 	p.markReadyLocked()
+	p.end.Store(end)
+	if p.processed.Load() < 0 {
+		p.processed.Store(recs[0].Offset) // nothing processed before the first fetch
+	}
 	size := chunkSize(recs)
 	p.chunks = append(p.chunks, chunk{recs: recs, at: now, bytes: size, per: size / len(recs)})
 	p.queued += len(recs)
@@ -576,7 +589,9 @@ func (p *Partition) consume(w Worker, batch []*kgo.Record) *failure {
 	if p.topic.Delivery == AtMostOnce && !p.commitBefore(batch) {
 		return &failure{err: errors.New("at-most-once: committing before processing failed"), batch: batch, resume: batch[0].Offset}
 	}
+	began := p.g.started()
 	err := guard(func() error { return w.Consume(p.ctx, batch, attempt) })
+	p.consumed(batch, attempt, began, err)
 	if err == nil || p.topic.Delivery == AtMostOnce {
 		if err != nil {
 			// S1: the offsets are already committed; the rest of the
@@ -584,7 +599,7 @@ func (p *Partition) consume(w Worker, batch []*kgo.Record) *failure {
 			p.log.Error("ferry: consume failed; at-most-once skips the rest of the batch",
 				append([]any{"first_offset", batch[0].Offset, "last_offset", batch[len(batch)-1].Offset}, errAttrs(err)...)...)
 		}
-		p.failures = 0
+		p.setFailures(0)
 		if !p.topic.Manual {
 			p.Mark(batch[len(batch)-1], "") // A1; refused if the partition was lost
 		}
@@ -643,6 +658,7 @@ func (p *Partition) deadLetter(r *kgo.Record, cause error, attempts int) bool {
 			"offset", r.Offset, "dead_letter_topic", p.topic.DeadLetterTopic, "err", err)
 		return false
 	}
+	p.deadLettered(r, cause, attempts)
 	p.log.Warn("ferry: message dead-lettered after its last attempt",
 		append([]any{"offset", r.Offset, "attempts", attempts, "dead_letter_topic", p.topic.DeadLetterTopic}, errAttrs(cause)...)...)
 	p.Mark(r, "")
@@ -655,7 +671,11 @@ func (p *Partition) DeadLetter(ctx context.Context, r *kgo.Record, cause error) 
 	if p.topic.DeadLetterRecord == nil {
 		return ErrNoDeadLetter
 	}
-	return p.dispatch(ctx, r, cause, p.failures+1)
+	if err := p.dispatch(ctx, r, cause, p.failures+1); err != nil {
+		return err
+	}
+	p.deadLettered(r, cause, p.failures+1)
+	return nil
 }
 
 // dispatch produces the dead letter for r and waits for it: inside the
@@ -702,9 +722,9 @@ func (p *Partition) commitBefore(batch []*kgo.Record) bool {
 func (p *Partition) retryLater(f *failure) {
 	var delay time.Duration
 	if f.skipped {
-		p.failures = 0
+		p.setFailures(0)
 	} else {
-		p.failures++
+		p.setFailures(p.failures + 1)
 		delay = p.topic.Backoff(p.failures)
 	}
 	p.mu.Lock()
@@ -722,6 +742,8 @@ func (p *Partition) retryLater(f *failure) {
 	p.log.Error("ferry: consume failed; retrying after backoff",
 		append([]any{"attempt", p.failures, "first_offset", f.batch[0].Offset, "last_offset", f.batch[len(f.batch)-1].Offset,
 			"resume_offset", f.resume, "backoff", delay}, errAttrs(f.err)...)...)
+	p.retryScheduled(f.resume, delay)
+	p.pausedForRetry()
 
 	p.waitBackoff(delay)
 }
@@ -737,6 +759,7 @@ func (p *Partition) waitBackoff(delay time.Duration) {
 	p.pausedRetry = false
 	p.syncPauseLocked()
 	p.mu.Unlock()
+	p.resumedAfterRetry()
 }
 
 // maybeEOF runs the EOF hook once each time the partition is caught up and

@@ -110,16 +110,9 @@ func (g *group) roundLoop(ctx context.Context) error {
 		if err := g.round(ctx, fetches); err != nil {
 			return err
 		}
+		g.alive() // a round can outlast the fetch that started it
 	}
 	return nil
-}
-
-func (g *group) logFetchErrors(fetches kgo.Fetches) {
-	fetches.EachError(func(topic string, partition int32, err error) {
-		if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-			g.log.Error("ferry: fetch error", "topic", topic, "partition", partition, "err", err)
-		}
-	})
 }
 
 // pollRecords bounds one poll: Batches batches of MaxMessages for each
@@ -243,6 +236,9 @@ func (g *group) deliver(fetches kgo.Fetches, parts map[*Partition]int64, failed 
 			return
 		}
 		p := g.partition(fp.Topic, fp.Partition)
+		if p != nil {
+			p.end.Store(endOf(fp)) // lag (X2)
+		}
 		if p == nil || !p.giveRound(fp.Records) {
 			ok = false // polled but nobody to process it: never commit it
 			return
@@ -336,19 +332,19 @@ func (g *group) retryFromMarks(failed []*Partition, parts map[*Partition]int64) 
 	}
 }
 
-// reportTxn tells the OnCommit hook what a committed transaction stored.
+// reportTxn reports what a committed transaction stored.
 func (g *group) reportTxn(sent map[*Partition]offsets.Mark) {
-	if g.cfg.OnCommit == nil || len(sent) == 0 {
+	if !g.observed() || len(sent) == 0 {
 		return
 	}
-	ev := CommitEvent{Group: g.cfg.Name, Reason: "transaction", Offsets: make(map[string]map[int32]int64)}
+	offs := make(map[string]map[int32]int64)
 	for p, m := range sent {
-		if ev.Offsets[p.topic.Name] == nil {
-			ev.Offsets[p.topic.Name] = make(map[int32]int64)
+		if offs[p.topic.Name] == nil {
+			offs[p.topic.Name] = make(map[int32]int64)
 		}
-		ev.Offsets[p.topic.Name][p.id] = m.Offset
+		offs[p.topic.Name][p.id] = m.Offset
 	}
-	g.cfg.OnCommit(ev)
+	g.committed("transaction", offs, nil)
 }
 
 // giveRound hands the partition its records of this round. It reports false
@@ -406,8 +402,10 @@ func (p *Partition) consumeRound(w Worker, recs []*kgo.Record) roundResult {
 			return roundResult{failed: true}
 		}
 		attempt := p.failures + 1
+		began := p.g.started()
 		err := guard(func() error { return w.Consume(p.ctx, batch, attempt) })
 		<-p.g.slots
+		p.consumed(batch, attempt, began, err)
 		if err == nil {
 			if !p.topic.Manual {
 				p.Mark(batch[len(batch)-1], "")
@@ -427,12 +425,12 @@ func (p *Partition) consumeRound(w Worker, recs []*kgo.Record) roundResult {
 		if p.topic.DeadLetterRecord != nil && p.topic.MaxRetries >= 0 && attempt > p.topic.MaxRetries &&
 			p.resume() == batch[i].Offset {
 			if p.deadLetter(batch[i], err, attempt) {
-				p.failures = 0
+				p.setFailures(0)
 				recs = recs[i+1:] // batch is a prefix of recs
 				continue
 			}
 		}
-		p.failures++
+		p.setFailures(p.failures + 1)
 		p.log.Error("ferry: consume failed; aborting the transaction and retrying after backoff",
 			append([]any{"attempt", attempt, "first_offset", batch[0].Offset, "last_offset", batch[len(batch)-1].Offset}, errAttrs(err)...)...)
 		// Stop fetching before reporting, so the next round cannot poll
@@ -441,9 +439,10 @@ func (p *Partition) consumeRound(w Worker, recs []*kgo.Record) roundResult {
 		p.pausedRetry = true
 		p.syncPauseLocked()
 		p.mu.Unlock()
+		p.pausedForRetry()
 		return roundResult{p: p, failed: true}
 	}
-	p.failures = 0
+	p.setFailures(0)
 	return roundResult{}
 }
 
@@ -451,6 +450,7 @@ func (p *Partition) consumeRound(w Worker, recs []*kgo.Record) roundResult {
 // lets it fetch again. It runs on its own goroutine so rounds go on.
 func (p *Partition) backoffAfterRound() {
 	delay := p.topic.Backoff(p.failures)
+	p.retryScheduled(p.retryPoint().Offset, delay)
 	p.g.workers.Add(1)
 	go func() {
 		defer p.g.workers.Done()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ferrykit/ferry"
+	"github.com/ferrykit/ferry/event"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -182,8 +183,14 @@ func Raw(ctx context.Context, brokers []string, topic, group string, n int) (Res
 // Ferry consumes the topic with a ferry App at its defaults (at-least-once,
 // batches of 100, 5 workers) and a trivial consumer.
 func Ferry(ctx context.Context, brokers []string, topic, group string, n int, topicOpts ...ferry.TopicOption) (Result, error) {
-	w := newWindow("ferry at-least-once", n)
-	app, err := ferry.New(
+	return FerryWith(ctx, "ferry at-least-once", brokers, topic, group, n, nil, topicOpts...)
+}
+
+// FerryWith is Ferry with more App options (an event subscriber, say),
+// reported under name.
+func FerryWith(ctx context.Context, name string, brokers []string, topic, group string, n int, appOpts []ferry.Option, topicOpts ...ferry.TopicOption) (Result, error) {
+	w := newWindow(name, n)
+	opts := []ferry.Option{
 		ferry.Brokers(brokers...),
 		ferry.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))),
 		ferry.Route(group, topic, func(*ferry.Claim) ferry.Consumer {
@@ -194,11 +201,27 @@ func Ferry(ctx context.Context, brokers []string, topic, group string, n int, to
 				return nil
 			})
 		}, topicOpts...),
-	)
+	}
+	app, err := ferry.New(append(opts, appOpts...)...)
 	if err != nil {
 		return Result{}, err
 	}
 	return runUntil(ctx, app, w)
+}
+
+// CountEvents is the cheapest useful event subscriber: it counts each kind
+// of event and the messages consumed. Its cost is what reporting costs.
+func CountEvents() func(event.Event) {
+	var batches, messages, others atomic.Int64
+	return func(e event.Event) {
+		switch e := e.(type) {
+		case event.BatchConsumed:
+			batches.Add(1)
+			messages.Add(int64(e.Count))
+		default:
+			others.Add(1)
+		}
+	}
 }
 
 // runUntil runs app until its window has seen all its messages.
