@@ -138,7 +138,6 @@ func Run(ctx context.Context, cfg *Group) error {
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ClientID(cfg.ClientID),
 		kgo.ConsumerGroup(cfg.Name),
-		kgo.ConsumeTopics(topics...),
 		kgo.DisableAutoCommit(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), // B8
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -149,6 +148,11 @@ func Run(ctx context.Context, cfg *Group) error {
 		kgo.OnOffsetsFetched(g.onFetched),
 		kgo.AdjustFetchOffsetsFn(g.adjustOffsets),
 	)
+	if cfg.Txn == nil {
+		// An exactly-once member subscribes only after fencing its
+		// predecessor (fence).
+		opts = append(opts, kgo.ConsumeTopics(topics...))
+	}
 	var cl *kgo.Client
 	if cfg.Txn != nil {
 		// S3: a transactional member; fences its predecessor with the
@@ -171,6 +175,13 @@ func Run(ctx context.Context, cfg *Group) error {
 	if err := g.connect(ctx); err != nil || ctx.Err() != nil {
 		cl.Close()
 		return err // nil when cancelled while connecting: nothing to drain
+	}
+	if g.sess != nil {
+		if err := g.fence(ctx); err != nil || ctx.Err() != nil {
+			cl.Close()
+			return err
+		}
+		cl.AddConsumeTopics(topics...) // joins the group
 	}
 	return g.run(ctx)
 }

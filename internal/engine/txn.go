@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ferrykit/ferry/offsets"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -46,6 +47,35 @@ type Txn struct {
 	// Interval, if positive, keeps a transaction open, polling and
 	// consuming, until it elapses (or Batches is reached).
 	Interval time.Duration
+}
+
+// fence initialises the transactional producer before the member joins the
+// group, as Java's initTransactions does. InitProducerID with this member's
+// transactional id aborts the transaction a crashed predecessor left open and
+// fences it; until that transaction ends, the group coordinator answers the
+// offset fetch of its partitions UNSTABLE_OFFSET_COMMIT, so a member that
+// joined first would wait for the broker to time the transaction out. kgo
+// would initialise the producer only at the first produce, which never comes
+// while the offsets are unknown. Transient failures (a coordinator moving,
+// a broker restarting) are retried until ctx ends; a refusal (say, the
+// transactional id is not authorised) ends the group.
+func (g *group) fence(ctx context.Context) error {
+	for {
+		_, _, err := g.cl.ProducerID(ctx)
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		if ke, ok := errors.AsType[*kerr.Error](err); (ok && !ke.Retriable && ke != kerr.ConcurrentTransactions) ||
+			errors.Is(err, kgo.ErrClientClosed) {
+			return fmt.Errorf("ferry: group %q: initialising the transactional producer %q: %w", g.cfg.Name, g.cfg.Txn.ID, err)
+		}
+		g.log.Warn("ferry: cannot initialise the transactional producer yet; retrying", "transactional_id", g.cfg.Txn.ID, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-g.clock.After(time.Second):
+		}
+	}
 }
 
 // errMarkAfterRevocation fails a round in which a consumer marked a
