@@ -142,6 +142,12 @@ func New(opts ...Option) (*App, error) {
 			QueueBytes:  t.queueBytes,
 			MaxRetries:  -1,
 		}
+		if t.parallel > 0 {
+			et.Parallel = t.parallel
+			if len(t.order) == 1 {
+				et.Lanes = engine.Lanes{Lane: t.order[0].lane, Unordered: t.order[0].unordered}
+			}
+		}
 		if t.delivery == AtMostOncePerMessage {
 			et.MaxMessages = 1
 		}

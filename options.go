@@ -118,6 +118,9 @@ type topicConfig struct {
 	txnBatches    int
 	txnBatchesSet bool
 	txnInterval   time.Duration
+	parallel      int
+	parallelSet   bool
+	order         []Order
 }
 
 func defaultConfig() config {
@@ -384,6 +387,66 @@ func QueueBytes(n int) TopicOption {
 	return func(t *topicConfig) { t.queueBytes = n }
 }
 
+// Order decides which messages of a parallel partition must run one after
+// another, in offset order (see Parallel).
+type Order struct {
+	lane      func(msg *Message) string
+	unordered bool
+}
+
+var (
+	// ByKey runs messages with equal keys one at a time, in offset order
+	// (the default). A message with a nil key carries no order: it runs in
+	// a lane of its own, concurrently with anything. An empty key is a key
+	// like any other.
+	ByKey = Order{}
+	// Unordered runs every message in a lane of its own: up to n at once
+	// whatever their keys.
+	Unordered = Order{unordered: true}
+)
+
+// ByLane runs messages for which lane returns the same string one at a
+// time, in offset order — say, a customer id read from the value. lane runs
+// on the partition's goroutine for every message: keep it fast. A panic in
+// it puts the message in a lane of its own.
+func ByLane(lane func(msg *Message) string) Order {
+	return Order{lane: lane}
+}
+
+// Parallel processes each partition of the topic concurrently: up to n
+// messages of one partition in flight, messages that share a lane — by
+// default their key (ByKey) — one at a time in offset order (K1). Pass
+// Unordered or ByLane(fn) to group otherwise. Default: off; the partition
+// is processed sequentially, one batch at a time.
+//
+// In parallel mode Consume is called concurrently for one partition: each
+// Batch holds consecutive messages of one lane (at most MaxMessages), so
+// the Consumer must be safe for concurrent use. A partition holds one
+// worker slot of the app (Concurrency) while it has messages in flight, so
+// up to Concurrency × n messages run at once across the app.
+//
+// Offsets: the committed offset is the lowest offset below which every
+// message finished (K2); messages finished above it are recorded in the
+// commit's metadata and skipped by the partition's next owner or after a
+// restart (K3). A partition stops taking new messages while the oldest
+// unfinished one is about 24,000 offsets behind the newest taken, the most
+// that record describes within Kafka's 4,096-byte metadata limit (K4); with
+// ManualOffsets a mark is per message (K7), so a message never marked holds
+// the partition there. A failed message is retried after the topic's
+// backoff, holding back its lane only; with a dead-letter topic it goes
+// there after MaxRetries and its lane moves on (K5). Messages admitted to
+// lanes are bounded per partition by 4 × n messages (at least
+// 2 × MaxMessages) and QueueBytes bytes, on top of the QueueBytes queued
+// (K8). After a crash, messages that finished but were not yet committed
+// are processed again, as in sequential mode — and not necessarily in
+// their original order across lanes.
+//
+// Parallel cannot be combined with AtMostOnce, AtMostOncePerMessage or
+// ExactlyOnce; New refuses it (see DESIGN.md).
+func Parallel(n int, order ...Order) TopicOption {
+	return func(t *topicConfig) { t.parallel, t.order, t.parallelSet = n, order, true }
+}
+
 // validate reports every configuration problem at once (O2).
 func (c *config) validate() error {
 	errs := append([]error(nil), c.errs...)
@@ -488,6 +551,22 @@ func (c *config) validate() error {
 		}
 		if t.deadLetter != "" && t.deadLetter == r.topic {
 			bad("%s: the dead-letter topic cannot be the topic itself", where)
+		}
+		if t.parallelSet {
+			switch {
+			case t.parallel < 1:
+				bad("%s: Parallel %d: must be at least 1", where, t.parallel)
+			case len(t.order) > 1:
+				bad("%s: Parallel takes at most one Order", where)
+			case len(t.order) == 1 && t.order[0].unordered && t.order[0].lane != nil:
+				bad("%s: an Order is either Unordered or ByLane", where)
+			}
+			switch t.delivery {
+			case AtMostOnce, AtMostOncePerMessage:
+				bad("%s: Parallel works with at-least-once delivery only: at-most-once commits each batch before processing it, so there is no out-of-order completion to track", where)
+			case ExactlyOnce:
+				bad("%s: Parallel works with at-least-once delivery only: one Kafka transaction commits a partition's outputs and offsets together, so one message's failure would abort every other lane's work of that transaction", where)
+			}
 		}
 	}
 	// An exactly-once group runs in transactions as a whole.

@@ -24,6 +24,9 @@ func (p *Partition) learnCommitted(offset int64, epoch int32, metadata *string) 
 		}
 		p.tracker.Acknowledge(m)
 		p.processed.Store(offset)
+		if p.par != nil {
+			p.committedMD = p.par.restoreLocked(m, p.log.Warn)
+		}
 	}
 	p.markReadyLocked()
 }

@@ -72,6 +72,23 @@ type Topic struct {
 	// MaxRetries is how many times a failing message is retried before it
 	// is dead-lettered; negative retries forever.
 	MaxRetries int
+	// Parallel, if positive, processes the partition's messages
+	// concurrently, up to Parallel in flight, one lane at a time (see
+	// scheduler.go). Zero processes the partition sequentially.
+	Parallel int
+	// Lanes decides which messages must run one after another.
+	Lanes Lanes
+}
+
+// Lanes decides which messages of a parallel partition must run one after
+// another (in one lane, in offset order).
+type Lanes struct {
+	// Lane names a message's lane. A nil Lane puts messages with equal
+	// keys in one lane and gives each message with a nil key a lane of
+	// its own.
+	Lane func(r *kgo.Record) string
+	// Unordered gives every message a lane of its own.
+	Unordered bool
 }
 
 // MessageError tells ferry which message of a batch failed: the messages

@@ -91,6 +91,10 @@ type Partition struct {
 	done      chan struct{}      // closed when the worker goroutine exits
 	prev      *Partition         // the previous instance of this partition, if still finishing
 
+	// par is the offset state of a parallel partition (scheduler.go);
+	// nil for a sequential one.
+	par *parallelState
+
 	// Owned by the worker goroutine.
 	failures int
 
@@ -124,6 +128,9 @@ func newPartition(g *group, t *Topic, id int32, prev *Partition) *Partition {
 	}
 	p.end.Store(-1)
 	p.processed.Store(-1)
+	if t.Parallel > 0 {
+		p.par = &parallelState{epoch: -1, committed: offsets.Mark{Offset: -1, Epoch: -1}}
+	}
 	return p
 }
 
@@ -197,6 +204,13 @@ func (p *Partition) Mark(r *kgo.Record, metadata string) bool {
 	if !p.state.marksAccepted() {
 		return false
 	}
+	if p.par != nil {
+		// K7: a mark is per message; the commit moves as the finished
+		// prefix allows.
+		p.par.user = metadata
+		p.par.doneLocked(r)
+		return true
+	}
 	p.tracker.Mark(offsets.Mark{Offset: r.Offset + 1, Epoch: r.LeaderEpoch, Metadata: metadata})
 	return true
 }
@@ -210,7 +224,13 @@ func (p *Partition) MarkSync(ctx context.Context, r *kgo.Record, metadata string
 	if !p.Mark(r, metadata) {
 		return false, nil
 	}
-	return p.CommitSync(ctx)
+	ok, err := p.CommitSync(ctx)
+	if !ok || err != nil || p.par == nil {
+		return ok, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.par.coveredLocked(r.Offset), nil // K7
 }
 
 // Commit asks the commit loop to commit stored marks soon, without waiting.
@@ -247,6 +267,9 @@ func (p *Partition) pending() (offsets.Mark, bool) {
 	if !p.state.marksAccepted() {
 		return offsets.Mark{}, false
 	}
+	if p.par != nil {
+		return p.par.pendingLocked()
+	}
 	return p.tracker.Pending()
 }
 
@@ -261,6 +284,9 @@ func (p *Partition) resume() int64 {
 func (p *Partition) acknowledge(m offsets.Mark) {
 	p.mu.Lock()
 	p.tracker.Acknowledge(m)
+	if p.par != nil && m.Offset >= p.par.committed.Offset {
+		p.par.committed = m
+	}
 	p.mu.Unlock()
 }
 
@@ -336,7 +362,13 @@ func (p *Partition) takeLocked(now time.Time) []*kgo.Record {
 	if n < max && !p.caughtUp && now.Sub(p.chunks[0].at) < p.topic.MaxWait {
 		return nil
 	}
-	k := min(n, max)
+	return p.cutLocked(min(n, max))
+}
+
+// cutLocked removes the first k queued records (k <= p.queued) and returns
+// them.
+func (p *Partition) cutLocked(k int) []*kgo.Record {
+	max := p.topic.MaxMessages
 	var batch []*kgo.Record
 	if head := &p.chunks[0]; len(head.recs) >= k {
 		batch = head.recs[:k:k] // no copy; capped so appends cannot reach the rest
@@ -477,10 +509,13 @@ func (p *Partition) run() {
 	if err := guard(func() error { return w.Initialized(p.ctx) }); err != nil {
 		p.log.Error("ferry: Initialized hook failed", "err", err)
 	}
-	if p.g.eos {
+	switch {
+	case p.g.eos:
 		p.runRounds(w)
+	case p.par != nil:
+		p.runParallel(w)
 	}
-	for !p.g.eos {
+	for !p.g.eos && p.par == nil {
 		batch, ok := p.next()
 		if !ok {
 			break
@@ -653,6 +688,16 @@ func (p *Partition) failedRecord(batch []*kgo.Record, err error) *kgo.Record {
 // deadLetter dispatches a message that failed for good and marks it (E1).
 // A failed dispatch leaves it unmarked, to be retried (E4).
 func (p *Partition) deadLetter(r *kgo.Record, cause error, attempts int) bool {
+	if !p.sendDeadLetter(r, cause, attempts) {
+		return false
+	}
+	p.Mark(r, "")
+	return true
+}
+
+// sendDeadLetter dispatches a message that failed for good, without marking
+// it. It reports whether the dead-letter topic has it.
+func (p *Partition) sendDeadLetter(r *kgo.Record, cause error, attempts int) bool {
 	if err := p.dispatch(p.ctx, r, cause, attempts); err != nil {
 		p.log.Error("ferry: dead-letter dispatch failed; the message stays unmarked and is retried",
 			"offset", r.Offset, "dead_letter_topic", p.topic.DeadLetterTopic, "err", err)
@@ -661,7 +706,6 @@ func (p *Partition) deadLetter(r *kgo.Record, cause error, attempts int) bool {
 	p.deadLettered(r, cause, attempts)
 	p.log.Warn("ferry: message dead-lettered after its last attempt",
 		append([]any{"offset", r.Offset, "attempts", attempts, "dead_letter_topic", p.topic.DeadLetterTopic}, errAttrs(cause)...)...)
-	p.Mark(r, "")
 	return true
 }
 

@@ -1,0 +1,413 @@
+package ferry_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferrykit/ferry"
+	"github.com/ferrykit/ferry/ferrytest"
+	"github.com/ferrykit/ferry/offsets"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// produceKeyed writes one message per key to partition 0 of the scenario's
+// topic, with values "0", "1", …; a key "" is a nil key.
+func (s *scenario) produceKeyed(keys ...string) {
+	s.t.Helper()
+	recs := make([]*kgo.Record, len(keys))
+	for i, k := range keys {
+		recs[i] = &kgo.Record{Partition: 0, Value: []byte(strconv.Itoa(i))}
+		if k != "" {
+			recs[i].Key = []byte(k)
+		}
+	}
+	if err := s.c.Produce(ctxFor(s.t, 30*time.Second), s.topic, recs...); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// lanesProbe watches a parallel consumer: how many messages run at once,
+// whether two batches of one key ever overlap, and the order each key's
+// messages ran in.
+type lanesProbe struct {
+	mu       sync.Mutex
+	inflight int
+	maxIn    int
+	running  map[string]bool
+	order    map[string][]int64
+	overlap  []string
+	mixed    []string
+}
+
+func newLanesProbe() *lanesProbe {
+	return &lanesProbe{running: map[string]bool{}, order: map[string][]int64{}}
+}
+
+// run wraps a handler: it records the batch around fn.
+func (p *lanesProbe) run(b *ferry.Batch, fn func()) {
+	key := string(b.Messages[0].Key)
+	keyed := b.Messages[0].Key != nil
+	p.mu.Lock()
+	for _, m := range b.Messages {
+		if string(m.Key) != key || (m.Key != nil) != keyed {
+			p.mixed = append(p.mixed, fmt.Sprintf("batch mixes keys %q and %q", key, m.Key))
+		}
+		p.order[key] = append(p.order[key], m.Offset)
+	}
+	if keyed && p.running[key] {
+		p.overlap = append(p.overlap, key)
+	}
+	p.running[key] = keyed
+	p.inflight += len(b.Messages)
+	p.maxIn = max(p.maxIn, p.inflight)
+	p.mu.Unlock()
+	fn()
+	p.mu.Lock()
+	p.running[key] = false
+	p.inflight -= len(b.Messages)
+	p.mu.Unlock()
+}
+
+// K1: messages of one key run one at a time in offset order while different
+// keys run concurrently, beyond the app's Concurrency of 5 and within the
+// configured number in flight; each nil-key message runs on its own.
+func TestParallelKeepsKeyOrderAndRunsKeysConcurrently(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	var keys []string
+	for i := range 440 {
+		if i%11 == 10 {
+			keys = append(keys, "") // nil key
+		} else {
+			keys = append(keys, "k"+strconv.Itoa(i%20))
+		}
+	}
+	s.produceKeyed(keys...)
+	probe := newLanesProbe()
+	var nilBatches, nilSingles atomic.Int32
+	fn := func(_ context.Context, b *ferry.Batch) error {
+		probe.run(b, func() { time.Sleep(5 * time.Millisecond) })
+		if b.Messages[0].Key == nil {
+			nilBatches.Add(1)
+			if len(b.Messages) == 1 {
+				nilSingles.Add(1)
+			}
+		}
+		s.rec.record(b)
+		return nil
+	}
+	app := s.start(s.route(fn, ferry.Parallel(32)))
+	s.waitSeen(440)
+	s.stop(app)
+	s.wantCommitted(map[int32]int64{0: 440})
+
+	if d := s.rec.duplicates(s.topic); d != 0 {
+		t.Errorf("%d messages processed more than once", d)
+	}
+	probe.mu.Lock()
+	defer probe.mu.Unlock()
+	if len(probe.overlap) > 0 || len(probe.mixed) > 0 {
+		t.Errorf("keys ran concurrently with themselves: %v; %v", probe.overlap, probe.mixed)
+	}
+	for key, offs := range probe.order {
+		if key != "" && !slices.IsSorted(offs) {
+			t.Errorf("key %s ran out of offset order: %v", key, offs)
+		}
+	}
+	if probe.maxIn <= 5 || probe.maxIn > 32 {
+		t.Errorf("at most %d messages ran at once, want more than Concurrency's 5 and at most 32", probe.maxIn)
+	}
+	if nilSingles.Load() != nilBatches.Load() || nilBatches.Load() != 40 {
+		t.Errorf("%d of %d nil-key batches held one message, want all 40 alone", nilSingles.Load(), nilBatches.Load())
+	}
+}
+
+// K2, K3, K5: a failing message holds the committed offset, never passed;
+// what finished above it is recorded in the commit's metadata, and the next
+// owner processes only the failed message.
+func TestParallelCommitWaitsForUnfinishedAndNextOwnerSkipsFinished(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	keys := make([]string, 50)
+	for i := range keys {
+		keys[i] = "k" + strconv.Itoa(i)
+	}
+	s.produceKeyed(keys...)
+	fn := func(_ context.Context, b *ferry.Batch) error {
+		s.rec.record(b)
+		if b.Messages[0].Offset == 10 {
+			return errors.New("offset 10 fails")
+		}
+		return nil
+	}
+	app := s.start(s.route(fn, ferry.Parallel(8), ferry.Retry(ferry.ConstantBackoff(time.Hour))))
+	s.waitSeen(50)
+	s.waitCommitted(map[int32]int64{0: 10})
+	md, err := s.c.CommittedMetadata(ctxFor(t, 10*time.Second), s.group, s.topic, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, finished, err := offsets.DecodeMetadata(md, 10)
+	var want []int64
+	for o := int64(11); o < 50; o++ {
+		want = append(want, o)
+	}
+	if err != nil || user != "" || !slices.Equal(finished, want) {
+		t.Fatalf("committed record %q: user %q, finished %v, %v; want 11–49 finished", md, user, finished, err)
+	}
+	s.stop(app) // the waiting retry is not in flight: shutdown does not wait for it
+
+	again := newRecorder()
+	app = s.start(s.route(again.fn(), ferry.Parallel(8)))
+	s.waitCommitted(map[int32]int64{0: 50})
+	s.stop(app)
+	var got []int64
+	for _, d := range again.snapshot() {
+		got = append(got, d.offsets...)
+	}
+	if !slices.Equal(got, []int64{10}) {
+		t.Errorf("the next owner processed %v, want only offset 10", got)
+	}
+}
+
+// K5, E1: a failing message is retried after its backoff holding back only
+// its key; after MaxRetries it is dead-lettered and its key moves on.
+func TestParallelRetryHoldsOnlyItsKeyThenDeadLetters(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	dlq := topic(t, s.c, 1)
+	keys := make([]string, 20)
+	for i := range keys {
+		keys[i] = []string{"a", "b"}[i%2]
+	}
+	s.produceKeyed(keys...)
+	var mu sync.Mutex
+	var order []string // key:offset/attempt
+	fn := func(_ context.Context, b *ferry.Batch) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, m := range b.Messages {
+			order = append(order, fmt.Sprintf("%s%d/%d", m.Key, m.Offset, b.Attempt))
+			if m.Offset == 0 {
+				return ferry.FailedAt(m, errors.New("poison"))
+			}
+		}
+		return nil
+	}
+	app := s.start(s.route(fn, ferry.Parallel(8), ferry.DeadLetter(dlq), ferry.MaxRetries(2),
+		ferry.Retry(ferry.ConstantBackoff(500*time.Millisecond))))
+	dead := readAll(t, s.c, dlq, 1)
+	s.waitCommitted(map[int32]int64{0: 20})
+	s.stop(app)
+	if len(dead) != 1 || dead[0].Offset != 0 && header(dead[0], ferry.HeaderOriginalOffset) != "0" {
+		t.Fatalf("dead-letter topic holds %d messages, want offset 0 only", len(dead))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	pos := func(s string) int { return slices.Index(order, s) }
+	if pos("a0/3") < 0 || pos("a0/4") >= 0 {
+		t.Fatalf("offset 0 attempts: %v, want exactly 3", order)
+	}
+	for i := 1; i < 20; i += 2 {
+		if p := pos(fmt.Sprintf("b%d/1", i)); p < 0 || p > pos("a0/2") {
+			t.Errorf("b%d ran at %d, want before the first retry of a0 (at %d): order %v", i, p, pos("a0/2"), order)
+		}
+	}
+	prev := pos("a0/3")
+	for i := 2; i < 20; i += 2 {
+		p := pos(fmt.Sprintf("a%d/1", i))
+		if p < prev {
+			t.Errorf("a%d ran at %d, want after a%d (at %d): order %v", i, p, i-2, prev, order)
+		}
+		prev = p
+	}
+}
+
+// K6, K3: partitions handed from one member to another while slow messages
+// run in parallel: revocation and shutdown wait for what is in flight and
+// commit it with its record, so no message is processed twice.
+func TestParallelCleanHandOffProcessesNothingTwice(t *testing.T) {
+	s := newScenario(t, cluster(t), 2)
+	for p := range int32(2) {
+		recs := make([]*kgo.Record, 150)
+		for i := range recs {
+			recs[i] = &kgo.Record{Partition: p, Key: []byte("k" + strconv.Itoa(i%40)), Value: []byte(strconv.Itoa(i))}
+		}
+		cl, err := kgo.NewClient(kgo.SeedBrokers(s.c.Brokers()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctxFor(t, 30*time.Second), append([]*kgo.Record(nil), setTopic(recs, s.topic)...)...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		cl.Close()
+	}
+	fn := func(_ context.Context, b *ferry.Batch) error {
+		time.Sleep(time.Duration(len(b.Messages)) * 15 * time.Millisecond)
+		s.rec.record(b)
+		return nil
+	}
+	first := s.start(s.route(fn, ferry.Parallel(8)))
+	s.rec.waitDistinct(t, s.topic, 40, 30*time.Second)
+	second := s.start(s.route(fn, ferry.Parallel(8)))
+	s.rec.waitDistinct(t, s.topic, 150, 30*time.Second)
+	s.stop(first) // the second member takes every partition
+	s.waitSeen(300)
+	s.waitCommitted(map[int32]int64{0: 150, 1: 150})
+	s.stop(second)
+	if d := s.rec.duplicates(s.topic); d != 0 {
+		t.Errorf("%d messages processed twice across the hand-offs", d)
+	}
+}
+
+func setTopic(recs []*kgo.Record, topic string) []*kgo.Record {
+	for _, r := range recs {
+		r.Topic = topic
+	}
+	return recs
+}
+
+// K7, K3: with manual offsets a mark is per message: the commit stops below
+// the one message never marked, MarkAsConsumedSync reports true once the
+// commit covers its message, and the next owner processes only the unmarked
+// message.
+func TestParallelManualMarksArePerMessage(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	keys := make([]string, 30)
+	for i := range keys {
+		keys[i] = "k" + strconv.Itoa(i)
+	}
+	s.produceKeyed(keys...)
+	syncResult := make(chan string, 1)
+	consumer := scripted{consume: func(ctx context.Context, claim *ferry.Claim, b *ferry.Batch) error {
+		s.rec.record(b)
+		for _, m := range b.Messages {
+			switch m.Offset {
+			case 5: // never marked
+			case 20:
+				ok, err := claim.MarkWithMetadataSync(ctx, m, "cursor")
+				md, _ := s.c.CommittedMetadata(ctx, s.group, s.topic, 0)
+				at, _ := s.c.Committed(ctx, s.group, s.topic)
+				user, finished, _ := offsets.DecodeMetadata(md, at[0])
+				covered := at[0] > 20 || slices.Contains(finished, 20)
+				syncResult <- fmt.Sprintf("%v %v covered=%v user=%s", ok, err, covered, user)
+			default:
+				claim.MarkWithMetadata(m, "cursor") // the newest mark's metadata is committed
+			}
+		}
+		return nil
+	}}
+	app := s.start(s.routeTo(consumer.factory(), ferry.ManualOffsets(), ferry.Parallel(4)))
+	if got := <-syncResult; got != "true <nil> covered=true user=cursor" {
+		t.Errorf("MarkWithMetadataSync: %s; want true, covered by the commit, with the metadata", got)
+	}
+	s.waitSeen(30)
+	s.waitCommitted(map[int32]int64{0: 5})
+	s.stop(app)
+
+	again := newRecorder()
+	var startedWith atomic.Value
+	next := scripted{
+		initialized: func(claim *ferry.Claim) { startedWith.Store(claim.CommittedMetadata()) },
+		consume: func(_ context.Context, claim *ferry.Claim, b *ferry.Batch) error {
+			again.record(b)
+			for _, m := range b.Messages {
+				claim.MarkAsConsumed(m)
+			}
+			return nil
+		},
+	}
+	app = s.start(s.routeTo(next.factory(), ferry.ManualOffsets(), ferry.Parallel(4)))
+	s.waitCommitted(map[int32]int64{0: 30})
+	s.stop(app)
+	var got []int64
+	for _, d := range again.snapshot() {
+		got = append(got, d.offsets...)
+	}
+	if !slices.Equal(got, []int64{5}) {
+		t.Errorf("the next owner processed %v, want only the unmarked offset 5", got)
+	}
+	if md := startedWith.Load(); md != "cursor" {
+		t.Errorf("next owner's CommittedMetadata = %q, want the user's own \"cursor\" (M8)", md)
+	}
+}
+
+// K4: while one message is stuck, the partition takes new messages only as
+// far as the record of finished ones fits in the commit metadata; the
+// committed record stays within 4,096 bytes; once the message finishes the
+// partition drains.
+func TestParallelStopsTakingWhenTheRecordWouldNotFit(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	const n = 30000
+	s.produce(0, n)
+	release := make(chan struct{})
+	var processed atomic.Int64
+	fn := func(ctx context.Context, b *ferry.Batch) error {
+		for _, m := range b.Messages {
+			if m.Offset == 0 {
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+		}
+		processed.Add(int64(len(b.Messages)))
+		return nil
+	}
+	app := s.start(s.route(fn, ferry.Parallel(64)))
+	span := offsets.MaxSpan("")
+	var stalled int64
+	if err := ferrytest.WaitFor(ctxFor(t, 60*time.Second), func() bool {
+		before := processed.Load()
+		time.Sleep(500 * time.Millisecond)
+		stalled = processed.Load()
+		return stalled > 0 && stalled == before
+	}); err != nil {
+		t.Fatal("processing never settled while offset 0 was stuck")
+	}
+	if stalled >= span || stalled < span-200 {
+		t.Errorf("%d messages processed while offset 0 was stuck, want just under the %d a record can describe", stalled, span)
+	}
+	s.waitCommitted(map[int32]int64{0: 0})
+	if err := ferrytest.WaitFor(ctxFor(t, 20*time.Second), func() bool {
+		md, _ := s.c.CommittedMetadata(ctxFor(t, 5*time.Second), s.group, s.topic, 0)
+		_, finished, _ := offsets.DecodeMetadata(md, 0)
+		return int64(len(finished)) == stalled && len(md) <= offsets.MaxMetadata
+	}); err != nil {
+		md, _ := s.c.CommittedMetadata(ctxFor(t, 5*time.Second), s.group, s.topic, 0)
+		t.Fatalf("committed metadata of %d bytes does not record the %d finished messages", len(md), stalled)
+	}
+	close(release)
+	s.waitCommitted(map[int32]int64{0: n})
+	s.stop(app)
+	if got := processed.Load(); got != n {
+		t.Errorf("processed %d messages, want %d", got, n)
+	}
+}
+
+// O2: Parallel's invalid values and combinations are refused at New.
+func TestParallelInvalidConfig(t *testing.T) {
+	fn := func(context.Context, *ferry.Batch) error { return nil }
+	tests := []struct {
+		name string
+		opts []ferry.TopicOption
+	}{
+		{"zero in flight", []ferry.TopicOption{ferry.Parallel(0)}},
+		{"two orders", []ferry.TopicOption{ferry.Parallel(4, ferry.ByKey, ferry.Unordered)}},
+		{"exactly-once", []ferry.TopicOption{ferry.Parallel(4), ferry.WithDelivery(ferry.ExactlyOnce)}},
+		{"at-most-once", []ferry.TopicOption{ferry.Parallel(4), ferry.WithDelivery(ferry.AtMostOnce)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ferry.New(ferry.Brokers("127.0.0.1:1"), ferry.TransactionalID("x"), ferry.RouteFunc("g", "t", fn, tt.opts...))
+			if !errors.Is(err, ferry.ErrInvalidConfig) {
+				t.Fatalf("New = %v, want ErrInvalidConfig", err)
+			}
+		})
+	}
+}
