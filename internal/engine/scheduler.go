@@ -431,7 +431,7 @@ func (s *scheduler) retryLater(l *lane, u *unit) {
 	delay := p.topic.Backoff(l.failures)
 	r := l.pending[0]
 	p.log.Error("ferry: message failed; retrying it after backoff, other keys go on",
-		"offset", r.Offset, "attempt", u.attempt, "backoff", delay, "err", u.err)
+		append([]any{"offset", r.Offset, "attempt", u.attempt, "backoff", delay}, errAttrs(u.err)...)...)
 	l.waiting = true
 	s.wg.Add(1)
 	go func() {
