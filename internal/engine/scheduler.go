@@ -99,12 +99,12 @@ func (s *parallelState) restoreLocked(m offsets.Mark, log func(msg string, args 
 // lane is the messages that must run one after another.
 type lane struct {
 	key      string
-	named    bool            // kept in scheduler.lanes under key
-	pending  []*kgo.Record   // admitted, waiting, in offset order
-	busy     bool            // a unit of it is running
-	waiting  bool            // waiting out a retry backoff
-	queued   bool            // in scheduler.ready
-	failures int             // failed attempts of its first message
+	named    bool          // kept in scheduler.lanes under key
+	pending  []*kgo.Record // admitted, waiting, in offset order
+	busy     bool          // a unit of it is running
+	waiting  bool          // waiting out a retry backoff
+	queued   bool          // in scheduler.ready
+	failures int           // failed attempts of its first message
 }
 
 // unit is one run of a lane's messages handed to the consumer.
