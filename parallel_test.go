@@ -166,11 +166,7 @@ func TestParallelCommitWaitsForUnfinishedAndNextOwnerSkipsFinished(t *testing.T)
 	app = s.start(s.route(again.fn(), ferry.Parallel(8)))
 	s.waitCommitted(map[int32]int64{0: 50})
 	s.stop(app)
-	var got []int64
-	for _, d := range again.snapshot() {
-		got = append(got, d.offsets...)
-	}
-	if !slices.Equal(got, []int64{10}) {
+	if got := again.offsets(); !slices.Equal(got, []int64{10}) {
 		t.Errorf("the next owner processed %v, want only offset 10", got)
 	}
 }
@@ -264,6 +260,15 @@ func TestParallelCleanHandOffProcessesNothingTwice(t *testing.T) {
 	}
 }
 
+// offsets lists every offset the recorder saw, in the order seen.
+func (r *recorder) offsets() []int64 {
+	var out []int64
+	for _, d := range r.snapshot() {
+		out = append(out, d.offsets...)
+	}
+	return out
+}
+
 func setTopic(recs []*kgo.Record, topic string) []*kgo.Record {
 	for _, r := range recs {
 		r.Topic = topic
@@ -324,11 +329,7 @@ func TestParallelManualMarksArePerMessage(t *testing.T) {
 	app = s.start(s.routeTo(next.factory(), ferry.ManualOffsets(), ferry.Parallel(4)))
 	s.waitCommitted(map[int32]int64{0: 30})
 	s.stop(app)
-	var got []int64
-	for _, d := range again.snapshot() {
-		got = append(got, d.offsets...)
-	}
-	if !slices.Equal(got, []int64{5}) {
+	if got := again.offsets(); !slices.Equal(got, []int64{5}) {
 		t.Errorf("the next owner processed %v, want only the unmarked offset 5", got)
 	}
 	if md := startedWith.Load(); md != "cursor" {
