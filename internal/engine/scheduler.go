@@ -2,6 +2,9 @@ package engine
 
 import (
 	"sync"
+	"time"
+
+	"github.com/ferrykit/ferry/event"
 
 	"github.com/ferrykit/ferry/offsets"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -112,6 +115,7 @@ type unit struct {
 	lane    *lane
 	recs    []*kgo.Record
 	attempt int
+	began   time.Time // for events; zero without a subscriber
 	err     error
 	// failed is the index of the message the failure is blamed on;
 	// deadLettered, that it went to the dead-letter topic.
@@ -129,6 +133,8 @@ type scheduler struct {
 	admitted int // messages admitted and not finished
 	bytes    int // their approximate size
 	limit    int // bound on admitted (K8)
+
+	failing int // lanes whose first message failed (health)
 
 	slot     bool // holds a slot of the app's worker pool
 	started  int  // messages started since the slot was taken
@@ -338,6 +344,7 @@ func (s *scheduler) release() {
 func (s *scheduler) run(u *unit) {
 	defer s.wg.Done()
 	p := s.p
+	u.began = p.g.started()
 	u.err = guard(func() error { return s.w.Consume(p.ctx, u.recs, u.attempt) })
 	if u.err != nil {
 		u.failed = s.blame(u)
@@ -375,12 +382,13 @@ func (s *scheduler) blame(u *unit) int {
 // front of its lane, or moves on once dead-lettered (K5).
 func (s *scheduler) finish(u *unit) {
 	p, l := s.p, u.lane
+	p.consumed(u.recs, u.attempt, u.began, u.err)
 	l.busy = false
 	s.inflight -= len(u.recs)
 	var done, back []*kgo.Record
 	switch {
 	case u.err == nil:
-		l.failures = 0
+		s.setFailures(l, 0)
 		if !p.topic.Manual {
 			done = u.recs
 		}
@@ -391,11 +399,11 @@ func (s *scheduler) finish(u *unit) {
 		}
 		if i < len(u.recs) {
 			if u.deadLettered {
-				l.failures = 0
+				s.setFailures(l, 0)
 				done = append(done[:len(done):len(done)], u.recs[i])
 				back = u.recs[i+1:]
 			} else {
-				l.failures++
+				s.setFailures(l, l.failures+1)
 				back = u.recs[i:]
 			}
 		}
@@ -404,15 +412,14 @@ func (s *scheduler) finish(u *unit) {
 		s.admitted--
 		s.bytes -= recordSize(r)
 	}
-	if len(done) > 0 {
-		p.mu.Lock()
-		if p.state.marksAccepted() { // a lost partition's completions are dropped (K6)
-			for _, r := range done {
-				p.par.doneLocked(r)
-			}
+	p.mu.Lock()
+	if p.state.marksAccepted() { // a lost partition's completions are dropped (K6)
+		for _, r := range done {
+			p.par.doneLocked(r)
 		}
-		p.mu.Unlock()
 	}
+	p.processed.Store(p.par.window.Next()) // lag counts from the oldest unfinished message
+	p.mu.Unlock()
 	if len(back) > 0 {
 		l.pending = append(back, l.pending...) // back is capped: this copies
 	}
@@ -425,11 +432,33 @@ func (s *scheduler) finish(u *unit) {
 	}
 }
 
+// setFailures sets a lane's count of failed attempts; the partition is
+// failing (health) while any lane is.
+func (s *scheduler) setFailures(l *lane, n int) {
+	switch {
+	case n == l.failures:
+		return
+	case n == 0:
+		if s.failing--; s.failing == 0 {
+			s.p.failingSince.Store(0)
+		}
+	case l.failures == 0:
+		if s.failing++; s.failing == 1 {
+			s.p.failingSince.Store(time.Now().UnixNano())
+		}
+	}
+	l.failures = n
+}
+
 // retryLater holds a failed lane back for its backoff; other lanes go on.
 func (s *scheduler) retryLater(l *lane, u *unit) {
 	p := s.p
 	delay := p.topic.Backoff(l.failures)
 	r := l.pending[0]
+	if p.g.observed() {
+		p.g.emit(event.RetryScheduled{Group: p.g.cfg.Name, Topic: p.topic.Name, Partition: p.id,
+			Offset: r.Offset, Attempt: u.attempt + 1, Delay: delay})
+	}
 	p.log.Error("ferry: message failed; retrying it after backoff, other keys go on",
 		append([]any{"offset", r.Offset, "attempt", u.attempt, "backoff", delay}, errAttrs(u.err)...)...)
 	l.waiting = true
