@@ -53,7 +53,7 @@ func waitOutputs(t *testing.T, c *ferrytest.Cluster, topic string, n int) map[st
 
 func outputReader(t *testing.T, c *ferrytest.Cluster, topic string, isolation kgo.IsolationLevel) *kgo.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers()...), kgo.ConsumeTopics(topic),
+	cl, err := c.NewClient(kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(isolation))
 	if err != nil {
 		t.Fatal(err)

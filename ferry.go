@@ -101,7 +101,7 @@ func New(opts ...Option) (*App, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, producer: &producer{brokers: cfg.brokers, opts: cfg.clientOpts}}
+	a := &App{cfg: cfg, producer: &producer{brokers: cfg.brokers, opts: cfg.kgoOpts()}}
 	slots := make(chan struct{}, cfg.concurrency)
 	onEvent := subscribers(cfg.onEvent)
 	byName := make(map[string]*engine.Group)
@@ -119,7 +119,7 @@ func New(opts ...Option) (*App, error) {
 				ConnectTimeout:  cfg.connectTimeout,
 				Slots:           slots,
 				Clock:           cfg.clock,
-				ClientOpts:      cfg.clientOpts,
+				ClientOpts:      cfg.kgoOpts(),
 				OnEvent:         onEvent,
 				Produce:         a.producer.produce,
 			}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/ferrykit/ferry"
+	"github.com/ferrykit/ferry/ferrytest"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 )
@@ -71,35 +73,66 @@ func silentBroker(t *testing.T) (string, func() int) {
 	}
 }
 
-// O1: nothing listens at the broker address: Run fails fast with an error
-// that wraps ErrUnreachable and names the address and the connect timeout in
-// force — 10 s unless set, as ConnectTimeout's doc comment says.
-func TestRunUnreachableBrokers(t *testing.T) {
-	for _, tt := range []struct {
-		name    string
-		opts    []ferry.Option
-		timeout string
-	}{
-		{name: "ConnectTimeout(2s)", opts: []ferry.Option{ferry.ConnectTimeout(2 * time.Second)}, timeout: "after 2s"},
-		{name: "default", timeout: "after 10s"},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			log, _ := testLogger(t)
-			took, err := runFor(t, append([]ferry.Option{
-				ferry.Brokers("127.0.0.1:1"),
-				ferry.Logger(log),
-				ferry.RouteFunc("g", "t", nopConsume),
-			}, tt.opts...)...)
-			if !errors.Is(err, ferry.ErrUnreachable) {
-				t.Fatalf("Run returned %v, want an error wrapping ErrUnreachable", err)
-			}
-			if msg := err.Error(); !strings.Contains(msg, "127.0.0.1:1") || !strings.Contains(msg, tt.timeout) {
-				t.Errorf("error %q does not name the broker and %q", msg, tt.timeout)
-			}
-			if took > 8*time.Second {
-				t.Fatalf("Run took %s to fail on a refused connection", took)
-			}
-		})
+// O1: nothing listens at the broker address (say, the broker is not up
+// yet): Run keeps trying until ConnectTimeout, then fails with an error that
+// wraps ErrUnreachable and names the address, the timeout and the refusal.
+func TestRunRefusedUntilConnectTimeout(t *testing.T) {
+	log, sink := testLogger(t)
+	took, err := runFor(t,
+		ferry.Brokers("127.0.0.1:1"),
+		ferry.Logger(log),
+		ferry.ConnectTimeout(2*time.Second),
+		ferry.RouteFunc("g", "t", nopConsume),
+	)
+	if !errors.Is(err, ferry.ErrUnreachable) {
+		t.Fatalf("Run returned %v, want an error wrapping ErrUnreachable", err)
+	}
+	for _, want := range []string{"127.0.0.1:1", "connect timeout 2s", "connection refused"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if took < 2*time.Second || took > 8*time.Second {
+		t.Fatalf("Run failed after %s on refused connections, want ConnectTimeout (2s) plus slack", took)
+	}
+	if n := strings.Count(sink.String(), "retrying"); n != 1 {
+		t.Errorf("the retries were logged %d times, want once", n)
+	}
+}
+
+// O1: an app that starts before its broker — connections refused at first —
+// consumes once the broker is up, within ConnectTimeout.
+func TestRunWaitsForLateBroker(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	rec := newRecorder()
+	log, _ := testLogger(t)
+	app := start(t, ferry.Brokers(l.Addr().String()), ferry.Logger(log), ferry.ConnectTimeout(30*time.Second),
+		ferry.RouteFunc("g", "t", rec.fn()))
+	time.Sleep(time.Second) // the app is retrying refused connections
+	select {
+	case err := <-app.done:
+		t.Fatalf("Run returned %v before the broker started", err)
+	default:
+	}
+	fake, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ferrytest.Embedded(fake)
+	if err != nil {
+		fake.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	produceN(t, c, "t", 0, 3)
+	rec.waitDistinct(t, "t", 3, 30*time.Second)
+	if err := app.stop(t); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package ferry
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,7 +10,9 @@ import (
 	"time"
 
 	"github.com/ferrykit/ferry/event"
+	"github.com/ferrykit/ferry/internal/security"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
 )
 
 // ErrInvalidConfig is wrapped by every configuration error New returns (O2).
@@ -92,6 +95,10 @@ type config struct {
 	onEvent         []func(event.Event)
 	stallTimeout    time.Duration
 	failingTimeout  time.Duration
+	tls             *tls.Config    // nil: plaintext
+	tlsErr          error          // from the environment or TLSFiles
+	sasl            sasl.Mechanism // nil: no authentication
+	saslErr         error
 	transactionalID string
 	routes          []route
 	errs            []error
@@ -132,8 +139,14 @@ func defaultConfig() config {
 			}
 		}
 	}
+	tlsCfg, tlsErr := security.TLSFromEnv(os.Getenv)
+	mech, saslErr := security.SASLFromEnv(os.Getenv)
 	return config{
 		brokers:         brokers,
+		tls:             tlsCfg,
+		tlsErr:          tlsErr,
+		sasl:            mech,
+		saslErr:         saslErr,
 		clientID:        "ferry",
 		logger:          slog.Default(),
 		concurrency:     5,
@@ -208,10 +221,11 @@ func WithClock(clk Clock) Option {
 // ClientOptions passes extra franz-go options to every client ferry creates
 // (the group consumers and the producers): static membership
 // (kgo.InstanceID), the KIP-848 group protocol (kgo.ServerSideBalancer, with
-// a sticky or range balancer in kgo.Balancers), TLS, SASL, timeouts and fetch
-// sizes. Default: none. Options that would break ferry's contract —
-// autocommit, the isolation level, the partition callbacks — are overridden
-// by ferry. See ExampleClientOptions.
+// a sticky or range balancer in kgo.Balancers), timeouts and fetch sizes.
+// Default: none. TLS and SASL have options of their own (TLS, SASL); a
+// kgo.DialTLSConfig or kgo.SASL given here comes after theirs. Options that
+// would break ferry's contract — autocommit, the isolation level, the
+// partition callbacks — are overridden by ferry. See ExampleClientOptions.
 func ClientOptions(opts ...kgo.Opt) Option {
 	return func(c *config) { c.clientOpts = append(c.clientOpts, opts...) }
 }
@@ -453,6 +467,12 @@ func (c *config) validate() error {
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf(format, args...))
 	}
+	if c.tlsErr != nil {
+		bad("TLS: %w", c.tlsErr)
+	}
+	if c.saslErr != nil {
+		bad("SASL: %w", c.saslErr)
+	}
 	if len(c.brokers) == 0 {
 		bad("no brokers: use ferry.Brokers or set FERRY_BROKERS")
 	}
@@ -623,4 +643,11 @@ func topicNameProblem(name string) string {
 		}
 	}
 	return ""
+}
+
+// kgoOpts returns the options every client ferry makes starts from: how
+// to reach the brokers securely, then the caller's ClientOptions.
+func (c *config) kgoOpts() []kgo.Opt {
+	opts := security.Settings{TLS: c.tls, SASL: c.sasl}.Opts()
+	return append(opts, c.clientOpts...)
 }

@@ -116,7 +116,7 @@ func protocols() []protocol {
 // produceSlowly writes values from..to-1 to every partition, spread over
 // about d.
 func produceSlowly(c *ferrytest.Cluster, topic string, partitions int32, from, to int, d time.Duration) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	cl, err := c.NewClient(kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		return err
 	}

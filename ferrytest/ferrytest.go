@@ -1,7 +1,9 @@
 // Package ferrytest provides a Kafka cluster for tests and demos, the way
 // net/http/httptest provides a server: an embedded, in-process cluster
 // (franz-go's kfake, real TCP on 127.0.0.1), or — when FERRY_BROKERS is set —
-// the real cluster it names, so one suite runs against both.
+// the real cluster it names, so one suite runs against both. A secured real
+// cluster is reached with the same FERRY_TLS* and FERRY_SASL* environment
+// variables ferry reads.
 package ferrytest
 
 import (
@@ -14,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferrykit/ferry/internal/security"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -23,19 +26,37 @@ import (
 type Cluster struct {
 	// Fake is the embedded cluster, for fault injection (ControlKey…); nil
 	// when the cluster is external.
-	Fake    *kfake.Cluster
-	brokers []string
-	client  *kgo.Client
-	admin   *kadm.Client
+	Fake       *kfake.Cluster
+	brokers    []string
+	clientOpts []kgo.Opt // how to reach the cluster: TLS, SASL
+	client     *kgo.Client
+	admin      *kadm.Client
 }
 
-// Start returns the cluster named by FERRY_BROKERS, or starts an embedded one
-// with the given kfake options when it is unset.
+// Start returns the cluster named by FERRY_BROKERS (reached with the TLS and
+// SASL settings of the FERRY_TLS* and FERRY_SASL* variables), or starts an
+// embedded one with the given kfake options when it is unset.
 func Start(opts ...kfake.Opt) (*Cluster, error) {
 	if env := os.Getenv("FERRY_BROKERS"); env != "" {
-		return connect(strings.Split(env, ","), nil)
+		sec, err := security.FromEnv(os.Getenv)
+		if err != nil {
+			return nil, fmt.Errorf("ferrytest: %w", err)
+		}
+		return connect(strings.Split(env, ","), nil, sec.Opts())
 	}
 	return StartEmbedded(opts...)
+}
+
+// Connect returns the external cluster at brokers; the cluster's own
+// clients reach it with clientOpts (TLS, SASL).
+func Connect(brokers []string, clientOpts ...kgo.Opt) (*Cluster, error) {
+	return connect(brokers, nil, clientOpts)
+}
+
+// Embedded wraps a kfake cluster started by the caller — with SASL, TLS or
+// ACLs, say — whose own clients reach it with clientOpts. Close closes it.
+func Embedded(fake *kfake.Cluster, clientOpts ...kgo.Opt) (*Cluster, error) {
+	return connect(fake.ListenAddrs(), fake, clientOpts)
 }
 
 // StartEmbedded starts an in-process cluster on 127.0.0.1 whatever
@@ -49,7 +70,7 @@ func StartEmbedded(opts ...kfake.Opt) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ferrytest: starting embedded cluster: %w", err)
 	}
-	c, err := connect(fake.ListenAddrs(), fake)
+	c, err := connect(fake.ListenAddrs(), fake, nil)
 	if err != nil {
 		fake.Close()
 		return nil, err
@@ -57,12 +78,9 @@ func StartEmbedded(opts ...kfake.Opt) (*Cluster, error) {
 	return c, nil
 }
 
-func connect(brokers []string, fake *kfake.Cluster) (*Cluster, error) {
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(brokers...),
-		kgo.ProducerLinger(0),
-		kgo.AllowAutoTopicCreation(),
-	)
+func connect(brokers []string, fake *kfake.Cluster, clientOpts []kgo.Opt) (*Cluster, error) {
+	c := &Cluster{Fake: fake, brokers: brokers, clientOpts: clientOpts}
+	cl, err := c.NewClient(kgo.ProducerLinger(0), kgo.AllowAutoTopicCreation())
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +90,15 @@ func connect(brokers []string, fake *kfake.Cluster) (*Cluster, error) {
 		cl.Close()
 		return nil, fmt.Errorf("ferrytest: cluster %v unreachable: %w", brokers, err)
 	}
-	return &Cluster{Fake: fake, brokers: brokers, client: cl, admin: kadm.NewClient(cl)}, nil
+	c.client, c.admin = cl, kadm.NewClient(cl)
+	return c, nil
+}
+
+// NewClient returns a new client of the cluster — seed brokers, TLS and
+// SASL set — with opts added. The caller closes it.
+func (c *Cluster) NewClient(opts ...kgo.Opt) (*kgo.Client, error) {
+	base := append([]kgo.Opt{kgo.SeedBrokers(c.brokers...)}, c.clientOpts...)
+	return kgo.NewClient(append(base, opts...)...)
 }
 
 // External reports whether the cluster is a real one named by FERRY_BROKERS.
@@ -141,7 +167,7 @@ func (c *Cluster) ProduceN(ctx context.Context, topic string, partition int32, n
 	for i := range recs {
 		recs[i] = &kgo.Record{Topic: topic, Partition: partition, Value: []byte(fmt.Sprint(i))}
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
+	cl, err := c.NewClient(kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
 	if err != nil {
 		return nil, err
 	}

@@ -9,16 +9,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Sentinel errors the ferry package re-exports.
 var (
-	// ErrUnreachable: no broker answered within the connect timeout (O1).
-	ErrUnreachable = errors.New("ferry: brokers unreachable")
 	// ErrShutdownTimeout: in-flight work did not finish within the
 	// shutdown timeout; what did not finish was not committed (A4).
 	ErrShutdownTimeout = errors.New("ferry: shutdown timed out")
@@ -41,6 +37,10 @@ type group struct {
 	slots  chan struct{}
 	clock  Clock
 	runCtx context.Context
+
+	// saslClosed counts connections the brokers closed in answer to SASL
+	// authentication: a refusal, for connect to report.
+	saslClosed saslClosings
 
 	// rebalanceMu serialises ferry's view of rebalances with shutdown.
 	rebalanceMu sync.Mutex
@@ -123,6 +123,7 @@ func Run(ctx context.Context, cfg *Group) error {
 		// A resumed or newly assigned partition waits for the fetch in
 		// flight to its broker; keep that wait short (kgo's default is 5 s).
 		kgo.FetchMaxWait(500 * time.Millisecond),
+		kgo.WithHooks(&g.saslClosed),
 	}
 	if cfg.Txn != nil {
 		// Kafka 4's transactions (KIP-890) answer a produce that arrives
@@ -186,57 +187,6 @@ func Run(ctx context.Context, cfg *Group) error {
 	return g.run(ctx)
 }
 
-// connect fails fast when no broker answers (O1) and names routed topics
-// that do not exist (B7).
-func (g *group) connect(ctx context.Context) error {
-	pctx, cancel := context.WithTimeout(ctx, g.cfg.ConnectTimeout)
-	defer cancel()
-	// kgo can keep waiting on a broker that accepts connections but never
-	// answers past the context; ferry's bound holds regardless.
-	pinged := make(chan error, 1)
-	go func() { pinged <- g.cl.Ping(pctx) }()
-	var err error
-	select {
-	case err = <-pinged:
-	case <-pctx.Done():
-		g.cl.Close() // ends the ping
-		<-pinged
-		err = pctx.Err()
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("%w: %v after %s: %w", ErrUnreachable, g.cfg.Brokers, g.cfg.ConnectTimeout, err)
-	}
-	names := make([]string, 0, len(g.cfg.Topics))
-	dead := make(map[string]bool)
-	for name, t := range g.cfg.Topics {
-		names = append(names, name)
-		if t.DeadLetterTopic != "" && !dead[t.DeadLetterTopic] {
-			dead[t.DeadLetterTopic] = true
-			names = append(names, t.DeadLetterTopic)
-		}
-	}
-	details, err := kadm.NewClient(g.cl).ListTopics(pctx, names...)
-	if err != nil {
-		g.log.Warn("ferry: cannot check routed topics", "err", err)
-		return nil
-	}
-	for _, name := range names {
-		d, ok := details[name]
-		if ok && !errors.Is(d.Err, kerr.UnknownTopicOrPartition) && len(d.Partitions) > 0 {
-			continue
-		}
-		if dead[name] {
-			g.log.Error("ferry: dead-letter topic does not exist; failed messages stay unmarked and are retried until it is created", "dead_letter_topic", name)
-		} else {
-			g.log.Error("ferry: routed topic does not exist; its consumer starts once it is created", "topic", name)
-		}
-	}
-	return nil
-}
-
 func (g *group) run(ctx context.Context) error {
 	pollCtx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
 	commitStop := make(chan struct{})
@@ -245,8 +195,7 @@ func (g *group) run(ctx context.Context) error {
 		if g.eos {
 			polled <- g.roundLoop(pollCtx)
 		} else {
-			g.pollLoop(pollCtx)
-			polled <- nil
+			polled <- g.pollLoop(pollCtx)
 		}
 	}()
 	var loops sync.WaitGroup
@@ -256,7 +205,7 @@ func (g *group) run(ctx context.Context) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
-	case runErr = <-polled: // only a broken transactional producer ends it early
+	case runErr = <-polled: // a broken transactional producer or a denied ACL ends it early
 		g.log.Error("ferry: stopping the group", "err", runErr)
 		polled <- nil
 	}
@@ -349,14 +298,14 @@ func later(a, b time.Time) time.Time {
 	return b
 }
 
-// pollLoop fetches and fills partition queues until ctx is cancelled. It is
-// also the only goroutine that seeks, so no record fetched before a seek can
-// slip past it.
-func (g *group) pollLoop(ctx context.Context) {
+// pollLoop fetches and fills partition queues until ctx is cancelled, or
+// until an ACL denies the group or a topic (T3). It is also the only
+// goroutine that seeks, so no record fetched before a seek can slip past it.
+func (g *group) pollLoop(ctx context.Context) error {
 	for {
 		g.applySeeks()
 		if !g.waitForRoom(ctx) {
-			return
+			return nil
 		}
 		pctx, cancel := context.WithCancel(ctx)
 		g.pollMu.Lock()
@@ -373,9 +322,11 @@ func (g *group) pollLoop(ctx context.Context) {
 		g.pollMu.Unlock()
 		cancel()
 		if ctx.Err() != nil || fetches.IsClientClosed() {
-			return
+			return nil
 		}
-		g.logFetchErrors(fetches)
+		if err := g.logFetchErrors(fetches); err != nil {
+			return err
+		}
 		now := time.Now()
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 			p := g.partition(fp.Topic, fp.Partition)

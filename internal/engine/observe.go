@@ -100,16 +100,26 @@ func (g *group) committed(why string, offs map[string]map[int32]int64, err error
 }
 
 // logFetchErrors logs and reports fetch errors kgo does not retry itself.
-func (g *group) logFetchErrors(fetches kgo.Fetches) {
+// It returns the first that denies access (T3): retrying cannot fix it, so
+// the group stops with it (Run returns it) instead of logging it.
+func (g *group) logFetchErrors(fetches kgo.Fetches) error {
+	var denied error
 	fetches.EachError(func(topic string, partition int32, err error) {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return
 		}
-		g.log.Error("ferry: fetch error", "topic", topic, "partition", partition, "err", err)
+		if d := notAuthorized(g.cfg.Name, topic, err); d != nil {
+			if denied == nil {
+				denied = d
+			}
+		} else {
+			g.log.Error("ferry: fetch error", "topic", topic, "partition", partition, "err", err)
+		}
 		if g.observed() {
 			g.emit(event.FetchFailed{Group: g.cfg.Name, Topic: topic, Partition: partition, Err: err})
 		}
 	})
+	return denied
 }
 
 // The partition callbacks kgo calls: ferry's work, then the event. Being

@@ -133,11 +133,16 @@ func (g *group) roundLoop(ctx context.Context) error {
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return nil
 		}
-		g.logFetchErrors(fetches)
+		if err := g.logFetchErrors(fetches); err != nil {
+			return err
+		}
 		if fetches.NumRecords() == 0 {
 			continue
 		}
 		if err := g.round(ctx, fetches); err != nil {
+			if denied := notAuthorized(g.cfg.Name, "", err); denied != nil {
+				return denied
+			}
 			return err
 		}
 		g.alive() // a round can outlast the fetch that started it
@@ -191,6 +196,7 @@ func (g *group) round(ctx context.Context, fetches kgo.Fetches) error {
 	var failed []*Partition
 	ok := true
 	records := 0
+	var denied error // an ACL denies a topic: abort, and stop the group
 	for {
 		ok = g.deliver(fetches, parts, &failed) && ok
 		records += fetches.NumRecords()
@@ -205,7 +211,10 @@ func (g *group) round(ctx context.Context, fetches kgo.Fetches) error {
 			ok = false
 			break
 		}
-		g.logFetchErrors(fetches)
+		if denied = g.logFetchErrors(fetches); denied != nil {
+			ok = false
+			break
+		}
 	}
 	if ok {
 		// Every record must be acknowledged before the verdict: a failed
@@ -252,7 +261,7 @@ func (g *group) round(ctx context.Context, fetches kgo.Fetches) error {
 	for _, p := range failed {
 		p.backoffAfterRound()
 	}
-	return nil
+	return denied
 }
 
 // deliver hands each partition its polled records and waits until all have

@@ -1,0 +1,242 @@
+package ferry_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferrykit/ferry"
+	"github.com/ferrykit/ferry/ferrytest"
+)
+
+// T1, E1, A2: over SASL_SSL, with SCRAM-SHA-512 and with PLAIN, an app
+// consumes, commits, and dead-letters a poison message through its
+// dead-letter producer — every client it makes authenticates.
+func TestSecuredConsumeCommitDeadLetter(t *testing.T) {
+	s := securedCluster(t)
+	for _, mechanism := range []string{"SCRAM-SHA-512", "PLAIN"} {
+		t.Run(mechanism, func(t *testing.T) {
+			tp, dlq := s.topic(t, 1, true), s.topic(t, 1, true)
+			produceN(t, s.Cluster, tp, 0, 10)
+			group := ferrytest.UniqueName(securedPrefix + "g")
+			var mu sync.Mutex
+			seen := map[string]int{}
+			fn := func(_ context.Context, b *ferry.Batch) error {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, m := range b.Messages {
+					if string(m.Value) == "3" {
+						return ferry.FailedAt(m, errors.New("poison"))
+					}
+					seen[string(m.Value)]++
+				}
+				return nil
+			}
+			app := start(t, s.app(t, mechanism, securedUserPassword, ferry.RouteFunc(group, tp, fn,
+				ferry.DeadLetter(dlq), ferry.MaxRetries(1), ferry.Retry(ferry.ConstantBackoff(20*time.Millisecond))))...)
+			dead := readAll(t, s.Cluster, dlq, 1)
+			if err := ferrytest.WaitFor(ctxFor(t, 20*time.Second), func() bool {
+				got, _ := s.Committed(ctxFor(t, 5*time.Second), group, tp)
+				return got[0] == 10
+			}); err != nil {
+				t.Fatal("offsets never committed past the poison message")
+			}
+			if err := app.stop(t); err != nil {
+				t.Fatal(err)
+			}
+			if len(dead) != 1 || string(dead[0].Value) != "3" || header(dead[0], ferry.HeaderOriginalOffset) != "3" {
+				t.Fatalf("dead letters %v, want the message at offset 3", values(dead))
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for i := range 10 {
+				if want := strconv.Itoa(i); i != 3 && seen[want] == 0 {
+					t.Errorf("message %s never consumed", want)
+				}
+			}
+		})
+	}
+}
+
+// T1, S3: an exactly-once round over SASL_SSL, with SCRAM-SHA-512 and with
+// PLAIN: the transactional producer authenticates too, each input has one
+// committed output and the input offsets are committed.
+func TestSecuredExactlyOnce(t *testing.T) {
+	s := securedCluster(t)
+	for _, mechanism := range []string{"SCRAM-SHA-512", "PLAIN"} {
+		t.Run(mechanism, func(t *testing.T) {
+			in, out := s.topic(t, 1, true), s.topic(t, 1, true)
+			produceN(t, s.Cluster, in, 0, 30)
+			group := ferrytest.UniqueName(securedPrefix + "g")
+			app := start(t, s.app(t, mechanism, securedUserPassword,
+				ferry.TransactionalID(ferrytest.UniqueName(securedPrefix+"txn")),
+				ferry.RouteFunc(group, in, copier(out, nil), ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(10)))...)
+			waitOutputs(t, s.Cluster, out, 30)
+			if err := app.stop(t); err != nil {
+				t.Fatal(err)
+			}
+			checkExactlyOnce(t, committedOutputs(t, s.Cluster, out), 1, 30)
+			committed, err := s.Committed(ctxFor(t, 10*time.Second), group, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if committed[0] != 30 {
+				t.Errorf("input offset committed %v, want 30", committed)
+			}
+		})
+	}
+}
+
+// runRefused runs an app that the cluster turns away and returns Run's
+// error, how long Run took, and the log.
+func runRefused(t *testing.T, opts ...ferry.Option) (error, time.Duration, string) {
+	t.Helper()
+	log, sink := testLogger(t)
+	app, err := ferry.New(append(opts, ferry.Logger(log), ferry.ConnectTimeout(10*time.Second))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	err = app.Run(ctxFor(t, 60*time.Second))
+	return err, time.Since(began), sink.String()
+}
+
+// checkPrompt checks that a refusal came before ConnectTimeout (10 s), was
+// not retried, and left nothing committed.
+func checkPrompt(t *testing.T, s *secured, took time.Duration, log, group, tp string) {
+	t.Helper()
+	if took >= 10*time.Second {
+		t.Errorf("Run took %s, want well within ConnectTimeout (10s)", took)
+	}
+	if strings.Contains(log, "retrying") {
+		t.Errorf("a refusal was retried:\n%s", log)
+	}
+	if got, _ := s.Committed(ctxFor(t, 10*time.Second), group, tp); len(got) != 0 {
+		t.Errorf("committed %v, want nothing", got)
+	}
+}
+
+// T2: a wrong password fails Run at once with an error wrapping
+// ErrAuthentication that names the mechanism, for each mechanism.
+func TestSecuredWrongPassword(t *testing.T) {
+	s := securedCluster(t)
+	tp := s.topic(t, 1, true)
+	produceN(t, s.Cluster, tp, 0, 3)
+	for _, mechanism := range []string{"SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"} {
+		t.Run(mechanism, func(t *testing.T) {
+			group := ferrytest.UniqueName(securedPrefix + "g")
+			err, took, log := runRefused(t, s.app(t, mechanism, "wrong", ferry.RouteFunc(group, tp, nopConsume))...)
+			if !errors.Is(err, ferry.ErrAuthentication) || errors.Is(err, ferry.ErrUnreachable) {
+				t.Fatalf("Run returned %v, want an error wrapping ErrAuthentication only", err)
+			}
+			if !strings.Contains(err.Error(), mechanism) {
+				t.Errorf("error %q does not name the mechanism %s", err, mechanism)
+			}
+			checkPrompt(t, s, took, log, group, tp)
+		})
+	}
+}
+
+// T2: brokers whose certificate is signed by a CA the app does not trust,
+// or an app that speaks plaintext to a TLS listener, fail Run at once with
+// an error wrapping ErrTLS.
+func TestSecuredTLSRefused(t *testing.T) {
+	s := securedCluster(t)
+	tp := s.topic(t, 1, true)
+	for _, tt := range []struct {
+		name string
+		tls  ferry.Option
+	}{
+		{"unknown CA", ferry.TLS(&tls.Config{MinVersion: tls.VersionTLS12})}, // the system's roots only
+		{"plaintext", ferry.TLS(nil)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			group := ferrytest.UniqueName(securedPrefix + "g")
+			opts := append(s.app(t, "SCRAM-SHA-512", securedUserPassword, ferry.RouteFunc(group, tp, nopConsume)), tt.tls)
+			err, took, log := runRefused(t, opts...)
+			if !errors.Is(err, ferry.ErrTLS) || errors.Is(err, ferry.ErrUnreachable) {
+				t.Fatalf("Run returned %v, want an error wrapping ErrTLS only", err)
+			}
+			if !strings.Contains(err.Error(), "TLS") {
+				t.Errorf("error %q does not say TLS", err)
+			}
+			checkPrompt(t, s, took, log, group, tp)
+		})
+	}
+}
+
+// T3: an ACL that denies the app its topic or its consumer group fails Run
+// with an error wrapping ErrNotAuthorized that names the resource; nothing
+// is consumed or committed.
+func TestSecuredDeniedACL(t *testing.T) {
+	s := securedCluster(t)
+	allowed, denied := s.topic(t, 1, true), s.topic(t, 1, false)
+	produceN(t, s.Cluster, allowed, 0, 3)
+	produceN(t, s.Cluster, denied, 0, 3)
+	for _, tt := range []struct {
+		name, group, topic, names string
+	}{
+		{"topic", ferrytest.UniqueName(securedPrefix + "g"), denied, `topic "` + denied + `"`},
+		{"group", ferrytest.UniqueName("denied-g"), allowed, `consumer group "`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := newRecorder()
+			err, took, log := runRefused(t, s.app(t, "SCRAM-SHA-512", securedUserPassword,
+				ferry.RouteFunc(tt.group, tt.topic, rec.fn()))...)
+			if !errors.Is(err, ferry.ErrNotAuthorized) {
+				t.Fatalf("Run returned %v, want an error wrapping ErrNotAuthorized", err)
+			}
+			if !strings.Contains(err.Error(), tt.names) {
+				t.Errorf("error %q does not name the %s (%s)", err, tt.name, tt.names)
+			}
+			if n := rec.distinct(tt.topic); n != 0 {
+				t.Errorf("consumed %d messages", n)
+			}
+			checkPrompt(t, s, took, log, tt.group, tt.topic)
+		})
+	}
+}
+
+// T1, O2: TLS and SASL settings that cannot work are errors from New,
+// wrapping ErrInvalidConfig; an option replaces what the environment says.
+func TestSecuritySettingsValidated(t *testing.T) {
+	route := ferry.RouteFunc("g", "t", nopConsume)
+	broker := ferry.Brokers("127.0.0.1:1")
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		opts []ferry.Option
+		want string // in the error; "" for none
+	}{
+		{name: "unknown mechanism in the environment", env: map[string]string{"FERRY_SASL_MECHANISM": "GSSAPI", "FERRY_SASL_USERNAME": "u"}, want: "GSSAPI"},
+		{name: "an option replaces the environment's mechanism", env: map[string]string{"FERRY_SASL_MECHANISM": "GSSAPI"},
+			opts: []ferry.Option{ferry.SASLScramSHA512("u", "p")}},
+		{name: "missing CA file in the environment", env: map[string]string{"FERRY_TLS_CA": "/nonexistent/ca.pem"}, want: "/nonexistent/ca.pem"},
+		{name: "an option replaces the environment's TLS", env: map[string]string{"FERRY_TLS_CA": "/nonexistent/ca.pem"},
+			opts: []ferry.Option{ferry.TLS(nil)}},
+		{name: "TLSFiles with a missing file", opts: []ferry.Option{ferry.TLSFiles("/nonexistent/ca.pem", "", "")}, want: "/nonexistent/ca.pem"},
+		{name: "SASLPlain without a user", opts: []ferry.Option{ferry.SASLPlain("", "p")}, want: "empty user name"},
+		{name: "SASLOAuthBearer(nil)", opts: []ferry.Option{ferry.SASLOAuthBearer(nil)}, want: "nil token function"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			_, err := ferry.New(append([]ferry.Option{broker, route}, tt.opts...)...)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("New: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, ferry.ErrInvalidConfig) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("New returned %v, want an ErrInvalidConfig saying %q", err, tt.want)
+			}
+		})
+	}
+}
