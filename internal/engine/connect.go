@@ -140,7 +140,9 @@ func turnedAway(cl *kgo.Client, brokers []string, err error) error {
 		return fmt.Errorf("%w: %s to %v: %w", ErrAuthentication, saslDesc, brokers, err)
 	case errors.As(err, &verify), errors.As(err, &unknownCA), errors.As(err, &hostname),
 		errors.As(err, &invalid), errors.As(err, &header), errors.As(err, &alert),
-		errors.As(err, &firstEOF):
+		errors.As(err, &firstEOF),
+		// kgo's only sign of plaintext spoken to a TLS listener:
+		strings.Contains(err.Error(), "plaintext connection speaking to a tls endpoint"):
 		return fmt.Errorf("%w: %s to %v: %w", ErrTLS, tlsDesc, brokers, err)
 	}
 	return nil
