@@ -19,7 +19,18 @@ const (
 	HeaderError             = "ferry-error"
 	HeaderAttempts          = "ferry-attempts"
 	HeaderFailedAt          = "ferry-failed-at" // RFC 3339, UTC
+	// HeaderOmitted marks a dead letter too large for its dead-letter topic
+	// (E5): ferry parked it without its value ("value (N bytes)"), or with
+	// ferry's headers alone ("key (N bytes), value (N bytes), headers
+	// (N)"). The message itself stays in its topic at the offset named.
+	HeaderOmitted = engine.HeaderOmitted
 )
+
+// ErrMessageTooLarge is the error of a record larger than its topic accepts
+// (its max.message.bytes): producing it can never succeed as it is (E5).
+// Batch.Produce and Claim.DeadLetter return errors wrapping it that name the
+// record's size and the topic's limit.
+var ErrMessageTooLarge = engine.ErrMessageTooLarge
 
 // MessageError names the message of a batch that failed. Return it (or wrap
 // it) from Consume: the messages before it count as processed and are
@@ -60,6 +71,7 @@ func MaxRetries(n int) TopicOption {
 type producer struct {
 	brokers []string
 	opts    []kgo.Opt
+	limits  *engine.TopicLimits // each topic's max.message.bytes (E5), shared with the groups
 	mu      sync.Mutex
 	cl      *kgo.Client
 }
@@ -70,7 +82,10 @@ func (p *producer) client() (*kgo.Client, error) {
 	if p.cl != nil {
 		return p.cl, nil
 	}
-	opts := append(append([]kgo.Opt(nil), p.opts...),
+	// E5: batches sized by each topic's max.message.bytes, before the
+	// user's options so that their ProducerBatchMaxBytes wins.
+	opts := append([]kgo.Opt{p.limits.ProducerOpt()}, p.opts...)
+	opts = append(opts,
 		kgo.SeedBrokers(p.brokers...),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(0),
@@ -93,13 +108,15 @@ func (p *producer) close() {
 	}
 }
 
-// produce writes recs and waits for their acks.
+// produce writes recs and waits for their acks. A record larger than its
+// topic accepts fails with an error wrapping ErrMessageTooLarge that names
+// the limit.
 func (p *producer) produce(ctx context.Context, recs ...*kgo.Record) error {
 	cl, err := p.client()
 	if err != nil {
 		return err
 	}
-	return cl.ProduceSync(ctx, recs...).FirstErr()
+	return p.limits.ProduceSync(ctx, cl, recs...)
 }
 
 // deadLetterRecord returns the engine's builder of dead letters for one

@@ -101,7 +101,8 @@ func New(opts ...Option) (*App, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, producer: &producer{brokers: cfg.brokers, opts: cfg.kgoOpts()}}
+	limits := engine.NewTopicLimits()
+	a := &App{cfg: cfg, producer: &producer{brokers: cfg.brokers, opts: cfg.kgoOpts(), limits: limits}}
 	slots := make(chan struct{}, cfg.concurrency)
 	onEvent := subscribers(cfg.onEvent)
 	byName := make(map[string]*engine.Group)
@@ -122,6 +123,7 @@ func New(opts ...Option) (*App, error) {
 				ClientOpts:      cfg.kgoOpts(),
 				OnEvent:         onEvent,
 				Produce:         a.producer.produce,
+				Limits:          limits,
 			}
 			if r.cfg.delivery == ExactlyOnce {
 				g.Txn = &engine.Txn{ID: cfg.transactionalID + "-" + r.group, Batches: r.cfg.txnBatches, Interval: r.cfg.txnInterval}

@@ -131,7 +131,20 @@ func UniqueName(prefix string) string {
 
 // CreateTopic creates a topic and waits until it is usable.
 func (c *Cluster) CreateTopic(ctx context.Context, name string, partitions int32) error {
-	resp, err := c.admin.CreateTopic(ctx, partitions, 1, nil, name)
+	return c.CreateTopicWithConfigs(ctx, name, partitions, nil)
+}
+
+// CreateTopicWithConfigs creates a topic with topic-level configuration
+// (say, "max.message.bytes") and waits until it is usable.
+func (c *Cluster) CreateTopicWithConfigs(ctx context.Context, name string, partitions int32, configs map[string]string) error {
+	var cfg map[string]*string
+	for k, v := range configs {
+		if cfg == nil {
+			cfg = make(map[string]*string)
+		}
+		cfg[k] = &v
+	}
+	resp, err := c.admin.CreateTopic(ctx, partitions, 1, cfg, name)
 	if err != nil {
 		return fmt.Errorf("ferrytest: create topic %q: %w", name, err)
 	}

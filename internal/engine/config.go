@@ -139,8 +139,12 @@ type Group struct {
 	// (X1); nil costs one check per unit of work.
 	OnEvent func(event.Event)
 	// Produce writes records outside transactions (dead letters, and
-	// Batch.Produce of non-transactional topics), waiting for the acks.
+	// Batch.Produce of non-transactional topics), waiting for the acks. A
+	// record too large for its topic fails with ErrMessageTooLarge.
 	Produce func(ctx context.Context, recs ...*kgo.Record) error
+	// Limits sizes the record batches of the group's transactional
+	// producer by each topic's max.message.bytes (E5); nil for none.
+	Limits *TopicLimits
 	// Txn, if set, makes the group exactly-once: it runs in transactions.
 	Txn *Txn
 

@@ -34,6 +34,7 @@ type group struct {
 	sess   *kgo.GroupTransactSession // exactly-once groups only, set with cl
 	eos    bool                      // an exactly-once group: fixed before the client starts
 	txn    *txnState
+	limits *TopicLimits // topics' max.message.bytes for the transactional producer (E5)
 	slots  chan struct{}
 	clock  Clock
 	runCtx context.Context
@@ -103,6 +104,7 @@ func Run(ctx context.Context, cfg *Group) error {
 		cfg:       cfg,
 		eos:       cfg.Txn != nil,
 		txn:       &txnState{},
+		limits:    cfg.Limits,
 		log:       cfg.Logger.With("group", cfg.Name),
 		slots:     cfg.Slots,
 		clock:     cfg.Clock,
@@ -111,6 +113,9 @@ func Run(ctx context.Context, cfg *Group) error {
 		commitNow: make(chan struct{}, 1),
 		room:      make(chan struct{}, 1),
 		seekCh:    make(chan struct{}, 1),
+	}
+	if g.limits == nil {
+		g.limits = NewTopicLimits()
 	}
 	topics := make([]string, 0, len(cfg.Topics))
 	for name := range cfg.Topics {
@@ -133,6 +138,9 @@ func Run(ctx context.Context, cfg *Group) error {
 		// up to 5 s — a whole transaction stalled (measured: one 4.9 s
 		// flush in 16 rounds on a busy broker).
 		opts = append(opts, kgo.MetadataMinAge(250*time.Millisecond))
+		// E5: what the topic accepts, the producer accepts (before
+		// ClientOpts, so a user's ProducerBatchMaxBytes wins).
+		opts = append(opts, g.limits.ProducerOpt())
 	}
 	opts = append(opts, cfg.ClientOpts...)
 	opts = append(opts,

@@ -724,14 +724,55 @@ func (p *Partition) DeadLetter(ctx context.Context, r *kgo.Record, cause error) 
 
 // dispatch produces the dead letter for r and waits for it: inside the
 // transaction in an exactly-once group (E1), else through the app's producer.
+//
+// A dead letter larger than the dead-letter topic accepts can never be
+// produced as it is (E5): ferry then parks a reference to the message — the
+// dead letter without its value, or if that is still too large, ferry's
+// headers alone — with HeaderOmitted saying what was left out. The message
+// itself stays in its topic at the offset the headers name.
 func (p *Partition) dispatch(ctx context.Context, r *kgo.Record, cause error, attempts int) error {
 	out := p.topic.DeadLetterRecord(r, cause, attempts)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if p.g.eos {
-		return p.g.cl.ProduceSync(ctx, out).FirstErr()
+	err := p.produceOne(ctx, out)
+	if !errors.Is(err, ErrMessageTooLarge) {
+		return err
 	}
-	return p.g.cfg.Produce(ctx, out)
+	p.log.Error("ferry: dead letter larger than its topic accepts; parking a reference to the message, without its value",
+		"offset", r.Offset, "dead_letter_topic", out.Topic, "err", err)
+	ref := *out
+	ref.Value = nil
+	ref.Headers = append(append([]kgo.RecordHeader(nil), out.Headers...),
+		kgo.RecordHeader{Key: HeaderOmitted, Value: []byte(fmt.Sprintf("value (%d bytes)", len(r.Value)))})
+	if err = p.produceOne(ctx, &ref); !errors.Is(err, ErrMessageTooLarge) {
+		return err
+	}
+	ref.Key = nil
+	ref.Headers = append(ownHeaders(out.Headers, len(r.Headers)),
+		kgo.RecordHeader{Key: HeaderOmitted, Value: []byte(fmt.Sprintf("key (%d bytes), value (%d bytes), headers (%d)", len(r.Key), len(r.Value), len(r.Headers)))})
+	return p.produceOne(ctx, &ref)
+}
+
+// HeaderOmitted is the header of a dead letter that had to leave parts of
+// the message out to fit its topic (E5): it says which, and their sizes.
+const HeaderOmitted = "ferry-omitted"
+
+// ownHeaders returns the headers ferry added to a dead letter: those after
+// the original message's n headers.
+func ownHeaders(h []kgo.RecordHeader, n int) []kgo.RecordHeader {
+	if n > len(h) {
+		n = len(h)
+	}
+	return append([]kgo.RecordHeader(nil), h[n:]...)
+}
+
+// produceOne writes one record and waits: inside the transaction in an
+// exactly-once group, else through the app's producer.
+func (p *Partition) produceOne(ctx context.Context, r *kgo.Record) error {
+	if p.g.eos {
+		return p.g.limits.ProduceSync(ctx, p.g.cl, r)
+	}
+	return p.g.cfg.Produce(ctx, r)
 }
 
 // Produce writes records for the consumer: in an exactly-once group into

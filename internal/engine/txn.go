@@ -526,10 +526,11 @@ func (p *Partition) isStopping() bool {
 // round. Only a record the client refuses at once is reported here.
 func (g *group) produceTxn(ctx context.Context, recs ...*kgo.Record) error {
 	round := g.txn.current()
+	g.limits.Learn(ctx, g.cl, recs...)
 	for _, r := range recs {
-		g.cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+		g.cl.Produce(ctx, r, func(r *kgo.Record, err error) {
 			if err != nil {
-				g.txn.fail(round, err)
+				g.txn.fail(round, g.limits.Explain(r, err))
 			}
 		})
 	}

@@ -1,0 +1,130 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// ErrMessageTooLarge is the error of a record larger than its topic accepts:
+// producing it can never succeed as it is (E5).
+var ErrMessageTooLarge = errors.New("ferry: message larger than its topic accepts")
+
+const (
+	// defaultBatchMaxBytes caps a record batch while a topic's limit is
+	// unknown: franz-go's default, Kafka's historical max.message.bytes.
+	defaultBatchMaxBytes = 1_000_012
+	// maxBatchMaxBytes caps what ferry's producers write in one batch
+	// whatever a topic allows: franz-go's BrokerMaxWriteBytes default and
+	// Kafka's socket.request.max.bytes default (100 MiB).
+	maxBatchMaxBytes = 100 << 20
+)
+
+// TopicLimits learns the max.message.bytes of the topics ferry's producers
+// write to, so that a dead letter or a produced record as large as the topic
+// accepts is accepted by the producer too: franz-go otherwise caps every
+// record batch at about 1 MB whatever the topic allows. One TopicLimits
+// serves every producing client of an App.
+type TopicLimits struct {
+	mu    sync.RWMutex
+	bytes map[string]int32 // topic → max.message.bytes, capped
+}
+
+// NewTopicLimits returns limits that know no topic yet.
+func NewTopicLimits() *TopicLimits { return &TopicLimits{bytes: make(map[string]int32)} }
+
+// ProducerOpt sizes a client's record batches per topic by its limit. kgo
+// asks once per partition, when it first produces to it: Learn before that.
+func (l *TopicLimits) ProducerOpt() kgo.Opt {
+	return kgo.ProducerBatchMaxBytesFn(l.batchMaxBytes)
+}
+
+func (l *TopicLimits) batchMaxBytes(topic string) int32 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if n, ok := l.bytes[topic]; ok {
+		return n
+	}
+	return defaultBatchMaxBytes
+}
+
+// known reports whether topic's limit was learned.
+func (l *TopicLimits) known(topic string) (int32, bool) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	n, ok := l.bytes[topic]
+	return n, ok
+}
+
+// Learn describes the configuration of the topics of recs whose limit is not
+// known yet. A topic that cannot be described (missing, or not allowed) is
+// left unknown: its batches keep the default cap, and a later call tries
+// again.
+func (l *TopicLimits) Learn(ctx context.Context, cl *kgo.Client, recs ...*kgo.Record) {
+	var unknown []string
+	for _, r := range recs {
+		if _, ok := l.known(r.Topic); !ok && !slices.Contains(unknown, r.Topic) {
+			unknown = append(unknown, r.Topic)
+		}
+	}
+	if len(unknown) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	configs, err := kadm.NewClient(cl).DescribeTopicConfigs(ctx, unknown...)
+	if err != nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, rc := range configs {
+		if rc.Err != nil {
+			continue
+		}
+		for _, c := range rc.Configs {
+			if c.Key != "max.message.bytes" || c.Value == nil {
+				continue
+			}
+			if n, err := strconv.ParseInt(*c.Value, 10, 64); err == nil && n > 0 {
+				l.bytes[rc.Name] = int32(min(max(n, 512), maxBatchMaxBytes))
+			}
+		}
+	}
+}
+
+// ProduceSync learns the limits of recs' topics, produces recs and waits for
+// their acks. A record too large for its topic fails with an error wrapping
+// ErrMessageTooLarge that names the limit.
+func (l *TopicLimits) ProduceSync(ctx context.Context, cl *kgo.Client, recs ...*kgo.Record) error {
+	l.Learn(ctx, cl, recs...)
+	for _, res := range cl.ProduceSync(ctx, recs...) {
+		if res.Err != nil {
+			return l.Explain(res.Record, res.Err)
+		}
+	}
+	return nil
+}
+
+// Explain turns franz-go's or the broker's MESSAGE_TOO_LARGE for r into an
+// error wrapping ErrMessageTooLarge that names the record's size and the
+// topic's limit; other errors are returned as they are.
+func (l *TopicLimits) Explain(r *kgo.Record, err error) error {
+	if !errors.Is(err, kerr.MessageTooLarge) && !errors.Is(err, kerr.RecordListTooLarge) {
+		return err
+	}
+	limit := "unknown"
+	if n, ok := l.known(r.Topic); ok {
+		limit = strconv.Itoa(int(n)) + " bytes"
+	}
+	return fmt.Errorf("%w: a record of %d bytes for topic %q, whose max.message.bytes is %s (%w)",
+		ErrMessageTooLarge, recordSize(r), r.Topic, limit, err)
+}
