@@ -52,7 +52,10 @@ var ErrNoDeadLetter = engine.ErrNoDeadLetter
 // produced to it — key, value and headers kept, plus headers naming its
 // origin, the error, the attempt count and the time — and then marked, and
 // the partition moves on. If the dispatch fails the message stays unmarked
-// and is retried (E4). The dead-letter topic must exist.
+// and is retried (E4). The dead-letter topic must exist. A dead letter
+// larger than the dead-letter topic's max.message.bytes is parked without
+// its value (HeaderOmitted says so) and the error naming the limit is logged
+// (E5).
 func DeadLetter(topic string) TopicOption {
 	return func(t *topicConfig) { t.deadLetter = topic }
 }
