@@ -8,51 +8,37 @@ import (
 	"time"
 
 	"github.com/ferrykit/ferry"
-	"github.com/ferrykit/ferry/ferrytest"
 )
 
 // S1: at-most-once commits a batch's offsets before Consume sees it, so an
 // error mid-batch skips the rest of the batch for good.
 func TestAtMostOnceSkipsRestOfFailedBatch(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	produceN(t, c, tp, 0, 30)
-	group := ferrytest.UniqueName("g")
+	s := newScenario(t, cluster(t), 1)
+	s.produce(0, 30)
 	var mu sync.Mutex
-	seen := map[int64]int{}
+	processed := map[int64]int{}
 	var problems []string
 	fn := func(ctx context.Context, b *ferry.Batch) error {
 		// The whole batch is already committed when Consume starts.
-		got, err := c.Committed(ctx, group, tp)
+		got, err := s.c.Committed(ctx, s.group, s.topic)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil || got[0] != b.Last().Offset+1 {
 			problems = append(problems, "batch not committed before Consume")
 		}
 		for _, m := range b.Messages {
-			seen[m.Offset]++
+			processed[m.Offset]++
 			if m.Offset == 15 {
 				return errors.New("fails at 15")
 			}
 		}
 		return nil
 	}
-	rec := newRecorder()
-	app := start(t, opts(t, c, ferry.RouteFunc(group, tp, func(ctx context.Context, b *ferry.Batch) error {
-		rec.record(b)
-		return fn(ctx, b)
-	}, ferry.WithDelivery(ferry.AtMostOnce), ferry.MaxMessages(10)))...)
-	if err := ferrytest.WaitFor(ctxFor(t, 20*time.Second), func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return seen[29] > 0
-	}); err != nil {
-		t.Fatal("never reached the last message")
-	}
+	app := s.start(s.route(s.recordThen(fn), ferry.WithDelivery(ferry.AtMostOnce), ferry.MaxMessages(10)))
+	s.waitUntil("reached the last message", func() bool { return s.rec.times(s.topic, 0, 29) > 0 })
 	time.Sleep(300 * time.Millisecond) // a redelivery, if any, would show up now
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	s.stop(app)
+
 	mu.Lock()
 	defer mu.Unlock()
 	for _, p := range problems {
@@ -63,56 +49,45 @@ func TestAtMostOnceSkipsRestOfFailedBatch(t *testing.T) {
 		if o > 15 && o < 20 {
 			want = 0 // the rest of the failed batch: lost, never redelivered
 		}
-		if seen[o] != want {
-			t.Errorf("offset %d processed %d times, want %d", o, seen[o], want)
+		if processed[o] != want {
+			t.Errorf("offset %d processed %d times, want %d", o, processed[o], want)
 		}
 	}
-	if d := rec.duplicates(tp); d != 0 {
+	if d := s.rec.duplicates(s.topic); d != 0 {
 		t.Errorf("%d redeliveries under at-most-once, want 0", d)
 	}
 }
 
 // S1: the per-message variant commits each message before processing it.
 func TestAtMostOncePerMessage(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	produceN(t, c, tp, 0, 8)
-	group := ferrytest.UniqueName("g")
+	s := newScenario(t, cluster(t), 1)
+	s.produce(0, 8)
 	var mu sync.Mutex
-	var sizes []int
 	var problems []string
 	fn := func(ctx context.Context, b *ferry.Batch) error {
-		got, err := c.Committed(ctx, group, tp)
-		mu.Lock()
-		defer mu.Unlock()
-		sizes = append(sizes, len(b.Messages))
+		got, err := s.c.Committed(ctx, s.group, s.topic)
 		if err != nil || got[0] != b.Messages[0].Offset+1 {
+			mu.Lock()
 			problems = append(problems, "message not committed before processing")
+			mu.Unlock()
 		}
 		if b.Messages[0].Offset == 3 {
 			return errors.New("fails at 3")
 		}
 		return nil
 	}
-	app := start(t, opts(t, c, ferry.RouteFunc(group, tp, fn, ferry.WithDelivery(ferry.AtMostOncePerMessage)))...)
-	if err := ferrytest.WaitFor(ctxFor(t, 20*time.Second), func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(sizes) == 8
-	}); err != nil {
-		t.Fatal("not every message was delivered once")
-	}
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	app := s.start(s.route(s.recordThen(fn), ferry.WithDelivery(ferry.AtMostOncePerMessage)))
+	s.waitUntil("delivered every message once", func() bool { return len(s.rec.snapshot()) == 8 })
+	s.stop(app)
+
 	mu.Lock()
 	defer mu.Unlock()
 	for _, p := range problems {
 		t.Error(p)
 	}
-	for _, n := range sizes {
-		if n != 1 {
-			t.Fatalf("batch sizes %v, want one message each", sizes)
+	for _, b := range s.rec.snapshot() {
+		if len(b.offsets) != 1 {
+			t.Fatalf("a batch of %d messages, want one message each", len(b.offsets))
 		}
 	}
 }

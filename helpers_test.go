@@ -155,6 +155,13 @@ func (r *recorder) duplicates(topic string) int {
 	return n
 }
 
+// times reports how often one offset was delivered.
+func (r *recorder) times(topic string, partition int32, offset int64) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.seen[topic][partition][offset]
+}
+
 func (r *recorder) snapshot() []delivery {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -1,6 +1,7 @@
 package ferry_test
 
 import (
+	"context"
 	"maps"
 	"testing"
 	"time"
@@ -80,6 +81,23 @@ func (s *scenario) stop(app *running) {
 func (s *scenario) waitSeen(n int) {
 	s.t.Helper()
 	s.rec.waitDistinct(s.t, s.topic, n, 30*time.Second)
+}
+
+// waitUntil waits up to 30 s until cond holds, failing the test with "never
+// " + what otherwise.
+func (s *scenario) waitUntil(what string, cond func() bool) {
+	s.t.Helper()
+	if err := ferrytest.WaitFor(ctxFor(s.t, 30*time.Second), cond); err != nil {
+		s.t.Fatal("never " + what)
+	}
+}
+
+// recordThen returns a consumer that records each batch, then runs fn.
+func (s *scenario) recordThen(fn ferry.ConsumerFunc) ferry.ConsumerFunc {
+	return func(ctx context.Context, b *ferry.Batch) error {
+		s.rec.record(b)
+		return fn(ctx, b)
+	}
 }
 
 // committed returns the group's committed offsets of the topic now.
