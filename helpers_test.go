@@ -162,6 +162,18 @@ func (r *recorder) times(topic string, partition int32, offset int64) int {
 	return r.seen[topic][partition][offset]
 }
 
+// sawAttempt reports whether some batch was delivered with Attempt n.
+func (r *recorder) sawAttempt(n int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, d := range r.batches {
+		if d.attempt == n {
+			return true
+		}
+	}
+	return false
+}
+
 func (r *recorder) snapshot() []delivery {
 	r.mu.Lock()
 	defer r.mu.Unlock()
