@@ -92,6 +92,17 @@ func (s *scenario) waitUntil(what string, cond func() bool) {
 	}
 }
 
+// waitClosed waits up to 30 s until ch is closed, failing the test with
+// "never " + what otherwise.
+func (s *scenario) waitClosed(what string, ch <-chan struct{}) {
+	s.t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(30 * time.Second):
+		s.t.Fatal("never " + what)
+	}
+}
+
 // recordThen returns a consumer that records each batch, then runs fn.
 func (s *scenario) recordThen(fn ferry.ConsumerFunc) ferry.ConsumerFunc {
 	return func(ctx context.Context, b *ferry.Batch) error {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/ferrykit/ferry"
-	"github.com/ferrykit/ferry/ferrytest"
 )
 
 // shutdownConsumer blocks in one batch until released, and marks in its
@@ -43,18 +42,12 @@ func (s *shutdownConsumer) Shutdown(context.Context) error {
 // context, runs Shutdown hooks, commits what finished and returns nil; the
 // next member of the group starts right after it.
 func TestShutdownDrainsInFlightWork(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	produceN(t, c, tp, 0, 30)
-	group := ferrytest.UniqueName("g")
+	s := newScenario(t, cluster(t), 1)
+	s.produce(0, 30)
 	sc := &shutdownConsumer{inFlight: make(chan struct{}), release: make(chan struct{})}
 	newConsumer := func(claim *ferry.Claim) ferry.Consumer { sc.claim = claim; return sc }
-	app := start(t, opts(t, c, ferry.Route(group, tp, newConsumer, ferry.MaxMessages(10)))...)
-	select {
-	case <-sc.inFlight:
-	case <-time.After(20 * time.Second):
-		t.Fatal("first batch never started")
-	}
+	app := s.start(s.routeTo(newConsumer, ferry.MaxMessages(10)))
+	s.waitClosed("started the first batch", sc.inFlight)
 	stopped := make(chan error, 1)
 	go func() { stopped <- app.stop(t) }()
 	time.Sleep(300 * time.Millisecond)
@@ -73,22 +66,14 @@ func TestShutdownDrainsInFlightWork(t *testing.T) {
 	if !sc.shutdownOK.Load() {
 		t.Error("MarkAsConsumed in the Shutdown hook returned false")
 	}
-	got, err := c.Committed(ctxFor(t, 10*time.Second), group, tp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got[0] != 10 {
-		t.Errorf("committed %v, want 10: the in-flight batch finished, nothing after it ran", got)
-	}
+	// The in-flight batch finished, nothing after it ran.
+	s.wantCommitted(map[int32]int64{0: 10})
 
 	// A restart continues right after the committed batch.
-	rec := newRecorder()
-	again := start(t, opts(t, c, ferry.RouteFunc(group, tp, rec.fn()))...)
-	rec.waitDistinct(t, tp, 20, 20*time.Second)
-	if err := again.stop(t); err != nil {
-		t.Fatal(err)
-	}
-	if first := rec.snapshot()[0].offsets[0]; first != 10 {
+	again := s.start(s.route(s.rec.fn()))
+	s.waitSeen(20)
+	s.stop(again)
+	if first := s.rec.snapshot()[0].offsets[0]; first != 10 {
 		t.Errorf("restart began at offset %d, want 10", first)
 	}
 }
@@ -96,10 +81,8 @@ func TestShutdownDrainsInFlightWork(t *testing.T) {
 // A4: work that outlives ShutdownTimeout makes Run return an error wrapping
 // ErrShutdownTimeout, and is not committed.
 func TestShutdownTimeout(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	produceN(t, c, tp, 0, 20)
-	group := ferrytest.UniqueName("g")
+	s := newScenario(t, cluster(t), 1)
+	s.produce(0, 20)
 	stuck := make(chan struct{})
 	release := make(chan struct{})
 	defer close(release)
@@ -114,13 +97,8 @@ func TestShutdownTimeout(t *testing.T) {
 		}
 		return nil
 	}
-	app := start(t, opts(t, c, ferry.ShutdownTimeout(time.Second),
-		ferry.RouteFunc(group, tp, fn, ferry.MaxMessages(10)))...)
-	select {
-	case <-stuck:
-	case <-time.After(20 * time.Second):
-		t.Fatal("second batch never started")
-	}
+	app := s.start(ferry.ShutdownTimeout(time.Second), s.route(fn, ferry.MaxMessages(10)))
+	s.waitClosed("started the second batch", stuck)
 	time.Sleep(400 * time.Millisecond) // the first batch's mark reaches a periodic commit
 	began := time.Now()
 	err := app.stop(t)
@@ -131,8 +109,5 @@ func TestShutdownTimeout(t *testing.T) {
 	if took < time.Second || took > 8*time.Second {
 		t.Errorf("Run returned after %s, want about the 1s timeout", took)
 	}
-	got, _ := c.Committed(ctxFor(t, 10*time.Second), group, tp)
-	if got[0] != 10 {
-		t.Errorf("committed %v, want 10: the unfinished batch must not be committed", got)
-	}
+	s.wantCommitted(map[int32]int64{0: 10}) // the unfinished batch is not committed
 }
