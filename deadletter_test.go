@@ -56,18 +56,16 @@ func header(r *kgo.Record, key string) string {
 // headers kept and headers naming its origin, the error and the attempts;
 // the rest of the partition is processed and committed past it.
 func TestPoisonMessageGoesToDeadLetterTopic(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	dlq := topic(t, c, 1)
+	s := newScenario(t, cluster(t), 1)
+	dlq := topic(t, s.c, 1)
 	var recs []*kgo.Record
 	for i := range 10 {
 		recs = append(recs, &kgo.Record{Partition: 0, Key: []byte("k" + strconv.Itoa(i)), Value: []byte(strconv.Itoa(i)),
 			Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("t" + strconv.Itoa(i))}}})
 	}
-	if err := c.Produce(ctxFor(t, 10*time.Second), tp, recs...); err != nil {
+	if err := s.c.Produce(ctxFor(t, 10*time.Second), s.topic, recs...); err != nil {
 		t.Fatal(err)
 	}
-	group := ferrytest.UniqueName("g")
 	var mu sync.Mutex
 	attempts := 0
 	processed := map[string]int{}
@@ -83,18 +81,10 @@ func TestPoisonMessageGoesToDeadLetterTopic(t *testing.T) {
 		}
 		return nil
 	}
-	app := start(t, opts(t, c, ferry.RouteFunc(group, tp, fn, ferry.DeadLetter(dlq), ferry.MaxRetries(2),
-		ferry.Retry(ferry.ConstantBackoff(20*time.Millisecond))))...)
-	dead := readAll(t, c, dlq, 1)
-	if err := ferrytest.WaitFor(ctxFor(t, 10*time.Second), func() bool {
-		got, _ := c.Committed(ctxFor(t, 5*time.Second), group, tp)
-		return got[0] == 10
-	}); err != nil {
-		t.Fatal("offsets never committed past the poison message")
-	}
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	app := s.start(s.route(fn, ferry.DeadLetter(dlq), ferry.MaxRetries(2), ferry.Retry(ferry.ConstantBackoff(20*time.Millisecond))))
+	dead := readAll(t, s.c, dlq, 1)
+	s.waitCommitted(map[int32]int64{0: 10}) // past the poison message
+	s.stop(app)
 	if len(dead) != 1 {
 		t.Fatalf("%d messages in the dead-letter topic, want exactly the poison one", len(dead))
 	}
@@ -103,7 +93,7 @@ func TestPoisonMessageGoesToDeadLetterTopic(t *testing.T) {
 		t.Errorf("dead letter key %q value %q trace %q, want the original k5/5/t5", d.Key, d.Value, header(d, "trace"))
 	}
 	want := map[string]string{
-		ferry.HeaderOriginalTopic:     tp,
+		ferry.HeaderOriginalTopic:     s.topic,
 		ferry.HeaderOriginalPartition: "0",
 		ferry.HeaderOriginalOffset:    "5",
 		ferry.HeaderAttempts:          "3",
@@ -139,10 +129,9 @@ func TestPoisonMessageGoesToDeadLetterTopic(t *testing.T) {
 // E1 without FailedAt: the batch is blamed on its first unmarked message;
 // a consumer that marks per message sends only the failing message.
 func TestDeadLetterBlamesFirstUnmarkedMessage(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	dlq := topic(t, c, 1)
-	produceN(t, c, tp, 0, 6)
+	s := newScenario(t, cluster(t), 1)
+	dlq := topic(t, s.c, 1)
+	s.produce(0, 6)
 	fn := func(_ context.Context, b *ferry.Batch) error {
 		for _, m := range b.Messages {
 			if string(m.Value) == "3" {
@@ -152,12 +141,9 @@ func TestDeadLetterBlamesFirstUnmarkedMessage(t *testing.T) {
 		}
 		return nil
 	}
-	app := start(t, opts(t, c, ferry.RouteFunc(ferrytest.UniqueName("g"), tp, fn, ferry.ManualOffsets(),
-		ferry.DeadLetter(dlq), ferry.MaxRetries(0)))...)
-	dead := readAll(t, c, dlq, 1)
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	app := s.start(s.route(fn, ferry.ManualOffsets(), ferry.DeadLetter(dlq), ferry.MaxRetries(0)))
+	dead := readAll(t, s.c, dlq, 1)
+	s.stop(app)
 	if len(dead) != 1 || string(dead[0].Value) != "3" || header(dead[0], ferry.HeaderAttempts) != "1" {
 		t.Fatalf("dead letters %v, want only message 3 after 1 attempt", values(dead))
 	}
@@ -175,11 +161,9 @@ func values(rs []*kgo.Record) []string {
 // error, the message stays unmarked and is retried — nothing is lost; once
 // the topic exists the message is dispatched and the partition moves on.
 func TestMissingDeadLetterTopicLosesNothing(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 1)
+	s := newScenario(t, cluster(t), 1)
 	dlq := ferrytest.UniqueName("missing-dlq")
-	produceN(t, c, tp, 0, 4)
-	group := ferrytest.UniqueName("g")
+	s.produce(0, 4)
 	log, sink := testLogger(t)
 	var tries atomic.Int32
 	fn := func(_ context.Context, b *ferry.Batch) error {
@@ -191,36 +175,26 @@ func TestMissingDeadLetterTopicLosesNothing(t *testing.T) {
 		}
 		return nil
 	}
-	app := start(t, append(opts(t, c), ferry.Logger(log), ferry.RouteFunc(group, tp, fn,
-		ferry.DeadLetter(dlq), ferry.MaxRetries(0), ferry.Retry(ferry.ConstantBackoff(100*time.Millisecond))))...)
-	if err := ferrytest.WaitFor(ctxFor(t, 20*time.Second), func() bool {
+	app := s.start(ferry.Logger(log), s.route(fn, ferry.DeadLetter(dlq), ferry.MaxRetries(0),
+		ferry.Retry(ferry.ConstantBackoff(100*time.Millisecond))))
+	s.waitUntil("retried a failed dispatch", func() bool {
 		return tries.Load() >= 3 && strings.Contains(sink.String(), "dead-letter dispatch failed")
-	}); err != nil {
-		t.Fatalf("no failed dispatch retried; log:\n%s", sink.String())
-	}
+	})
 	if !strings.Contains(sink.String(), dlq) {
 		t.Errorf("log never names the missing dead-letter topic %s", dlq)
 	}
-	got, _ := c.Committed(ctxFor(t, 5*time.Second), group, tp)
-	if got[0] > 1 {
+	if got := s.committed(); got[0] > 1 {
 		t.Fatalf("committed %d while the poison message at 1 was not dispatched", got[0])
 	}
-	if err := c.CreateTopic(ctxFor(t, 10*time.Second), dlq, 1); err != nil {
+	if err := s.c.CreateTopic(ctxFor(t, 10*time.Second), dlq, 1); err != nil {
 		t.Fatal(err)
 	}
-	dead := readAll(t, c, dlq, 1)
+	dead := readAll(t, s.c, dlq, 1)
 	if len(dead) != 1 || string(dead[0].Value) != "1" {
 		t.Fatalf("dead letters %v, want [1]", values(dead))
 	}
-	if err := ferrytest.WaitFor(ctxFor(t, 10*time.Second), func() bool {
-		got, _ := c.Committed(ctxFor(t, 5*time.Second), group, tp)
-		return got[0] == 4
-	}); err != nil {
-		t.Fatal("never committed past the dead-lettered message")
-	}
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	s.waitCommitted(map[int32]int64{0: 4}) // past the dead-lettered message
+	s.stop(app)
 }
 
 type order struct {
@@ -232,15 +206,14 @@ type order struct {
 // dead-letter topic, without retries, and sees only the ones that decode; a
 // consumer may dead-letter a message itself.
 func TestTypedConsumerDeadLettersUndecodable(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	dlq := topic(t, c, 1)
+	s := newScenario(t, cluster(t), 1)
+	dlq := topic(t, s.c, 1)
 	payloads := []string{`{"id":1,"cents":100}`, `not json`, `{"id":3,"cents":300}`, `{"id":4,"cents":-5}`}
 	var recs []*kgo.Record
 	for _, p := range payloads {
 		recs = append(recs, &kgo.Record{Partition: 0, Value: []byte(p)})
 	}
-	if err := c.Produce(ctxFor(t, 10*time.Second), tp, recs...); err != nil {
+	if err := s.c.Produce(ctxFor(t, 10*time.Second), s.topic, recs...); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
@@ -261,18 +234,10 @@ func TestTypedConsumerDeadLettersUndecodable(t *testing.T) {
 		}
 		return nil
 	}
-	group := ferrytest.UniqueName("g")
-	app := start(t, opts(t, c, ferry.RouteFunc(group, tp, ferry.Typed(ferry.JSON[order](), handle), ferry.DeadLetter(dlq)))...)
-	dead := readAll(t, c, dlq, 2)
-	if err := ferrytest.WaitFor(ctxFor(t, 10*time.Second), func() bool {
-		got, _ := c.Committed(ctxFor(t, 5*time.Second), group, tp)
-		return got[0] == 4
-	}); err != nil {
-		t.Fatal("never committed")
-	}
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	app := s.start(s.route(ferry.Typed(ferry.JSON[order](), handle), ferry.DeadLetter(dlq)))
+	dead := readAll(t, s.c, dlq, 2)
+	s.waitCommitted(map[int32]int64{0: 4})
+	s.stop(app)
 	if len(dead) != 2 || string(dead[0].Value) != "not json" || header(dead[0], ferry.HeaderAttempts) != "1" ||
 		!strings.Contains(header(dead[0], ferry.HeaderError), "cannot decode") {
 		t.Errorf("dead letters %v (attempts %q, error %q), want the undecodable one first, after 1 attempt",
@@ -291,9 +256,8 @@ func TestTypedConsumerDeadLettersUndecodable(t *testing.T) {
 // E2: dead-lettering on a topic without a dead-letter topic is an error the
 // consumer can check.
 func TestDeadLetterWithoutTopicIsAnError(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	produceN(t, c, tp, 0, 1)
+	s := newScenario(t, cluster(t), 1)
+	s.produce(0, 1)
 	got := make(chan error, 1)
 	fn := func(ctx context.Context, b *ferry.Batch) error {
 		select {
@@ -302,7 +266,7 @@ func TestDeadLetterWithoutTopicIsAnError(t *testing.T) {
 		}
 		return nil
 	}
-	app := start(t, opts(t, c, ferry.RouteFunc(ferrytest.UniqueName("g"), tp, fn))...)
+	app := s.start(s.route(fn))
 	select {
 	case err := <-got:
 		if !errors.Is(err, ferry.ErrNoDeadLetter) {
@@ -311,17 +275,14 @@ func TestDeadLetterWithoutTopicIsAnError(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("no batch")
 	}
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	s.stop(app)
 }
 
 // Middleware runs outermost first around Consume, and the consumer's hooks
 // still run although middleware wraps it.
 func TestMiddlewareOrderAndHooks(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	produceN(t, c, tp, 0, 3)
+	s := newScenario(t, cluster(t), 1)
+	s.produce(0, 3)
 	var mu sync.Mutex
 	var trace []string
 	note := func(s string) { mu.Lock(); trace = append(trace, s); mu.Unlock() }
@@ -339,13 +300,9 @@ func TestMiddlewareOrderAndHooks(t *testing.T) {
 	newConsumer := func(*ferry.Claim) ferry.Consumer {
 		return &hooked{consume: func() { note("consume") }, shutdown: shutdown}
 	}
-	app := start(t, opts(t, c, ferry.Route(ferrytest.UniqueName("g"), tp, newConsumer, ferry.Use(mw("a"), mw("b"))))...)
-	if err := ferrytest.WaitFor(ctxFor(t, 20*time.Second), func() bool { mu.Lock(); defer mu.Unlock(); return len(trace) >= 5 }); err != nil {
-		t.Fatal("no batch")
-	}
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	app := s.start(s.routeTo(newConsumer, ferry.Use(mw("a"), mw("b"))))
+	s.waitUntil("consumed a batch", func() bool { mu.Lock(); defer mu.Unlock(); return len(trace) >= 5 })
+	s.stop(app)
 	mu.Lock()
 	defer mu.Unlock()
 	if got := strings.Join(trace[:5], " "); got != "a> b> consume <b <a" {
