@@ -21,7 +21,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	brokers := fs.String("brokers", os.Getenv("FERRY_BROKERS"), "cluster to use (default: an embedded cluster hosted by this process)")
-	modes := fs.String("modes", "amo,alo,eos", "modes to verify, comma separated")
+	modes := fs.String("modes", "amo,alo,eos,alo-par", "modes to verify, comma separated")
 	messages := fs.Int("messages", 20000, "messages per mode")
 	partitions := fs.Int("partitions", 6, "partitions of the input topic")
 	workers := fs.Int("workers", 3, "worker processes")
@@ -105,7 +105,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	cfg := verify.Config{
-		Modes: verify.Modes, Messages: 4000, Partitions: 4, Workers: 2, Kills: *kills,
+		Modes: []verify.Mode{verify.AtMostOnce, verify.AtLeastOnce, verify.ExactlyOnce}, Messages: 4000, Partitions: 4, Workers: 2, Kills: *kills,
 		Every: 400 * time.Millisecond, Work: 40 * time.Millisecond, Rebalance: true,
 		Deadline: 90 * time.Second, Progress: stderr,
 	}

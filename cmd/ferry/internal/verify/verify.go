@@ -34,31 +34,40 @@ const (
 	AtMostOnce Mode = iota
 	AtLeastOnce
 	ExactlyOnce
+	// ParallelAtLeastOnce is at-least-once with ferry.Parallel: messages
+	// of a partition run concurrently, one key at a time, and the run also
+	// checks that each key's messages were first processed in offset order.
+	ParallelAtLeastOnce
 )
 
 // Modes lists every mode in table order.
-var Modes = []Mode{AtMostOnce, AtLeastOnce, ExactlyOnce}
+var Modes = []Mode{AtMostOnce, AtLeastOnce, ExactlyOnce, ParallelAtLeastOnce}
 
 func (m Mode) String() string {
-	return [...]string{"at-most-once", "at-least-once", "exactly-once"}[m]
+	return [...]string{"at-most-once", "at-least-once", "exactly-once", "at-least-once-parallel"}[m]
 }
 
 // Short is the mode's flag name.
-func (m Mode) Short() string { return [...]string{"amo", "alo", "eos"}[m] }
+func (m Mode) Short() string { return [...]string{"amo", "alo", "eos", "alo-par"}[m] }
 
 // commitTiming is the table's "offset commit timing" column.
 func (m Mode) commitTiming() string {
-	return [...]string{"before processing", "after processing", "with the output, in one transaction"}[m]
+	return [...]string{"before processing", "after processing", "with the output, in one transaction",
+		"after processing, out of order"}[m]
 }
 
-// ParseMode accepts amo, alo, eos or the long names.
+// logsProcessing reports whether the mode's workers record processings in
+// their logs (the others produce outputs).
+func (m Mode) logsProcessing() bool { return m != ExactlyOnce }
+
+// ParseMode accepts amo, alo, eos, alo-par or the long names.
 func ParseMode(s string) (Mode, error) {
 	for _, m := range Modes {
 		if s == m.Short() || s == m.String() {
 			return m, nil
 		}
 	}
-	return 0, fmt.Errorf("unknown mode %q (amo, alo, eos)", s)
+	return 0, fmt.Errorf("unknown mode %q (amo, alo, eos, alo-par)", s)
 }
 
 // Config describes a verify run.
@@ -81,14 +90,17 @@ type Config struct {
 
 // Result is one mode's measured outcome.
 type Result struct {
-	Mode        string  `json:"mode"`
-	Commit      string  `json:"commit_timing"`
-	Messages    int     `json:"messages"`
-	Kills       int     `json:"kills"`
-	Rebalances  int     `json:"rebalances"`
-	Processed   int     `json:"processed_distinct"`
-	Lost        int     `json:"lost"`
-	Duplicated  int     `json:"duplicated"`
+	Mode       string `json:"mode"`
+	Commit     string `json:"commit_timing"`
+	Messages   int    `json:"messages"`
+	Kills      int    `json:"kills"`
+	Rebalances int    `json:"rebalances"`
+	Processed  int    `json:"processed_distinct"`
+	Lost       int    `json:"lost"`
+	Duplicated int    `json:"duplicated"`
+	// OutOfOrder counts keys whose messages were first processed out of
+	// offset order (parallel mode).
+	OutOfOrder  int     `json:"keys_out_of_order,omitempty"`
 	Seconds     float64 `json:"seconds"`
 	PerSecond   float64 `json:"messages_per_second"`
 	Expectation string  `json:"expectation"`
@@ -136,7 +148,7 @@ func (cfg Config) Validate() error {
 		errs = append(errs, fmt.Errorf("-deadline %s: must be positive", cfg.Deadline))
 	}
 	if len(cfg.Modes) == 0 {
-		errs = append(errs, errors.New("-modes: name at least one mode (amo, alo, eos)"))
+		errs = append(errs, errors.New("-modes: name at least one mode (amo, alo, eos, alo-par)"))
 	}
 	return errors.Join(errs...)
 }
@@ -296,7 +308,7 @@ func runMode(ctx context.Context, cfg Config, m Mode) (Result, error) {
 		if upto <= sent {
 			return nil
 		}
-		err := produceSequence(ctx, cl, f.input, sent, upto)
+		err := produceSequence(ctx, cl, f.input, sent, upto, m == ParallelAtLeastOnce)
 		sent = upto
 		return err
 	}
@@ -410,13 +422,17 @@ func runMode(ctx context.Context, cfg Config, m Mode) (Result, error) {
 	}
 
 	counts := make([]int, cfg.Messages)
-	if m == ExactlyOnce {
-		err = countOutputs(ctx, cfg.Brokers, f.output, counts)
+	firsts := make([]int64, cfg.Messages)
+	if m.logsProcessing() {
+		err = countLogs(f, extra, counts, firsts)
 	} else {
-		err = countLogs(f, extra, counts)
+		err = countOutputs(ctx, cfg.Brokers, f.output, counts)
 	}
 	if err != nil {
 		return res, err
+	}
+	if m == ParallelAtLeastOnce {
+		res.OutOfOrder = keysOutOfOrder(firsts, counts)
 	}
 	for _, n := range counts {
 		switch {
@@ -436,19 +452,55 @@ func runMode(ctx context.Context, cfg Config, m Mode) (Result, error) {
 		res.Expectation, res.OK = "never loses, may duplicate", res.Lost == 0
 	case ExactlyOnce:
 		res.Expectation, res.OK = "never loses, never duplicates", res.Lost == 0 && res.Duplicated == 0
+	case ParallelAtLeastOnce:
+		res.Expectation, res.OK = "never loses, keeps each key's order", res.Lost == 0 && res.OutOfOrder == 0
 	}
 	return res, nil
 }
 
-// produceSequence writes values from..to-1 (key = value), spread over
-// partitions by the default partitioner.
-func produceSequence(ctx context.Context, cl *kgo.Client, topic string, from, to int) error {
+// produceSequence writes values from..to-1, spread over partitions by the
+// default partitioner. The key is the value, or with sharedKeys the value
+// modulo parallelKeys, so that keys repeat and their order matters.
+func produceSequence(ctx context.Context, cl *kgo.Client, topic string, from, to int, sharedKeys bool) error {
 	recs := make([]*kgo.Record, 0, to-from)
 	for i := from; i < to; i++ {
 		v := []byte(strconv.Itoa(i))
-		recs = append(recs, &kgo.Record{Topic: topic, Key: v, Value: v})
+		k := v
+		if sharedKeys {
+			k = []byte(strconv.Itoa(i % parallelKeys))
+		}
+		recs = append(recs, &kgo.Record{Topic: topic, Key: k, Value: v})
 	}
 	return cl.ProduceSync(ctx, recs...).FirstErr()
+}
+
+// parallelKeys is how many distinct keys the parallel mode's messages have.
+const parallelKeys = 64
+
+// keysOutOfOrder counts the keys whose messages were not first processed in
+// the order they were produced (which, within a key, is offset order: one
+// key, one partition). firsts holds each message's first processing time;
+// messages never processed are left out.
+func keysOutOfOrder(firsts []int64, counts []int) int {
+	last := make([]int64, parallelKeys)
+	bad := make([]bool, parallelKeys)
+	for id, at := range firsts {
+		if counts[id] == 0 {
+			continue
+		}
+		k := id % parallelKeys
+		if at <= last[k] {
+			bad[k] = true
+		}
+		last[k] = at
+	}
+	n := 0
+	for _, b := range bad {
+		if b {
+			n++
+		}
+	}
+	return n
 }
 
 // committedFraction is the share of the input the group has committed.
@@ -486,8 +538,10 @@ func committedShare(ctx context.Context, adm *kadm.Client, group, topic string, 
 }
 
 // countLogs counts, per message, the lines of every worker log; a torn last
-// line (a kill mid-write) does not count.
-func countLogs(f *fleet, slots int, counts []int) error {
+// line (a kill mid-write) does not count. A line is "id", or "id time" where
+// time (Unix nanoseconds) is when it was processed: firsts learns each
+// message's earliest.
+func countLogs(f *fleet, slots int, counts []int, firsts []int64) error {
 	for s := range slots {
 		file, err := os.Open(f.logPath(s))
 		if errors.Is(err, os.ErrNotExist) {
@@ -502,10 +556,18 @@ func countLogs(f *fleet, slots int, counts []int) error {
 			if err != nil {
 				break // EOF, possibly after a torn line
 			}
-			id, perr := strconv.Atoi(strings.TrimSuffix(line, "\n"))
+			idText, atText, timed := strings.Cut(strings.TrimSuffix(line, "\n"), " ")
+			id, perr := strconv.Atoi(idText)
+			var at int64
+			if timed && perr == nil {
+				at, perr = strconv.ParseInt(atText, 10, 64)
+			}
 			if perr != nil || id < 0 || id >= len(counts) {
 				file.Close()
 				return fmt.Errorf("corrupt line %q in %s", line, f.logPath(s))
+			}
+			if counts[id] == 0 || at < firsts[id] {
+				firsts[id] = at
 			}
 			counts[id]++
 		}
@@ -549,14 +611,17 @@ func countOutputs(ctx context.Context, brokers []string, topic string, counts []
 // PrintTable prints the loss/duplicate table of the processing architectures
 // with the measured counts.
 func PrintTable(w io.Writer, rep Report) {
-	fmt.Fprintf(w, "%-14s %-36s %9s %6s %10s %6s %11s %9s  %s\n",
+	fmt.Fprintf(w, "%-22s %-36s %9s %6s %10s %6s %11s %9s  %s\n",
 		"mode", "offset commit timing", "messages", "kills", "rebalances", "lost", "duplicated", "msgs/s", "guarantee")
 	for _, r := range rep.Results {
 		verdict := "✓ " + r.Expectation
 		if !r.OK {
 			verdict = "✗ VIOLATED: " + r.Expectation
 		}
-		fmt.Fprintf(w, "%-14s %-36s %9d %6d %10d %6d %11d %9.0f  %s\n",
+		if r.OutOfOrder > 0 {
+			verdict += fmt.Sprintf(" (%d keys out of order)", r.OutOfOrder)
+		}
+		fmt.Fprintf(w, "%-22s %-36s %9d %6d %10d %6d %11d %9.0f  %s\n",
 			r.Mode, r.Commit, r.Messages, r.Kills, r.Rebalances, r.Lost, r.Duplicated, r.PerSecond, verdict)
 	}
 }

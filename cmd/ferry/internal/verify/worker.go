@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ferrykit/ferry"
@@ -73,17 +75,17 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 			return err
 		}
 		defer f.Close()
+		var processed processedLog
+		if m == ParallelAtLeastOnce {
+			// Keys' messages run concurrently; each line carries when it
+			// was processed, for the per-key order check.
+			topicOpts = append(topicOpts, ferry.Parallel(32))
+			processed.timed = true
+		}
+		processed.f = f
 		fn = func(_ context.Context, b *ferry.Batch) error {
-			var sb strings.Builder
-			for _, msg := range b.Messages {
-				sb.Write(msg.Value)
-				sb.WriteByte('\n')
-			}
 			time.Sleep(*work) // the side effect happens mid-batch: kills land here
-			if _, err := f.WriteString(sb.String()); err != nil {
-				return err
-			}
-			return f.Sync()
+			return processed.write(b.Messages)
 		}
 	}
 	opts = append(opts, ferry.RouteFunc(*group, *input, fn, topicOpts...))
@@ -95,4 +97,33 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("worker %s: %w", *instance, err)
 	}
 	return nil
+}
+
+// processedLog appends one line per processed message to a worker's log
+// and fsyncs it; safe for the concurrent batches of a parallel topic.
+type processedLog struct {
+	f     *os.File
+	timed bool // "id time" lines, time in Unix nanoseconds, increasing
+	mu    sync.Mutex
+	last  int64
+}
+
+func (l *processedLog) write(msgs []*ferry.Message) error {
+	var sb strings.Builder
+	l.mu.Lock()
+	for _, msg := range msgs {
+		sb.Write(msg.Value)
+		if l.timed {
+			l.last = max(time.Now().UnixNano(), l.last+1)
+			sb.WriteByte(' ')
+			sb.WriteString(strconv.FormatInt(l.last, 10))
+		}
+		sb.WriteByte('\n')
+	}
+	_, err := l.f.WriteString(sb.String())
+	l.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return l.f.Sync()
 }
