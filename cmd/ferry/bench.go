@@ -40,6 +40,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measured rounds to this file (samples labelled contender=raw|ferry)")
 	traceFile := fs.String("trace", "", "write an execution trace of the measured rounds to this file")
 	check := fs.Bool("check", false, "exit non-zero when a target is missed (see docs/BENCHMARKS.md)")
+	slow := fs.Bool("slow", false, "instead: handlers that wait on I/O (1 ms per message; a heavy tail), one partition of -slow-messages, sequential vs parallel vs a per-batch fan-out")
+	slowN := fs.Int("slow-messages", 10_000, "messages per slow-handler case")
+	inFlight := fs.Int("in-flight", 128, "the parallel contender's messages in flight per partition (-slow)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -50,6 +53,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	bad.atLeast("rounds", *rounds, 1)
 	bad.notNegative("max-wait", *maxWait)
 	bad.atLeast("queue-bytes", *queueBytes, 0)
+	bad.atLeast("slow-messages", *slowN, 1)
+	bad.atLeast("in-flight", *inFlight, 1)
 	if *only != "" && *only != "raw" && *only != "ferry" {
 		bad = append(bad, fmt.Errorf("-only %q: must be raw or ferry", *only))
 	}
@@ -69,6 +74,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		seeds = []string{addr}
 		where = "embedded cluster (kfake) in a child process at " + addr
 	}
+	var t targets
+	defer func() {
+		if err == nil && *check {
+			err = t.err()
+		}
+	}()
+	if *slow {
+		return benchSlow(ctx, stdout, seeds, where, *slowN, *inFlight, *rounds, &t)
+	}
 	topic := ferrytest.UniqueName("bench")
 	fmt.Fprintf(stdout, "ferry bench: %d × %d-byte messages, %d partitions, %s\n", *messages, *size, *partitions, where)
 	fmt.Fprintf(stdout, "machine: %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
@@ -77,12 +91,6 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		return err
 	}
 	fmt.Fprintf(stdout, "produced in %s\n\n", time.Since(began).Round(time.Millisecond))
-	var t targets
-	defer func() {
-		if err == nil && *check {
-			err = t.err()
-		}
-	}()
 	if *pipeline != "" {
 		return benchPipeline(ctx, stdout, seeds, topic, int32(*partitions), *messages, *rounds, *pipeline, *kafkaScript, &t)
 	}
@@ -374,4 +382,63 @@ func median(sorted []float64) float64 {
 
 func reportWide(w io.Writer, round int, res bench.Result) {
 	fmt.Fprintf(w, "%-6d %-30s %12.0f %10s %10s %11.3f %9s\n", round, res.Name, res.Rate(), res.Elapsed.Round(time.Millisecond), res.First.Round(time.Millisecond), res.AllocsPerMsg(), res.CPUPerMsg())
+}
+
+// benchSlow runs the slow-handler cases: one partition, a handler that waits
+// on every message, each contender on a fresh group of one topic per case.
+// Times run from the partition's assignment to the last message processed.
+// Targets: with 10,000 keys the parallel mode at least 80× faster than
+// sequential; with a heavy tail at least 5× faster than the per-batch
+// fan-out; with one key within 5 % of sequential.
+func benchSlow(ctx context.Context, stdout io.Writer, seeds []string, where string, n, inFlight, rounds int, t *targets) error {
+	fmt.Fprintf(stdout, "ferry bench -slow: %d messages per case, one partition, %s\n", n, where)
+	fmt.Fprintf(stdout, "machine: %s/%s, %d CPUs, %s\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+	topics := make([]string, len(bench.SlowCases))
+	for i, c := range bench.SlowCases {
+		topics[i] = ferrytest.UniqueName("slow")
+		if err := bench.ProduceKeyed(ctx, seeds, topics[i], n, c.Keys); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "%-6s %-30s %-24s %10s %10s %9s\n", "round", "case", "contender", "seconds", "msgs/s", "speed-up")
+	var manyKeys, tail, oneKey []float64
+	for r := 1; r <= rounds; r++ {
+		for i, c := range bench.SlowCases {
+			contenders := []func() (bench.Result, error){
+				func() (bench.Result, error) {
+					return bench.SlowSequential(ctx, seeds, topics[i], ferrytest.UniqueName("seq"), n, c)
+				},
+				func() (bench.Result, error) {
+					return bench.SlowParallel(ctx, seeds, topics[i], ferrytest.UniqueName("par"), n, inFlight, c)
+				},
+				func() (bench.Result, error) {
+					return bench.SlowFanOut(ctx, seeds, topics[i], ferrytest.UniqueName("fan"), n, c)
+				},
+			}
+			took := make([]float64, len(contenders))
+			for k, run := range contenders {
+				res, err := run()
+				if err != nil {
+					return err
+				}
+				took[k] = (res.Elapsed - res.First).Seconds()
+				fmt.Fprintf(stdout, "%-6d %-30s %-24s %10.3f %10.0f %8.1f×\n", r, c.Name, res.Name, took[k], res.Rate(), took[0]/took[k])
+				runtime.GC()
+			}
+			seq, par, fan := took[0], took[1], took[2]
+			switch {
+			case c.Tail:
+				tail = append(tail, fan/par)
+			case c.Keys == 1:
+				oneKey = append(oneKey, seq/par)
+			case c.Keys >= n:
+				manyKeys = append(manyKeys, seq/par)
+			}
+		}
+	}
+	fmt.Fprintln(stdout)
+	t.atLeast(stdout, "speed-up parallel/sequential, 10,000 keys", manyKeys, 80)
+	t.atLeast(stdout, "speed-up parallel/fan-out, heavy tail", tail, 5)
+	t.atLeast(stdout, "speed parallel/sequential, one key", oneKey, 0.95)
+	return nil
 }
