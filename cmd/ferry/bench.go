@@ -17,7 +17,9 @@ import (
 
 	"github.com/ferrykit/ferry"
 	"github.com/ferrykit/ferry/cmd/ferry/internal/bench"
+	"github.com/ferrykit/ferry/ferryprom"
 	"github.com/ferrykit/ferry/ferrytest"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // runBench measures ferry against a raw franz-go loop, alternating rounds on
@@ -36,7 +38,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	pipeline := fs.String("pipeline", "", "instead: consume→produce, at-least-once vs exactly-once with these transaction spans: default (ferry's), batch counts (one poll per transaction) or intervals, e.g. default,1,16,250ms")
 	kafkaScript := fs.String("kafka-perf", "", "also run Kafka's ConsumerPerformance through this scripts/kafka (real broker only)")
 	only := fs.String("only", "", "run one contender only: raw or ferry (for profiling)")
-	events := fs.Bool("events", false, "also run ferry with an event subscriber (counting every event), to measure what reporting costs")
+	events := fs.Bool("events", false, "also run ferry with an event subscriber (counting every event) and with the Prometheus metrics of ferryprom, to measure what reporting costs")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measured rounds to this file (samples labelled contender=raw|ferry)")
 	traceFile := fs.String("trace", "", "write an execution trace of the measured rounds to this file")
 	check := fs.Bool("check", false, "exit non-zero when a target is missed (see docs/BENCHMARKS.md)")
@@ -122,9 +124,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		defer trace.Stop()
 	}
 	fmt.Fprintf(stdout, "%-6s %-22s %12s %10s %10s %11s %9s\n", "round", "contender", "msgs/s", "elapsed", "join", "allocs/msg", "CPU/msg")
-	var ratios, eventRatios []float64
+	var ratios, eventRatios, promRatios, eventCPU, promCPU []float64
 	for r := 1; r <= *rounds; r++ {
-		var raw, fer, obs bench.Result
+		var raw, fer, obs, prom bench.Result
 		var err error
 		var topts []ferry.TopicOption
 		if *maxWait > 0 {
@@ -178,11 +180,28 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 			runtime.GC()
 			return nil
 		}
+		runPrometheus := func() error {
+			metrics, merr := ferryprom.New(prometheus.NewRegistry())
+			if merr != nil {
+				return merr
+			}
+			pprof.Do(ctx, pprof.Labels("contender", "ferry+prometheus"), func(ctx context.Context) {
+				defer trace.StartRegion(ctx, "ferry+prometheus").End()
+				prom, err = bench.FerryWith(ctx, "ferry + Prometheus", seeds, topic, ferrytest.UniqueName("prom"), *messages,
+					[]ferry.Option{ferry.OnEvent(metrics.Observe)}, topts...)
+			})
+			if err != nil {
+				return err
+			}
+			report(stdout, r, prom)
+			runtime.GC()
+			return nil
+		}
 		// Alternate who goes first, so none always finds the cluster in
 		// the state another left it in.
 		order := []func() error{runRaw, runFerry}
 		if *events && *only == "" {
-			order = append(order, runObserved)
+			order = append(order, runObserved, runPrometheus)
 		}
 		for i := range order {
 			if err := order[(i+r)%len(order)](); err != nil {
@@ -205,12 +224,20 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		fmt.Fprintf(stdout, "%-6d %-22s %12.3f\n", r, "ratio ferry/raw", ratio)
 		if *events {
 			eventRatios = append(eventRatios, obs.Rate()/fer.Rate())
+			promRatios = append(promRatios, prom.Rate()/fer.Rate())
+			eventCPU = append(eventCPU, float64(obs.CPUPerMsg())/float64(fer.CPUPerMsg()))
+			promCPU = append(promCPU, float64(prom.CPUPerMsg())/float64(fer.CPUPerMsg()))
 			fmt.Fprintf(stdout, "%-6d %-22s %12.3f\n", r, "ratio +events/ferry", obs.Rate()/fer.Rate())
+			fmt.Fprintf(stdout, "%-6d %-22s %12.3f\n", r, "ratio +Prometheus/ferry", prom.Rate()/fer.Rate())
 		}
 	}
 	fmt.Fprintln(stdout)
 	t.atLeast(stdout, "ratio ferry/raw", ratios, 0.97)
-	t.atLeast(stdout, "ratio ferry with/without an event subscriber", eventRatios, 0.97)
+	// msgs/s swings with the machine's load; CPU per message hardly does.
+	t.atLeast(stdout, "msgs/s with/without an event subscriber", eventRatios, 0)
+	t.atLeast(stdout, "msgs/s with/without Prometheus metrics", promRatios, 0)
+	t.atMost(stdout, "CPU/msg with/without an event subscriber", eventCPU, 1.03)
+	t.atMost(stdout, "CPU/msg with/without Prometheus metrics", promCPU, 1.03)
 	return nil
 }
 
