@@ -33,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -56,7 +57,7 @@ func run(ctx context.Context, addr string, listening chan<- string) error {
 	}
 	defer cluster.Close()
 	const topic = "orders"
-	if err := cluster.CreateTopic(ctx, topic, 4); err != nil {
+	if err := cluster.CreateTopic(ctx, topic, 4); err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 		return err
 	}
 
