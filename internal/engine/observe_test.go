@@ -1,0 +1,59 @@
+package engine
+
+import (
+	"testing"
+
+	"github.com/ferrykit/ferry/event"
+)
+
+// X1: without a subscriber, reporting a batch's outcome allocates nothing
+// and reads no clock; with one, it builds one event per batch.
+func TestReportingWithoutSubscriberAllocatesNothing(t *testing.T) {
+	p := testPartition(100, 0)
+	p.g.cfg = &Group{Name: "g"}
+	batch := records(0, 100)
+	if n := testing.AllocsPerRun(1000, func() {
+		p.consumed(batch, 1, p.g.started(), nil)
+	}); n != 0 {
+		t.Errorf("%v allocations per batch without a subscriber, want 0", n)
+	}
+	if !p.g.started().IsZero() {
+		t.Error("a clock read without a subscriber")
+	}
+	var got []event.Event
+	p.g.cfg.OnEvent = func(e event.Event) { got = append(got, e) }
+	p.end.Store(150)
+	p.consumed(batch, 1, p.g.started(), nil)
+	want := event.BatchConsumed{Group: "g", Topic: "t", Count: 100, FirstOffset: 0, LastOffset: 99, Attempt: 1, Lag: 50}
+	if len(got) != 1 {
+		t.Fatalf("events: %+v", got)
+	}
+	b := got[0].(event.BatchConsumed)
+	b.Duration = 0
+	if b != want {
+		t.Errorf("event %+v, want %+v", b, want)
+	}
+	if p.processed.Load() != 100 {
+		t.Errorf("processed %d, want 100", p.processed.Load())
+	}
+}
+
+// BenchmarkReportBatch measures what reporting one batch's outcome costs
+// the partition's goroutine, without and with a subscriber (X1).
+func BenchmarkReportBatch(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		sub  func(event.Event)
+	}{{"no subscriber", nil}, {"subscriber", func(event.Event) {}}} {
+		b.Run(bc.name, func(b *testing.B) {
+			p := testPartition(100, 0)
+			p.g.cfg = &Group{Name: "g", OnEvent: bc.sub}
+			batch := records(0, 100)
+			b.ReportAllocs()
+			for b.Loop() {
+				p.consumed(batch, 1, p.g.started(), nil)
+				p.setFailures(0)
+			}
+		})
+	}
+}
