@@ -186,6 +186,9 @@ type Claim struct {
 // Topic returns the claimed topic.
 func (c *Claim) Topic() string { return c.p.Topic() }
 
+// Group returns the consumer group the partition is consumed in.
+func (c *Claim) Group() string { return c.p.Group() }
+
 // Partition returns the claimed partition.
 func (c *Claim) Partition() int32 { return c.p.ID() }
 

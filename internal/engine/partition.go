@@ -137,6 +137,9 @@ func newPartition(g *group, t *Topic, id int32, prev *Partition) *Partition {
 // Topic returns the partition's topic name.
 func (p *Partition) Topic() string { return p.topic.Name }
 
+// Group returns the consumer group's name.
+func (p *Partition) Group() string { return p.g.cfg.Name }
+
 // ID returns the partition number.
 func (p *Partition) ID() int32 { return p.id }
 
