@@ -19,12 +19,11 @@ import (
 // not by the periodic commits, not on shutdown — while an automatic topic of
 // the same group is committed as usual.
 func TestManualOffsetsWithoutMarksCommitNothing(t *testing.T) {
-	c := cluster(t)
-	manual, auto := topic(t, c, 1), topic(t, c, 1)
-	produceN(t, c, manual, 0, 30)
+	s := newScenario(t, cluster(t), 1) // its topic is the manual one
+	c, group, manual, rec := s.c, s.group, s.topic, s.rec
+	auto := topic(t, c, 1)
+	s.produce(0, 30)
 	produceN(t, c, auto, 0, 5)
-	group := ferrytest.UniqueName("g")
-	rec := newRecorder()
 	caughtUp := make(chan struct{})
 	var once sync.Once
 	never := scripted{
@@ -36,21 +35,18 @@ func TestManualOffsetsWithoutMarksCommitNothing(t *testing.T) {
 		},
 	}
 	commits := &commitLog{}
-	app := start(t, opts(t, c, commits.option(),
-		ferry.Route(group, manual, never.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10)),
-		ferry.RouteFunc(group, auto, rec.fn()))...)
-	waitClosed(t, caughtUp, 20*time.Second, "the manual topic never caught up")
+	app := s.start(commits.option(), s.routeTo(never.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10)),
+		ferry.RouteFunc(group, auto, rec.fn()))
+	s.waitClosed("caught up on the manual topic", caughtUp)
 	// A periodic commit that began after every manual batch returned: the
 	// automatic topic's next message gets committed.
 	produceN(t, c, auto, 0, 1)
 	waitCommitted(t, c, group, auto, 0, 6)
-	if got := committedOf(t, c, group, manual); len(got) != 0 {
+	if got := s.committed(); len(got) != 0 {
 		t.Errorf("manual topic committed %v by periodic commits, want nothing: the consumer never marked", got)
 	}
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
-	if got := committedOf(t, c, group, manual); len(got) != 0 {
+	s.stop(app)
+	if got := s.committed(); len(got) != 0 {
 		t.Errorf("manual topic committed %v after shutdown, want nothing", got)
 	}
 	if got := commits.of(manual, 0); len(got) != 0 {
@@ -70,41 +66,35 @@ func TestManualOffsetsCommitExactlyTheMarks(t *testing.T) {
 		{"shutdown", time.Hour},
 	} {
 		t.Run(tc.reason, func(t *testing.T) {
-			c := cluster(t)
-			tp := topic(t, c, 1)
-			produceN(t, c, tp, 0, 30)
-			group := ferrytest.UniqueName("g")
-			rec := newRecorder()
+			s := newScenario(t, cluster(t), 1)
+			s.produce(0, 30)
 			caughtUp := make(chan struct{})
 			var once sync.Once
 			marker := scripted{
 				consume: func(_ context.Context, claim *ferry.Claim, b *ferry.Batch) error {
-					rec.record(b)
+					s.rec.record(b)
 					markWhere(t, claim, b, endsIn4)
 					return nil
 				},
 				eof: func(*ferry.Claim) {
-					if rec.distinct(tp) == 30 {
+					if s.rec.distinct(s.topic) == 30 {
 						once.Do(func() { close(caughtUp) })
 					}
 				},
 			}
 			commits := &commitLog{}
-			app := start(t, opts(t, c, ferry.CommitInterval(tc.interval), commits.option(),
-				ferry.Route(group, tp, marker.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10)))...)
-			waitClosed(t, caughtUp, 20*time.Second, "never caught up")
+			app := s.start(ferry.CommitInterval(tc.interval), commits.option(),
+				s.routeTo(marker.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10)))
+			s.waitClosed("caught up", caughtUp)
 			if tc.reason == "periodic" {
-				waitCommitted(t, c, group, tp, 0, 25)
-			} else if got := committedOf(t, c, group, tp); len(got) != 0 {
+				s.waitCommittedAt(0, 25)
+			} else if got := s.committed(); len(got) != 0 {
 				t.Errorf("committed %v before shutdown with no periodic commit due", got)
 			}
-			if err := app.stop(t); err != nil {
-				t.Fatal(err)
-			}
-			if got := committedOf(t, c, group, tp); got[0] != 25 {
-				t.Errorf("committed %v, want 25 (after the last mark, offset 24; 25-29 were never marked)", got)
-			}
-			events := commits.of(tp, 0)
+			s.stop(app)
+			// After the last mark, offset 24; 25-29 were never marked.
+			s.wantCommitted(map[int32]int64{0: 25})
+			events := commits.of(s.topic, 0)
 			for _, ev := range events {
 				if ev.offset != 5 && ev.offset != 15 && ev.offset != 25 {
 					t.Errorf("a %s commit sent offset %d, which no mark named (commits %v)", ev.reason, ev.offset, events)
@@ -123,10 +113,8 @@ func TestManualOffsetsCommitExactlyTheMarks(t *testing.T) {
 // M3: MarkAsConsumedSync commits before it returns: the moment it returns
 // true, the group's committed offset is the mark (no periodic commit is due).
 func TestManualMarkAsConsumedSyncCommitsBeforeReturning(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	produceN(t, c, tp, 0, 30)
-	group := ferrytest.UniqueName("g")
+	s := newScenario(t, cluster(t), 1)
+	s.produce(0, 30)
 	var checked atomic.Int32
 	sc := scripted{consume: func(ctx context.Context, claim *ferry.Claim, b *ferry.Batch) error {
 		ok, err := claim.MarkAsConsumedSync(ctx, b.Last())
@@ -134,7 +122,7 @@ func TestManualMarkAsConsumedSyncCommitsBeforeReturning(t *testing.T) {
 			t.Errorf("MarkAsConsumedSync = %v, %v while owned, want true, nil", ok, err)
 			return nil
 		}
-		got, err := c.Committed(ctx, group, tp)
+		got, err := s.c.Committed(ctx, s.group, s.topic)
 		if err != nil || got[0] != b.Last().Offset+1 {
 			t.Errorf("right after MarkAsConsumedSync(%d) returned true, committed %v (%v), want %d",
 				b.Last().Offset, got, err, b.Last().Offset+1)
@@ -142,12 +130,9 @@ func TestManualMarkAsConsumedSyncCommitsBeforeReturning(t *testing.T) {
 		checked.Add(1)
 		return nil
 	}}
-	app := start(t, opts(t, c, ferry.CommitInterval(time.Hour),
-		ferry.Route(group, tp, sc.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10)))...)
-	waitCommitted(t, c, group, tp, 0, 30)
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	app := s.start(ferry.CommitInterval(time.Hour), s.routeTo(sc.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10)))
+	s.waitCommittedAt(0, 30)
+	s.stop(app)
 	if n := checked.Load(); n < 3 {
 		t.Errorf("checked %d batches, want at least 3", n)
 	}
@@ -157,10 +142,8 @@ func TestManualMarkAsConsumedSyncCommitsBeforeReturning(t *testing.T) {
 // CommitOffsets commits it soon without waiting (no periodic commit is due);
 // with nothing stored both succeed while the partition is owned.
 func TestManualCommitOffsets(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	produceN(t, c, tp, 0, 30)
-	group := ferrytest.UniqueName("g")
+	s := newScenario(t, cluster(t), 1)
+	s.produce(0, 30)
 	var batches atomic.Int32
 	var second atomic.Int64
 	third := make(chan struct{})
@@ -173,7 +156,7 @@ func TestManualCommitOffsets(t *testing.T) {
 		switch batches.Add(1) {
 		case 1:
 			mustCommit("with nothing stored")
-			if got := committedOf(t, c, group, tp); len(got) != 0 {
+			if got := s.committed(); len(got) != 0 {
 				t.Errorf("committed %v with nothing stored", got)
 			}
 			if !claim.CommitOffsets() {
@@ -181,7 +164,7 @@ func TestManualCommitOffsets(t *testing.T) {
 			}
 			claim.MarkAsConsumed(b.Last())
 			mustCommit("after a mark")
-			if got := committedOf(t, c, group, tp); got[0] != b.Last().Offset+1 {
+			if got := s.committed(); got[0] != b.Last().Offset+1 {
 				t.Errorf("right after CommitOffsetsSync, committed %v, want %d", got, b.Last().Offset+1)
 			}
 		case 2:
@@ -195,7 +178,7 @@ func TestManualCommitOffsets(t *testing.T) {
 			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
 			if err := ferrytest.WaitFor(wctx, func() bool {
-				return committedOf(t, c, group, tp)[0] == b.Last().Offset+1
+				return s.committed()[0] == b.Last().Offset+1
 			}); err != nil {
 				t.Errorf("CommitOffsets never committed %d", b.Last().Offset+1)
 			}
@@ -208,13 +191,10 @@ func TestManualCommitOffsets(t *testing.T) {
 		}
 		return nil
 	}}
-	app := start(t, opts(t, c, ferry.CommitInterval(time.Hour),
-		ferry.Route(group, tp, sc.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10)))...)
-	waitClosed(t, third, 20*time.Second, "the third batch never ran")
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
-	if got := committedOf(t, c, group, tp); got[0] != second.Load() {
+	app := s.start(ferry.CommitInterval(time.Hour), s.routeTo(sc.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10)))
+	s.waitClosed("ran the third batch", third)
+	s.stop(app)
+	if got := s.committed(); got[0] != second.Load() {
 		t.Errorf("committed %v after shutdown, want %d: nothing was marked after the second batch", got, second.Load())
 	}
 }
@@ -223,16 +203,14 @@ func TestManualCommitOffsets(t *testing.T) {
 // starts right after it — but never the committed offset; re-marking the
 // offset just marked stores nothing and sends no commit.
 func TestManualOlderMarkMovesResumePointNotCommit(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	produceN(t, c, tp, 0, 30)
-	group := ferrytest.UniqueName("g")
-	rec := newRecorder()
+	s := newScenario(t, cluster(t), 1)
+	s.produce(0, 30)
+	tp := s.topic
 	commits := &commitLog{}
 	sc := scripted{consume: func(ctx context.Context, claim *ferry.Claim, b *ferry.Batch) error {
-		rec.record(b)
+		s.rec.record(b)
 		if b.Attempt > 1 {
-			if got := committedOf(t, c, group, tp); got[0] != 20 {
+			if got := s.committed(); got[0] != 20 {
 				t.Errorf("during the retry committed %v, want 20: an older mark must not rewind it", got)
 			}
 			claim.MarkAsConsumed(at(t, b, 14)) // older again: stays in memory
@@ -243,7 +221,7 @@ func TestManualOlderMarkMovesResumePointNotCommit(t *testing.T) {
 		if ok, err := claim.CommitOffsetsSync(ctx); !ok {
 			t.Errorf("CommitOffsetsSync = false, %v", err)
 		}
-		if got := committedOf(t, c, group, tp); got[0] != 20 {
+		if got := s.committed(); got[0] != 20 {
 			t.Errorf("committed %v after marking 19 then 9, want 20: the older mark must not be committed", got)
 		}
 		sent := len(commits.of(tp, 0))
@@ -258,21 +236,15 @@ func TestManualOlderMarkMovesResumePointNotCommit(t *testing.T) {
 		}
 		return errors.New("failed after marking an older message")
 	}}
-	app := start(t, opts(t, c, commits.option(), ferry.Route(group, tp, sc.factory(), ferry.ManualOffsets(),
-		ferry.MaxMessages(30), ferry.Retry(ferry.ConstantBackoff(50*time.Millisecond))))...)
-	if err := ferrytest.WaitFor(ctxFor(t, 20*time.Second), func() bool { return len(rec.snapshot()) >= 2 }); err != nil {
-		t.Fatal("the failed batch was never retried")
-	}
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
-	if retry := rec.snapshot()[1]; retry.attempt != 2 || retry.offsets[0] != 10 {
+	app := s.start(commits.option(), s.routeTo(sc.factory(), ferry.ManualOffsets(),
+		ferry.MaxMessages(30), ferry.Retry(ferry.ConstantBackoff(50*time.Millisecond))))
+	s.waitUntil("retried the failed batch", func() bool { return s.rec.sawAttempt(2) })
+	s.stop(app)
+	if retry := s.rec.snapshot()[1]; retry.attempt != 2 || retry.offsets[0] != 10 {
 		t.Errorf("retry: attempt %d from offset %d, want attempt 2 from 10 (after the newest mark, offset 9)",
 			retry.attempt, retry.offsets[0])
 	}
-	if got := committedOf(t, c, group, tp); got[0] != 20 {
-		t.Errorf("committed %v after shutdown, want 20: older marks never rewind the group", got)
-	}
+	s.wantCommitted(map[int32]int64{0: 20}) // older marks never rewind the group
 	for _, ev := range commits.of(tp, 0) {
 		if ev.offset != 20 {
 			t.Errorf("a %s commit sent %d, want only 20", ev.reason, ev.offset)
@@ -294,14 +266,11 @@ func TestManualRetryResumesAfterLastMark(t *testing.T) {
 		{"mark in an earlier batch", func(o int64) bool { return o == 4 }, 12, 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := cluster(t)
-			tp := topic(t, c, 1)
-			produceN(t, c, tp, 0, 30)
-			group := ferrytest.UniqueName("g")
-			rec := newRecorder()
+			s := newScenario(t, cluster(t), 1)
+			s.produce(0, 30)
 			var failed atomic.Bool
 			sc := scripted{consume: func(_ context.Context, claim *ferry.Claim, b *ferry.Batch) error {
-				rec.record(b)
+				s.rec.record(b)
 				for _, m := range b.Messages {
 					if m.Offset == tc.failAt && !failed.Load() {
 						failed.Store(true)
@@ -313,15 +282,13 @@ func TestManualRetryResumesAfterLastMark(t *testing.T) {
 				}
 				return nil
 			}}
-			app := start(t, opts(t, c, ferry.Route(group, tp, sc.factory(), ferry.ManualOffsets(),
-				ferry.MaxMessages(10), ferry.Retry(ferry.ConstantBackoff(50*time.Millisecond))))...)
-			rec.waitDistinct(t, tp, 30, 20*time.Second)
-			waitCommitted(t, c, group, tp, 0, 30)
-			if err := app.stop(t); err != nil {
-				t.Fatal(err)
-			}
+			app := s.start(s.routeTo(sc.factory(), ferry.ManualOffsets(),
+				ferry.MaxMessages(10), ferry.Retry(ferry.ConstantBackoff(50*time.Millisecond))))
+			s.waitSeen(30)
+			s.waitCommittedAt(0, 30)
+			s.stop(app)
 			var retry *delivery
-			for _, d := range rec.snapshot() {
+			for _, d := range s.rec.snapshot() {
 				if d.attempt == 2 {
 					retry = &d
 					break
@@ -342,10 +309,9 @@ func TestManualRetryResumesAfterLastMark(t *testing.T) {
 // (a new app on the group) reads it through Claim.CommittedMetadata. A
 // later mark without metadata commits none.
 func TestManualMetadataIsCommittedAndReadOnNextAssignment(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	produceN(t, c, tp, 0, 20)
-	group := ferrytest.UniqueName("g")
+	s := newScenario(t, cluster(t), 1)
+	c, group, tp := s.c, s.group, s.topic
+	s.produce(0, 20)
 	periodicSeen := make(chan struct{})
 	done := make(chan struct{})
 	startedWith := make(chan string, 1)
@@ -374,7 +340,7 @@ func TestManualMetadataIsCommittedAndReadOnNextAssignment(t *testing.T) {
 			return nil
 		},
 	}
-	app := start(t, opts(t, c, ferry.Route(group, tp, first.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10)))...)
+	app := s.start(s.routeTo(first.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10)))
 	if md := recv(t, startedWith); md != "" {
 		t.Errorf("first assignment's CommittedMetadata = %q, want \"\" (nothing committed yet)", md)
 	}
@@ -385,10 +351,8 @@ func TestManualMetadataIsCommittedAndReadOnNextAssignment(t *testing.T) {
 		t.Error("the periodic commit never carried the metadata \"through-9\"")
 	}
 	close(periodicSeen)
-	waitClosed(t, done, 20*time.Second, "the last batch never ran")
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	s.waitClosed("ran the last batch", done)
+	s.stop(app)
 
 	// The next assignment reads it; it then marks without metadata.
 	plain := scripted{
@@ -398,58 +362,46 @@ func TestManualMetadataIsCommittedAndReadOnNextAssignment(t *testing.T) {
 			return nil
 		},
 	}
-	app = start(t, opts(t, c, ferry.Route(group, tp, plain.factory(), ferry.ManualOffsets()))...)
+	app = s.start(s.routeTo(plain.factory(), ferry.ManualOffsets()))
 	if md := recv(t, startedWith); md != "through-19" {
 		t.Errorf("next assignment's CommittedMetadata = %q, want \"through-19\"", md)
 	}
-	produceN(t, c, tp, 0, 1)
-	waitCommitted(t, c, group, tp, 0, 21)
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	s.produce(0, 1)
+	s.waitCommittedAt(0, 21)
+	s.stop(app)
 	if md, err := c.CommittedMetadata(ctxFor(t, 10*time.Second), group, tp, 0); md != "" || err != nil {
 		t.Errorf("after a mark without metadata, committed metadata %q (%v), want \"\"", md, err)
 	}
-	app = start(t, opts(t, c, ferry.Route(group, tp, plain.factory(), ferry.ManualOffsets()))...)
+	app = s.start(s.routeTo(plain.factory(), ferry.ManualOffsets()))
 	if md := recv(t, startedWith); md != "" {
 		t.Errorf("CommittedMetadata after a mark without metadata = %q, want \"\"", md)
 	}
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	s.stop(app)
 }
 
 // M9: the Shutdown hook may mark, and its mark is in the final commit — the
 // only commit here, as the consumer never marks in Consume and no periodic
 // commit is due.
 func TestManualShutdownHookMarkIsCommitted(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	produceN(t, c, tp, 0, 20)
-	group := ferrytest.UniqueName("g")
-	rec := newRecorder()
+	s := newScenario(t, cluster(t), 1)
+	s.produce(0, 20)
 	var last atomic.Pointer[ferry.Message]
 	var marked atomic.Bool
 	buffering := scripted{
 		consume: func(_ context.Context, _ *ferry.Claim, b *ferry.Batch) error {
-			rec.record(b)
+			s.rec.record(b)
 			last.Store(b.Last())
 			return nil
 		},
 		shutdown: func(_ context.Context, claim *ferry.Claim) { marked.Store(claim.MarkAsConsumed(last.Load())) },
 	}
-	app := start(t, opts(t, c, ferry.CommitInterval(time.Hour),
-		ferry.Route(group, tp, buffering.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10)))...)
-	rec.waitDistinct(t, tp, 20, 20*time.Second)
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	app := s.start(ferry.CommitInterval(time.Hour), s.routeTo(buffering.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10)))
+	s.waitSeen(20)
+	s.stop(app)
 	if !marked.Load() {
 		t.Error("MarkAsConsumed in the Shutdown hook = false")
 	}
-	if got := committedOf(t, c, group, tp); got[0] != 20 {
-		t.Errorf("committed %v, want 20 from the Shutdown hook's mark", got)
-	}
+	s.wantCommitted(map[int32]int64{0: 20}) // from the Shutdown hook's mark
 }
 
 // M10: in automatic mode, marks made inside Consume are honoured: marking
@@ -457,15 +409,11 @@ func TestManualShutdownHookMarkIsCommitted(t *testing.T) {
 // still in flight, and when the batch then fails, the retry resumes right
 // after the last mark rather than at the start of the batch.
 func TestMarksInConsumeHonouredInAutomaticMode(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	produceN(t, c, tp, 0, 100)
-	group := ferrytest.UniqueName("g")
-	rec := newRecorder()
+	s := newScenario(t, cluster(t), 1)
+	s.produce(0, 100)
 	midBatch := make(chan struct{})
 	progressSeen := make(chan struct{})
 	fn := func(_ context.Context, b *ferry.Batch) error {
-		rec.record(b)
 		for i, m := range b.Messages {
 			if m.Offset == 55 && b.Attempt == 1 {
 				close(midBatch)
@@ -482,17 +430,14 @@ func TestMarksInConsumeHonouredInAutomaticMode(t *testing.T) {
 		}
 		return nil
 	}
-	app := start(t, opts(t, c, ferry.RouteFunc(group, tp, fn, ferry.MaxMessages(100),
-		ferry.Retry(ferry.ConstantBackoff(50*time.Millisecond))))...)
-	waitClosed(t, midBatch, 20*time.Second, "never reached offset 55")
-	waitCommitted(t, c, group, tp, 0, 51) // the mark of offset 50, committed mid-batch
+	app := s.start(s.route(s.recordThen(fn), ferry.MaxMessages(100), ferry.Retry(ferry.ConstantBackoff(50*time.Millisecond))))
+	s.waitClosed("reached offset 55", midBatch)
+	s.waitCommittedAt(0, 51) // the mark of offset 50, committed mid-batch
 	close(progressSeen)
-	rec.waitDistinct(t, tp, 100, 20*time.Second)
-	waitCommitted(t, c, group, tp, 0, 100)
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
-	deliveries := rec.snapshot()
+	s.waitSeen(100)
+	s.waitCommittedAt(0, 100)
+	s.stop(app)
+	deliveries := s.rec.snapshot()
 	if deliveries[0].offsets[0] != 0 || len(deliveries[0].offsets) != 100 {
 		t.Fatalf("first batch %d-%d, want the 100 messages in one batch",
 			deliveries[0].offsets[0], deliveries[0].offsets[len(deliveries[0].offsets)-1])

@@ -96,11 +96,7 @@ func (s *scenario) waitUntil(what string, cond func() bool) {
 // "never " + what otherwise.
 func (s *scenario) waitClosed(what string, ch <-chan struct{}) {
 	s.t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(30 * time.Second):
-		s.t.Fatal("never " + what)
-	}
+	waitClosed(s.t, ch, 30*time.Second, "never "+what)
 }
 
 // recordThen returns a consumer that records each batch, then runs fn.
@@ -111,14 +107,17 @@ func (s *scenario) recordThen(fn ferry.ConsumerFunc) ferry.ConsumerFunc {
 	}
 }
 
-// committed returns the group's committed offsets of the topic now.
+// committed returns the group's committed offsets of the topic now. It may
+// run on a consumer's goroutine.
 func (s *scenario) committed() map[int32]int64 {
 	s.t.Helper()
-	got, err := s.c.Committed(ctxFor(s.t, 10*time.Second), s.group, s.topic)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return got
+	return committedOf(s.t, s.c, s.group, s.topic)
+}
+
+// waitCommittedAt waits until one partition's committed offset is want.
+func (s *scenario) waitCommittedAt(partition int32, want int64) {
+	s.t.Helper()
+	waitCommitted(s.t, s.c, s.group, s.topic, partition, want)
 }
 
 // waitCommitted waits until the group's committed offsets of the topic are
