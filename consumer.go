@@ -210,8 +210,12 @@ func (c *Claim) MarkWithMetadata(msg *Message, metadata string) bool {
 
 // MarkAsConsumedSync stores msg's offset+1 and commits before returning
 // (M3). It returns true only if the commit succeeded and the partition is
-// still owned: use it to fence side effects such as a database commit. A
-// failure caused by a lost assignment never reports true.
+// still owned: use it to fence side effects such as a database commit. The
+// answer always comes from the group coordinator — when the mark stores
+// nothing new, the stored offset is committed again — so once another
+// member owns the partition it never reports true. A commit refused because
+// the coordinator no longer knows this member drops the partition at once,
+// as a lost assignment (A7).
 //
 // It returns (bool, error) rather than a bare bool so callers can tell "not
 // yours any more" (false, nil) from "the broker refused or could not be
@@ -231,7 +235,9 @@ func (c *Claim) MarkWithMetadataSync(ctx context.Context, msg *Message, metadata
 func (c *Claim) CommitOffsets() bool { return c.p.Commit() }
 
 // CommitOffsetsSync commits the stored offsets and waits (M4). With nothing
-// stored it succeeds while the partition is owned.
+// new stored it commits the stored offset again, so its answer, like
+// MarkAsConsumedSync's, is the group coordinator's: true while the
+// partition is owned.
 func (c *Claim) CommitOffsetsSync(ctx context.Context) (bool, error) { return c.p.CommitSync(ctx) }
 
 // Revoked reports whether the partition was revoked or lost (M5). It turns

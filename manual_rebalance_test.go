@@ -522,3 +522,167 @@ func refuseCommit(c *ferrytest.Cluster, group string, at int64, kip848 bool) {
 		return resp, nil, true
 	})
 }
+
+// M3, A7: MarkAsConsumedSync asks the group coordinator every time, even
+// when the mark changes nothing. Consumers keep fencing the same side effect
+// in a loop while a second member joins: the revocation of the partition
+// that moves waits for its loop, past the rebalance timeout, until the
+// coordinator drops the first member and the second one owns the partition.
+// From then on every call for that partition reports false.
+//
+// Eager balancing and KIP-848 hand a partition over only once its owner let
+// go or was dropped; cooperative balancing keeps the stuck member (it
+// heartbeats while it revokes) and leaves the partition unassigned, so
+// nobody takes over. The embedded cluster keeps a KIP-848 member alive as
+// long as it commits, so there the takeover is checked on a real broker only.
+func TestManualMarkAsConsumedSyncAfterTakeover(t *testing.T) {
+	eager := protocol{"eager", []kgo.Opt{kgo.Balancers(kgo.RangeBalancer())}}
+	for _, proto := range []protocol{eager, protocols()[1]} {
+		t.Run(proto.name, func(t *testing.T) {
+			c := cluster(t, fastHeartbeats())
+			if c.Fake != nil && proto.name == "kip848" {
+				t.Skip("the embedded cluster never drops a KIP-848 member that keeps committing")
+			}
+			tp := topic(t, c, 2)
+			produceN(t, c, tp, 0, 5)
+			produceN(t, c, tp, 1, 5)
+			group := ferrytest.UniqueName("g")
+			type call struct {
+				partition int32
+				began     time.Time
+				ok        bool
+			}
+			var mu sync.Mutex
+			var calls []call
+			stopMarking := make(chan struct{})
+			var once sync.Once
+			stop := func() { once.Do(func() { close(stopMarking) }) }
+			fence := scripted{consume: func(ctx context.Context, claim *ferry.Claim, b *ferry.Batch) error {
+				for {
+					began := time.Now()
+					ok, _ := claim.MarkAsConsumedSync(ctx, b.Last())
+					mu.Lock()
+					calls = append(calls, call{b.Partition, began, ok})
+					mu.Unlock()
+					select {
+					case <-stopMarking:
+						return nil
+					case <-time.After(100 * time.Millisecond):
+					}
+				}
+			}}
+			calledSince := func(partition int32, since time.Time) (n, owned int) {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, c := range calls {
+					if c.began.After(since) && (partition < 0 || c.partition == partition) {
+						n++
+						if c.ok {
+							owned++
+						}
+					}
+				}
+				return n, owned
+			}
+			quick := kgo.RebalanceTimeout(3 * time.Second) // how long the group waits for the stuck member
+			a := start(t, opts(t, c, member(proto), ferry.ClientOptions(quick), ferry.CommitInterval(time.Hour),
+				ferry.Route(group, tp, fence.factory(), ferry.ManualOffsets()))...)
+			t.Cleanup(stop) // before the app's cleanup, which waits for Run
+			if err := ferrytest.WaitFor(ctxFor(t, 20*time.Second), func() bool {
+				_, owned0 := calledSince(0, time.Time{})
+				_, owned1 := calledSince(1, time.Time{})
+				return owned0 > 0 && owned1 > 0
+			}); err != nil {
+				t.Fatal("MarkAsConsumedSync never reported true while the partitions were owned")
+			}
+
+			rec := newRecorder()
+			b := start(t, opts(t, c, member(proto), ferry.ClientOptions(quick), ferry.RouteFunc(group, tp, rec.fn()))...)
+			produceN(t, c, tp, 0, 1)
+			produceN(t, c, tp, 1, 1)
+			rec.waitDistinct(t, tp, 1, 60*time.Second) // the second member owns a partition
+			tookOver := time.Now()
+			moved := rec.snapshot()[0].partition
+			if err := ferrytest.WaitFor(ctxFor(t, 20*time.Second), func() bool { n, _ := calledSince(moved, tookOver); return n >= 5 }); err != nil {
+				t.Fatal("the first member stopped calling MarkAsConsumedSync")
+			}
+			stop()
+			if n, owned := calledSince(moved, tookOver); owned > 0 {
+				t.Errorf("MarkAsConsumedSync reported true %d of %d times after the second member took partition %d over", owned, n, moved)
+			}
+			if err := b.stop(t); err != nil {
+				t.Error(err)
+			}
+			if err := a.stop(t); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// A7, M3: a commit the coordinator refuses because it no longer knows the
+// member (UNKNOWN_MEMBER_ID) drops the partition at once — Revoked turns
+// true and marks are refused before any heartbeat notices — and the
+// partition is consumed again afterwards from its committed offset, also
+// when the client rejoins and keeps it without a new assignment.
+func TestManualRefusedCommitLosesThePartitionAtOnce(t *testing.T) {
+	for _, proto := range protocols() {
+		t.Run(proto.name, func(t *testing.T) {
+			c := embedded(t, fastHeartbeats())
+			tp := topic(t, c, 1)
+			produceN(t, c, tp, 0, 20)
+			group := ferrytest.UniqueName("g")
+			c.Fake.ControlKey(int16(kmsg.OffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
+				r := req.(*kmsg.OffsetCommitRequest)
+				if r.Group != group || len(r.Topics) != 1 || r.Topics[0].Partitions[0].Offset != 20 {
+					return nil, nil, false
+				}
+				resp := r.ResponseKind().(*kmsg.OffsetCommitResponse)
+				rt := kmsg.NewOffsetCommitResponseTopic()
+				rt.Topic, rt.TopicID = r.Topics[0].Topic, r.Topics[0].TopicID
+				rp := kmsg.NewOffsetCommitResponseTopicPartition()
+				rp.ErrorCode = kerr.UnknownMemberID.Code
+				rt.Partitions = append(rt.Partitions, rp)
+				resp.Topics = append(resp.Topics, rt)
+				return resp, nil, true
+			})
+			rec := newRecorder()
+			var first atomic.Pointer[ferry.Claim]
+			after := make(chan [3]bool, 1) // sync result, Revoked, MarkAsConsumed
+			sc := scripted{consume: func(ctx context.Context, claim *ferry.Claim, b *ferry.Batch) error {
+				rec.record(b)
+				if !first.CompareAndSwap(nil, claim) && claim == first.Load() {
+					return nil
+				}
+				if claim != first.Load() {
+					_, err := claim.MarkAsConsumedSync(ctx, b.Last()) // the new instance commits for real
+					return err
+				}
+				markWhere(t, claim, b, func(o int64) bool { return o < 10 })
+				ok, _ := claim.MarkAsConsumedSync(ctx, b.Last()) // 20: refused
+				after <- [3]bool{ok, claim.Revoked(), claim.MarkAsConsumed(b.Messages[0])}
+				return nil
+			}}
+			app := start(t, opts(t, c, member(proto), ferry.CommitInterval(time.Hour),
+				ferry.Route(group, tp, sc.factory(), ferry.ManualOffsets(), ferry.MaxMessages(20)))...)
+			got := recv(t, after)
+			if got[0] {
+				t.Error("MarkAsConsumedSync = true for a commit refused with UNKNOWN_MEMBER_ID")
+			}
+			if !got[1] {
+				t.Error("Revoked() = false right after the refused commit (A7)")
+			}
+			if got[2] {
+				t.Error("MarkAsConsumed = true right after the refused commit (A7)")
+			}
+			produceN(t, c, tp, 0, 1)
+			if err := ferrytest.WaitFor(ctxFor(t, 30*time.Second), func() bool { return deliveredTimes(rec, tp, 0) >= 2 && rec.distinct(tp) == 21 }); err != nil {
+				t.Fatalf("the partition was not consumed again from its committed offset after the refused commit: %v", rec.snapshot())
+			}
+			waitCommitted(t, c, group, tp, 0, 21)
+			if err := app.stop(t); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

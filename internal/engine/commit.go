@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/ferrykit/ferry/offsets"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -63,7 +64,7 @@ func (g *group) commitLoop(stop <-chan struct{}) {
 }
 
 func (g *group) commitAndLog(ctx context.Context, why string) {
-	for p, err := range g.commit(ctx, why) {
+	for p, err := range g.commit(ctx, why, nil) {
 		p.log.Warn("ferry: commit failed; will retry on the next commit", "why", why, "err", err)
 	}
 }
@@ -72,7 +73,12 @@ func (g *group) commitAndLog(ctx context.Context, why string) {
 // and waits for it. It returns the partitions whose commit failed. Commits
 // are serialised with each other and with revocation, so a commit never
 // names a partition this member has released.
-func (g *group) commit(ctx context.Context, why string) map[*Partition]error {
+//
+// confirm, if set, is a partition whose owner wants the coordinator's word
+// that it still owns it (M3): it is in the request even with nothing new to
+// commit, sending its stored mark again, which changes nothing in the group
+// but is refused once the coordinator no longer knows this member.
+func (g *group) commit(ctx context.Context, why string, confirm *Partition) map[*Partition]error {
 	if g.eos {
 		return nil // exactly-once: transactions commit the offsets
 	}
@@ -84,6 +90,10 @@ func (g *group) commit(ctx context.Context, why string) map[*Partition]error {
 	for k, p := range g.parts {
 		if m, ok := p.pending(); ok {
 			batch[k] = sent{p, m}
+		} else if p == confirm {
+			if m, ok := p.stored(); ok {
+				batch[k] = sent{p, m}
+			}
 		}
 	}
 	g.mu.RUnlock()
@@ -140,6 +150,9 @@ func (g *group) commit(ctx context.Context, why string) map[*Partition]error {
 					answered[k] = true
 					if cerr := kerr.ErrorForCode(rp.ErrorCode); cerr != nil {
 						failed[s.p] = cerr
+						if memberGone(cerr) {
+							s.p.loseToCommit(cerr)
+						}
 					} else {
 						s.p.acknowledge(s.mark)
 					}
@@ -156,6 +169,15 @@ func (g *group) commit(ctx context.Context, why string) map[*Partition]error {
 		}
 	})
 	return failed
+}
+
+// memberGone reports whether a commit's answer means the coordinator no
+// longer counts this member as the owner of its partitions (A7): it was
+// removed from the group, its generation is over, or another instance with
+// its static id took its place.
+func memberGone(err error) bool {
+	return errors.Is(err, kerr.UnknownMemberID) || errors.Is(err, kerr.IllegalGeneration) ||
+		errors.Is(err, kerr.FencedInstanceID)
 }
 
 // report tells a subscriber what a commit achieved.
@@ -176,4 +198,35 @@ func (g *group) report(why string, batch map[tp]sent, failed map[*Partition]erro
 		offs[k.topic][k.partition] = s.mark.Offset
 	}
 	g.committed(why, offs, lastErr)
+}
+
+// resyncFromGroup positions a partition restarted after a refused commit
+// (restartKept): kgo's fetch position ran on while the previous instance
+// refused its records, so the partition goes back to the group's committed
+// offset, or the previous instance's if the group cannot be asked.
+func (p *Partition) resyncFromGroup() {
+	from := p.prev.committed()
+	ctx, cancel := context.WithTimeout(p.ctx, p.g.cfg.ConnectTimeout)
+	defer cancel()
+	resp, err := kadm.NewClient(p.g.cl).FetchOffsets(ctx, p.g.cfg.Name)
+	if err == nil {
+		err = resp.Error()
+	}
+	if o, ok := resp.Lookup(p.topic.Name, p.id); err == nil && ok && o.Err == nil && o.At >= 0 {
+		from = offsets.Mark{Offset: o.At, Epoch: o.LeaderEpoch, Metadata: o.Metadata}
+	} else if err != nil {
+		p.log.Warn("ferry: cannot read the committed offset; resuming from the last one this member knew", "err", err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if from.Offset >= 0 {
+		p.tracker.Acknowledge(from)
+		p.committedMD = from.Metadata
+		p.seek = from.Offset
+	} else {
+		p.seek = 0 // nothing committed anywhere: kgo resets an offset out of range to the start
+	}
+	p.resync = false
+	p.markReadyLocked()
+	p.g.wantSeek()
 }

@@ -256,7 +256,7 @@ func (g *group) run(ctx context.Context) error {
 
 	// One final synchronous commit of everything that finished.
 	cctx, cancel := context.WithDeadline(context.Background(), later(deadline, time.Now().Add(5*time.Second)))
-	for p, err := range g.commit(cctx, "shutdown") {
+	for p, err := range g.commit(cctx, "shutdown", nil) {
 		g.log.Error("ferry: final commit failed", "topic", p.topic.Name, "partition", p.id, "err", err)
 	}
 	cancel()
@@ -343,6 +343,10 @@ func (g *group) pollLoop(ctx context.Context) error {
 			}
 			if len(fp.Records) == 0 {
 				p.end.Store(endOf(fp)) // lag (X2)
+				return
+			}
+			if p.keptAfterLoss() {
+				g.restartKept(p)
 				return
 			}
 			p.push(fp.Records, endOf(fp), now)
@@ -441,6 +445,33 @@ func (g *group) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string
 	g.log.Info("ferry: partitions assigned", "assigned", partitionList(assigned))
 }
 
+// restartKept gives a new instance to a partition dropped after a refused
+// commit that kgo kept: kgo rejoined without letting it go, so no
+// assignment callback will. The new instance starts from the group's
+// committed offset. It gives up when a rebalance is in progress; the next
+// fetch of the partition tries again.
+func (g *group) restartKept(old *Partition) {
+	if !g.rebalanceMu.TryLock() {
+		return
+	}
+	defer g.rebalanceMu.Unlock()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	k := tp{old.topic.Name, old.id}
+	if g.shutting || g.parts[k] != old || !old.keptAfterLoss() {
+		return
+	}
+	p := newPartition(g, old.topic, old.id, old)
+	p.resync = true
+	g.parts[k] = p
+	g.workers.Add(1)
+	go func() {
+		defer g.workers.Done()
+		p.run()
+	}()
+	g.log.Info("ferry: partition consumed again after a refused commit", "topic", k.topic, "partition", k.partition)
+}
+
 // onFetched learns the committed offset and metadata of each newly assigned
 // partition (M8) before its consumer is built.
 func (g *group) onFetched(_ context.Context, _ *kgo.Client, resp *kmsg.OffsetFetchResponse) error {
@@ -500,6 +531,7 @@ func (g *group) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string
 	var leaving, stoppingNow []*Partition
 	for _, p := range ps {
 		p.mu.Lock()
+		p.letGo = true
 		switch p.state {
 		case owned:
 			p.setStateLocked(revoking)
@@ -558,12 +590,9 @@ func (g *group) onLost(_ context.Context, _ *kgo.Client, lostParts map[string][]
 				continue
 			}
 			p.mu.Lock()
-			if p.state.marksAccepted() {
-				p.setStateLocked(lost)
-				p.syncPauseLocked()
-			}
+			p.letGo = true
 			p.mu.Unlock()
-			p.cancel()
+			p.lose()
 		}
 	}
 	g.log.Warn("ferry: partitions lost; their uncommitted work will be redelivered", "lost", partitionList(lostParts))

@@ -80,6 +80,13 @@ type Partition struct {
 	txnFirst    int64 // exactly-once: first offset given to it; -1 before
 	readyClosed bool
 	stopReason  state
+	// lostToCommit: lost because a commit's answer said the member was
+	// gone, not through kgo; letGo: kgo revoked or lost it since.
+	lostToCommit bool
+	letGo        bool
+	// resync: a restart after lostToCommit; records are refused until
+	// the partition is positioned at the group's committed offset.
+	resync bool
 
 	ready     chan struct{}      // closed once committed offsets are known
 	wake      chan struct{}      // poked when records arrive
@@ -255,7 +262,7 @@ func (p *Partition) CommitSync(ctx context.Context) (bool, error) {
 	if !p.Owned() {
 		return false, nil
 	}
-	errs := p.g.commit(ctx, "sync")
+	errs := p.g.commit(ctx, "sync", p)
 	if err := errs[p]; err != nil {
 		return false, err
 	}
@@ -274,6 +281,58 @@ func (p *Partition) pending() (offsets.Mark, bool) {
 		return p.par.pendingLocked()
 	}
 	return p.tracker.Pending()
+}
+
+// stored returns the newest mark, or the committed position, to send again
+// when only the coordinator's answer is wanted (M3); false when there is
+// no position at all yet.
+func (p *Partition) stored() (offsets.Mark, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := p.tracker.Stored()
+	return m, m.Offset >= 0 && p.state.marksAccepted()
+}
+
+// committed returns the position Kafka acknowledged last.
+func (p *Partition) committed() offsets.Mark {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.tracker.Committed()
+}
+
+// lose drops the partition (A7): marks are refused from now on, nothing is
+// committed for it, fetching is no longer held back for it and its
+// context is cancelled. In-flight work may finish.
+func (p *Partition) lose() {
+	p.mu.Lock()
+	if p.state.marksAccepted() {
+		p.setStateLocked(lost)
+		p.syncPauseLocked()
+	}
+	p.mu.Unlock()
+	p.cancel()
+}
+
+// loseToCommit drops the partition when the coordinator answered its
+// commit with proof that this member no longer owns it, at once rather
+// than when kgo's next heartbeat finds out.
+func (p *Partition) loseToCommit(err error) {
+	p.mu.Lock()
+	if p.state.marksAccepted() {
+		p.lostToCommit = true
+	}
+	p.mu.Unlock()
+	p.lose()
+	p.log.Warn("ferry: the group coordinator refused a commit: this member no longer owns the partition", "err", err)
+}
+
+// keptAfterLoss reports whether the partition was dropped after a refused
+// commit while kgo, which has not let it go, still fetches it: kgo rejoined
+// and kept it, so it needs a new instance (restartKept).
+func (p *Partition) keptAfterLoss() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lostToCommit && !p.letGo
 }
 
 // resume is where the partition continues: after its newest mark, or the
@@ -299,7 +358,7 @@ func (p *Partition) acknowledge(m offsets.Mark) {
 func (p *Partition) push(recs []*kgo.Record, end int64, now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.state != owned || p.seek >= 0 {
+	if p.state != owned || p.seek >= 0 || p.resync {
 		return
 	}
 	p.markReadyLocked()
@@ -496,6 +555,9 @@ func (p *Partition) run() {
 	defer close(p.done)
 	if p.prev != nil {
 		<-p.prev.done // one instance per partition at a time (B4)
+		if p.resync {
+			p.resyncFromGroup()
+		}
 		p.prev = nil
 	}
 	select {
