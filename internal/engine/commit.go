@@ -217,16 +217,10 @@ func (p *Partition) resyncFromGroup() {
 	} else if err != nil {
 		p.log.Warn("ferry: cannot read the committed offset; resuming from the last one this member knew", "err", err)
 	}
+	p.learnCommitted(from.Offset, from.Epoch, &from.Metadata)
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if from.Offset >= 0 {
-		p.tracker.Acknowledge(from)
-		p.committedMD = from.Metadata
-		p.seek = from.Offset
-	} else {
-		p.seek = 0 // nothing committed anywhere: kgo resets an offset out of range to the start
-	}
+	p.seek = max(from.Offset, 0) // nothing committed anywhere: kgo resets an offset out of range to the start
 	p.resync = false
-	p.markReadyLocked()
+	p.mu.Unlock()
 	p.g.wantSeek()
 }

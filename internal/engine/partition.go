@@ -289,7 +289,15 @@ func (p *Partition) pending() (offsets.Mark, bool) {
 func (p *Partition) stored() (offsets.Mark, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	m := p.tracker.Stored()
+	var m offsets.Mark
+	switch {
+	case p.par != nil && p.par.window.Next() >= 0:
+		m, _ = p.par.pendingLocked()
+	case p.par != nil:
+		m = p.par.committed
+	default:
+		m = p.tracker.Stored()
+	}
 	return m, m.Offset >= 0 && p.state.marksAccepted()
 }
 
