@@ -506,6 +506,12 @@ func refuseCommit(c *ferrytest.Cluster, group string, at int64, kip848 bool) {
 	if kip848 {
 		code = kerr.UnknownMemberID.Code
 	}
+	refuseCommitWith(c, group, at, code)
+}
+
+// refuseCommitWith makes the broker answer the group's first commit of
+// offset at, on one partition, with the error code.
+func refuseCommitWith(c *ferrytest.Cluster, group string, at int64, code int16) {
 	c.Fake.ControlKey(int16(kmsg.OffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		r := req.(*kmsg.OffsetCommitRequest)
 		if r.Group != group || len(r.Topics) != 1 || len(r.Topics[0].Partitions) != 1 ||
@@ -632,20 +638,7 @@ func TestManualRefusedCommitLosesThePartitionAtOnce(t *testing.T) {
 			tp := topic(t, c, 1)
 			produceN(t, c, tp, 0, 20)
 			group := ferrytest.UniqueName("g")
-			c.Fake.ControlKey(int16(kmsg.OffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
-				r := req.(*kmsg.OffsetCommitRequest)
-				if r.Group != group || len(r.Topics) != 1 || r.Topics[0].Partitions[0].Offset != 20 {
-					return nil, nil, false
-				}
-				resp := r.ResponseKind().(*kmsg.OffsetCommitResponse)
-				rt := kmsg.NewOffsetCommitResponseTopic()
-				rt.Topic, rt.TopicID = r.Topics[0].Topic, r.Topics[0].TopicID
-				rp := kmsg.NewOffsetCommitResponseTopicPartition()
-				rp.ErrorCode = kerr.UnknownMemberID.Code
-				rt.Partitions = append(rt.Partitions, rp)
-				resp.Topics = append(resp.Topics, rt)
-				return resp, nil, true
-			})
+			refuseCommitWith(c, group, 20, kerr.UnknownMemberID.Code)
 			rec := newRecorder()
 			var first atomic.Pointer[ferry.Claim]
 			after := make(chan [3]bool, 1) // sync result, Revoked, MarkAsConsumed
