@@ -3,15 +3,19 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,8 +26,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// runBench measures ferry against a raw franz-go loop, alternating rounds on
-// one topic so both see the same cluster state.
+// runBench measures ferry against a raw franz-go loop — and, when asked,
+// other Go clients and Kafka's Java consumer — on one topic, each contender
+// in a process of its own, rotating their order every round.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -35,16 +40,24 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	rounds := fs.Int("rounds", 3, "rounds; each consumes the whole topic once with each contender")
 	maxWait := fs.Duration("max-wait", 0, "ferry's MaxWait (0: its default)")
 	queueBytes := fs.Int("queue-bytes", 0, "ferry's QueueBytes (0: its default)")
+	work := fs.Duration("work", 0, "time ferry and the raw loop spend per batch of 100 messages (a handler slower than the fetches)")
+	kip848 := fs.Bool("kip848", false, "ferry and the raw loop join with the KIP-848 consumer group protocol instead of the classic one")
 	pipeline := fs.String("pipeline", "", "instead: consume→produce, at-least-once vs exactly-once with these transaction spans: default (ferry's), batch counts (one poll per transaction) or intervals, e.g. default,1,16,250ms")
 	kafkaScript := fs.String("kafka-perf", "", "also run Kafka's ConsumerPerformance through this scripts/kafka (real broker only)")
+	peers := fs.String("peers", "", "also run these Go clients: sarama,kafka-go,confluent (built from -peers-dir)")
+	peersDir := fs.String("peers-dir", "cmd/ferry/internal/bench/peers", "the peers module, built with go build")
+	compare := fs.String("compare", "", "also run the ferry contender of this other ferry binary (an A/B of two builds)")
 	only := fs.String("only", "", "run one contender only: raw or ferry (for profiling)")
 	events := fs.Bool("events", false, "also run ferry with an event subscriber (counting every event) and with the Prometheus metrics of ferryprom, to measure what reporting costs")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measured rounds to this file (samples labelled contender=raw|ferry)")
-	traceFile := fs.String("trace", "", "write an execution trace of the measured rounds to this file")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measured rounds to this file (samples labelled contender=raw|ferry; runs them in this process)")
+	traceFile := fs.String("trace", "", "write an execution trace of the measured rounds to this file (runs the contenders in this process)")
 	check := fs.Bool("check", false, "exit non-zero when a target is missed (see docs/BENCHMARKS.md)")
 	slow := fs.Bool("slow", false, "instead: handlers that wait on I/O (1 ms per message; a heavy tail), one partition of -slow-messages, sequential vs parallel vs a per-batch fan-out")
 	slowN := fs.Int("slow-messages", 10_000, "messages per slow-handler case")
 	inFlight := fs.Int("in-flight", 128, "the parallel contender's messages in flight per partition (-slow)")
+	oneContender := fs.String("contender", "", "internal: consume -topic as -group with this contender (raw, ferry, events or prometheus), print its result as JSON")
+	topicFlag := fs.String("topic", "", "internal: the topic for -contender")
+	groupFlag := fs.String("group", "", "internal: the group for -contender")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -54,6 +67,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	bad.atLeast("size", *size, 0)
 	bad.atLeast("rounds", *rounds, 1)
 	bad.notNegative("max-wait", *maxWait)
+	bad.notNegative("work", *work)
 	bad.atLeast("queue-bytes", *queueBytes, 0)
 	bad.atLeast("slow-messages", *slowN, 1)
 	bad.atLeast("in-flight", *inFlight, 1)
@@ -62,6 +76,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	}
 	if err := bad.err(); err != nil {
 		return err
+	}
+	var topts []ferry.TopicOption
+	if *maxWait > 0 {
+		topts = append(topts, ferry.MaxWait(*maxWait))
+	}
+	if *queueBytes > 0 {
+		topts = append(topts, ferry.QueueBytes(*queueBytes))
+	}
+	how := bench.Contender{KIP848: *kip848, Work: *work, TopicOptions: topts}
+	if *oneContender != "" {
+		return runContender(ctx, stdout, *oneContender, strings.Split(*brokers, ","), *topicFlag, *groupFlag, *messages, how)
 	}
 	var seeds []string
 	where := "external cluster " + *brokers
@@ -86,7 +111,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		return benchSlow(ctx, stdout, seeds, where, *slowN, *inFlight, *rounds, &t)
 	}
 	topic := ferrytest.UniqueName("bench")
-	fmt.Fprintf(stdout, "ferry bench: %d × %d-byte messages, %d partitions, %s\n", *messages, *size, *partitions, where)
+	fmt.Fprintf(stdout, "ferry bench: %d × %d-byte messages, %d partitions, topic %s, %s\n", *messages, *size, *partitions, topic, where)
 	fmt.Fprintf(stdout, "machine: %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
 	began := time.Now()
 	if err := bench.Produce(ctx, seeds, topic, int32(*partitions), *messages, *size, *distinct); err != nil {
@@ -98,9 +123,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	}
 	// Warm-up: the first read of a fresh topic is slower for whoever goes
 	// first; it is not measured.
-	if _, err := bench.Raw(ctx, seeds, topic, ferrytest.UniqueName("warmup"), *messages); err != nil {
+	if _, err := bench.Raw(ctx, seeds, topic, ferrytest.UniqueName("warmup"), *messages, bench.Contender{}); err != nil {
 		return err
 	}
+	inProcess := *cpuprofile != "" || *traceFile != ""
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -123,126 +149,237 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		}
 		defer trace.Stop()
 	}
-	fmt.Fprintf(stdout, "%-6s %-22s %12s %10s %10s %11s %9s\n", "round", "contender", "msgs/s", "elapsed", "join", "allocs/msg", "CPU/msg")
-	var ratios, eventRatios, promRatios, eventCPU, promCPU []float64
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	// A contender consumes the whole topic as a fresh group.
+	type contender struct {
+		name string
+		run  func(group string) (bench.Result, error)
+	}
+	own := func(name string, fn func(context.Context, []string, string, string, int, bench.Contender) (bench.Result, error)) contender {
+		return contender{name, func(group string) (res bench.Result, err error) {
+			if !inProcess {
+				bin, as := self, name
+				if name == "compare" {
+					bin, as = *compare, "ferry"
+				}
+				argv := []string{bin, "bench", "-contender", as, "-brokers", strings.Join(seeds, ","), "-topic", topic, "-group", group,
+					"-messages", strconv.Itoa(*messages), "-work", work.String(), "-max-wait", maxWait.String(), "-queue-bytes", strconv.Itoa(*queueBytes)}
+				if *kip848 {
+					argv = append(argv, "-kip848")
+				}
+				res, err := bench.Child(ctx, self, argv...)
+				if name == "compare" {
+					res.Name = "ferry (" + filepath.Base(bin) + ")"
+				}
+				return res, err
+			}
+			// Labels (inherited by kgo's goroutines) split the profile
+			// by contender: pprof -tagfocus contender=raw.
+			pprof.Do(ctx, pprof.Labels("contender", name), func(ctx context.Context) {
+				defer trace.StartRegion(ctx, name).End()
+				res, err = fn(ctx, seeds, topic, group, *messages, how)
+			})
+			runtime.GC()
+			return res, err
+		}}
+	}
+	var contenders []contender
+	if *only != "ferry" {
+		contenders = append(contenders, own("raw", bench.Raw))
+	}
+	if *only != "raw" {
+		contenders = append(contenders, own("ferry", bench.Ferry))
+	}
+	if *events && *only == "" {
+		contenders = append(contenders, own("events", ferryEvents), own("prometheus", ferryPrometheus))
+	}
+	if *compare != "" && !inProcess {
+		contenders = append(contenders, own("compare", bench.Ferry))
+	}
+	if *peers != "" && *only == "" {
+		bin, err := buildPeers(ctx, *peersDir)
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(filepath.Dir(bin))
+		for _, client := range strings.Split(*peers, ",") {
+			client = strings.TrimSpace(client)
+			contenders = append(contenders, contender{client, func(group string) (bench.Result, error) {
+				return bench.Child(ctx, self, bin, "-client", client, "-brokers", strings.Join(seeds, ","), "-topic", topic, "-group", group, "-messages", strconv.Itoa(*messages))
+			}})
+		}
+	}
+	if *kafkaScript != "" && *only == "" {
+		contenders = append(contenders, contender{"java", func(group string) (bench.Result, error) {
+			return bench.ConsumerPerformance(ctx, self, *kafkaScript, seeds, topic, group, *messages)
+		}})
+	}
+	fmt.Fprintf(stdout, "%-6s %-26s %12s %10s %10s %10s %9s %11s %9s\n", "round", "contender", "msgs/s", "elapsed", "join", "1st msg", "CPU/msg", "allocs/msg", "peak RSS")
+	all := map[string][]bench.Result{}
 	for r := 1; r <= *rounds; r++ {
-		var raw, fer, obs, prom bench.Result
-		var err error
-		var topts []ferry.TopicOption
-		if *maxWait > 0 {
-			topts = append(topts, ferry.MaxWait(*maxWait))
-		}
-		if *queueBytes > 0 {
-			topts = append(topts, ferry.QueueBytes(*queueBytes))
-		}
-		runRaw := func() error {
-			if *only == "ferry" {
-				return nil
-			}
-			// Labels (inherited by kgo's goroutines) split the
-			// profile by contender: pprof -tagfocus contender=raw.
-			pprof.Do(ctx, pprof.Labels("contender", "raw"), func(ctx context.Context) {
-				defer trace.StartRegion(ctx, "raw").End()
-				raw, err = bench.Raw(ctx, seeds, topic, ferrytest.UniqueName("raw"), *messages)
-			})
-			if err != nil {
-				return err
-			}
-			report(stdout, r, raw)
-			runtime.GC()
-			return nil
-		}
-		runFerry := func() error {
-			if *only == "raw" {
-				return nil
-			}
-			pprof.Do(ctx, pprof.Labels("contender", "ferry"), func(ctx context.Context) {
-				defer trace.StartRegion(ctx, "ferry").End()
-				fer, err = bench.Ferry(ctx, seeds, topic, ferrytest.UniqueName("ferry"), *messages, topts...)
-			})
-			if err != nil {
-				return err
-			}
-			report(stdout, r, fer)
-			runtime.GC()
-			return nil
-		}
-		runObserved := func() error {
-			pprof.Do(ctx, pprof.Labels("contender", "ferry+events"), func(ctx context.Context) {
-				defer trace.StartRegion(ctx, "ferry+events").End()
-				obs, err = bench.FerryWith(ctx, "ferry + event subscriber", seeds, topic, ferrytest.UniqueName("events"), *messages,
-					[]ferry.Option{ferry.OnEvent(bench.CountEvents())}, topts...)
-			})
-			if err != nil {
-				return err
-			}
-			report(stdout, r, obs)
-			runtime.GC()
-			return nil
-		}
-		runPrometheus := func() error {
-			metrics, merr := ferryprom.New(prometheus.NewRegistry())
-			if merr != nil {
-				return merr
-			}
-			pprof.Do(ctx, pprof.Labels("contender", "ferry+prometheus"), func(ctx context.Context) {
-				defer trace.StartRegion(ctx, "ferry+prometheus").End()
-				prom, err = bench.FerryWith(ctx, "ferry + Prometheus", seeds, topic, ferrytest.UniqueName("prom"), *messages,
-					[]ferry.Option{ferry.OnEvent(metrics.Observe)}, topts...)
-			})
-			if err != nil {
-				return err
-			}
-			report(stdout, r, prom)
-			runtime.GC()
-			return nil
-		}
-		// Alternate who goes first, so none always finds the cluster in
+		// Rotate who goes first, so no one always finds the cluster in
 		// the state another left it in.
-		order := []func() error{runRaw, runFerry}
-		if *events && *only == "" {
-			order = append(order, runObserved, runPrometheus)
-		}
-		for i := range order {
-			if err := order[(i+r)%len(order)](); err != nil {
-				return err
-			}
-		}
-		if *kafkaScript != "" && *only == "" {
-			perf, err := bench.ConsumerPerformance(ctx, *kafkaScript, seeds, topic, ferrytest.UniqueName("perf"), *messages)
+		got := map[string]bench.Result{}
+		for i := range contenders {
+			c := contenders[(i+r-1)%len(contenders)]
+			res, err := c.run(ferrytest.UniqueName(c.name))
 			if err != nil {
 				return err
 			}
-			report(stdout, r, perf)
-			fmt.Fprintf(stdout, "%-6d %-22s %12.3f\n", r, "ratio ferry/Java", fer.Rate()/perf.Rate())
+			report(stdout, r, res)
+			got[c.name] = res
+			all[c.name] = append(all[c.name], res)
 		}
-		if *only != "" {
+		fer, ok := got["ferry"]
+		if !ok {
 			continue
 		}
-		ratio := fer.Rate() / raw.Rate()
-		ratios = append(ratios, ratio)
-		fmt.Fprintf(stdout, "%-6d %-22s %12.3f\n", r, "ratio ferry/raw", ratio)
-		if *events {
-			eventRatios = append(eventRatios, obs.Rate()/fer.Rate())
-			promRatios = append(promRatios, prom.Rate()/fer.Rate())
-			eventCPU = append(eventCPU, float64(obs.CPUPerMsg())/float64(fer.CPUPerMsg()))
-			promCPU = append(promCPU, float64(prom.CPUPerMsg())/float64(fer.CPUPerMsg()))
-			fmt.Fprintf(stdout, "%-6d %-22s %12.3f\n", r, "ratio +events/ferry", obs.Rate()/fer.Rate())
-			fmt.Fprintf(stdout, "%-6d %-22s %12.3f\n", r, "ratio +Prometheus/ferry", prom.Rate()/fer.Rate())
+		for _, c := range contenders {
+			if c.name != "ferry" {
+				fmt.Fprintf(stdout, "%-6d %-26s %12.3f\n", r, "ratio ferry/"+c.name, fer.Rate()/got[c.name].Rate())
+			}
 		}
 	}
 	fmt.Fprintln(stdout)
-	t.atLeast(stdout, "ratio ferry/raw", ratios, 0.97)
-	// msgs/s swings with the machine's load; CPU per message hardly does.
-	t.atLeast(stdout, "msgs/s with/without an event subscriber", eventRatios, 0)
-	t.atLeast(stdout, "msgs/s with/without Prometheus metrics", promRatios, 0)
-	t.atMost(stdout, "CPU/msg with/without an event subscriber", eventCPU, 1.03)
-	t.atMost(stdout, "CPU/msg with/without Prometheus metrics", promCPU, 1.03)
+	summarize(stdout, &t, all, inProcess)
 	return nil
 }
 
+// summarize prints each contender's medians and checks ferry's targets
+// against the raw loop: throughput ≥ 0.97×, peak RSS ≤ 1.3× (measured
+// only with each contender in a process of its own), and a first message
+// no later than the raw loop's plus 100 ms.
+func summarize(w io.Writer, t *targets, all map[string][]bench.Result, inProcess bool) {
+	names := slices.Sorted(maps.Keys(all))
+	for _, name := range names {
+		rs := all[name]
+		rate := stat(rs, func(r bench.Result) float64 { return r.Rate() })
+		join := stat(rs, func(r bench.Result) float64 { return r.First.Seconds() * 1000 })
+		first := stat(rs, func(r bench.Result) float64 { return r.FirstMessage.Seconds() * 1000 })
+		rss := stat(rs, func(r bench.Result) float64 { return float64(r.PeakRSS) / (1 << 20) })
+		cpu := stat(rs, func(r bench.Result) float64 { return float64(r.CPUPerMsg()) })
+		firstMsg := "-"
+		if first > 0 {
+			firstMsg = fmt.Sprintf("%.0f ms", first)
+		}
+		fmt.Fprintf(w, "%-26s median %9.0f msgs/s, CPU/msg %5.0f ns, join %4.0f ms, first message %s, peak RSS %4.0f MiB\n", rs[0].Name, rate, cpu, join, firstMsg, rss)
+	}
+	fer, raw := all["ferry"], all["raw"]
+	if len(fer) == 0 || len(fer) != len(raw) {
+		return
+	}
+	ratios := func(f func(bench.Result) float64) []float64 {
+		var out []float64
+		for i := range fer {
+			out = append(out, f(fer[i])/f(raw[i]))
+		}
+		return out
+	}
+	t.atLeast(w, "ratio ferry/raw msgs/s", ratios(func(r bench.Result) float64 { return r.Rate() }), 0.97)
+	// What reporting costs: msgs/s swings with the machine's load; CPU
+	// per message hardly does.
+	for _, x := range []struct{ name, what string }{{"events", "an event subscriber"}, {"prometheus", "Prometheus metrics"}} {
+		obs := all[x.name]
+		if len(obs) != len(fer) {
+			continue
+		}
+		var rate, cpu []float64
+		for i := range fer {
+			rate = append(rate, obs[i].Rate()/fer[i].Rate())
+			cpu = append(cpu, float64(obs[i].CPUPerMsg())/float64(fer[i].CPUPerMsg()))
+		}
+		t.atLeast(w, "msgs/s with/without "+x.what, rate, 0)
+		t.atMost(w, "CPU/msg with/without "+x.what, cpu, 1.03)
+	}
+	if !inProcess {
+		t.atMost(w, "ratio ferry/raw peak RSS", ratios(func(r bench.Result) float64 { return float64(r.PeakRSS) }), 1.3)
+	}
+	var late []float64
+	for i := range fer {
+		late = append(late, (fer[i].FirstMessage-raw[i].FirstMessage).Seconds()*1000)
+	}
+	t.atMost(w, "first message ferry − raw (ms)", late, 100)
+}
+
+// stat is the median of f over results.
+func stat(rs []bench.Result, f func(bench.Result) float64) float64 {
+	var v []float64
+	for _, r := range rs {
+		v = append(v, f(r))
+	}
+	slices.Sort(v)
+	return median(v)
+}
+
+// ferryEvents is ferry with an event subscriber that counts every event:
+// what reporting costs.
+func ferryEvents(ctx context.Context, seeds []string, topic, group string, n int, c bench.Contender) (bench.Result, error) {
+	return bench.FerryWith(ctx, "ferry + event subscriber", seeds, topic, group, n, []ferry.Option{ferry.OnEvent(bench.CountEvents())}, c)
+}
+
+// ferryPrometheus is ferry with the Prometheus metrics of ferryprom.
+func ferryPrometheus(ctx context.Context, seeds []string, topic, group string, n int, c bench.Contender) (bench.Result, error) {
+	metrics, err := ferryprom.New(prometheus.NewRegistry())
+	if err != nil {
+		return bench.Result{}, err
+	}
+	return bench.FerryWith(ctx, "ferry + Prometheus", seeds, topic, group, n, []ferry.Option{ferry.OnEvent(metrics.Observe)}, c)
+}
+
+// runContender consumes the topic with one contender in this process and
+// prints its result as JSON, for bench.Child.
+func runContender(ctx context.Context, stdout io.Writer, name string, seeds []string, topic, group string, n int, how bench.Contender) error {
+	run := map[string]func(context.Context, []string, string, string, int, bench.Contender) (bench.Result, error){
+		"raw": bench.Raw, "ferry": bench.Ferry, "events": ferryEvents, "prometheus": ferryPrometheus}[name]
+	if run == nil {
+		return fmt.Errorf("unknown contender %q: want raw, ferry, events or prometheus", name)
+	}
+	res, err := run(ctx, seeds, topic, group, n, how)
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(stdout).Encode(res)
+}
+
+// buildPeers builds the peers module (sarama, kafka-go, confluent-kafka-go
+// consumers) into a temporary directory.
+func buildPeers(ctx context.Context, dir string) (string, error) {
+	tmp, err := os.MkdirTemp("", "ferry-peers")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(tmp, "peers")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		os.RemoveAll(tmp)
+		return "", fmt.Errorf("building the peers in %s (run ferry bench from the repository's root, or set -peers-dir): %v\n%s", dir, err, out)
+	}
+	return bin, nil
+}
+
 func report(w io.Writer, round int, res bench.Result) {
-	fmt.Fprintf(w, "%-6d %-22s %12.0f %10s %10s %11.3f %9s\n", round, res.Name, res.Rate(), res.Elapsed.Round(time.Millisecond), res.First.Round(time.Millisecond), res.AllocsPerMsg(), res.CPUPerMsg())
+	rss := "-"
+	if res.PeakRSS > 0 {
+		rss = fmt.Sprintf("%.0f MiB", float64(res.PeakRSS)/(1<<20))
+	}
+	allocs := "-"
+	if res.Mallocs > 0 {
+		allocs = fmt.Sprintf("%.3f", res.AllocsPerMsg())
+	}
+	first := "-"
+	if res.FirstMessage > 0 {
+		first = res.FirstMessage.Round(time.Millisecond).String()
+	}
+	cpu := "-"
+	if res.CPU > 0 {
+		cpu = res.CPUPerMsg().String()
+	}
+	fmt.Fprintf(w, "%-6d %-26s %12.0f %10s %10s %10s %9s %11s %9s\n", round, res.Name, res.Rate(), res.Elapsed.Round(time.Millisecond),
+		res.First.Round(time.Millisecond), first, cpu, allocs, rss)
 }
 
 // childCluster starts `ferry cluster` as a child process, so the broker's

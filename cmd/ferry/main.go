@@ -20,6 +20,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/ferrykit/ferry/cmd/ferry/internal/bench"
 )
 
 func main() {
@@ -76,6 +78,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runConsume(ctx, rest, stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, stdout, stderr)
+	case "rusage": // internal: ferry rusage REPORT CMD ARGS... (for bench)
+		if len(rest) < 2 {
+			return errors.New("usage: ferry rusage REPORT COMMAND [ARGS...]")
+		}
+		return bench.Rusage(ctx, rest[0], rest[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -19,14 +19,17 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// Result is one measured consumption of the whole topic.
+// Result is one measured consumption of the whole topic. A contender run in
+// a process of its own prints it as JSON (Child reads it back).
 type Result struct {
-	Name     string
-	Messages int
-	Elapsed  time.Duration // client start → last message processed
-	Mallocs  uint64        // heap allocations in that window, this process
-	First    time.Duration // client start → first partition assigned (the group join)
-	CPU      time.Duration // CPU time of this process (user+sys) in the window
+	Name         string        `json:"name"`
+	Messages     int           `json:"messages"`
+	Elapsed      time.Duration `json:"elapsed_ns"`       // client start → last message processed
+	Mallocs      uint64        `json:"mallocs"`          // heap allocations in that window, this process
+	First        time.Duration `json:"join_ns"`          // client start → first partition assigned (the group join)
+	FirstMessage time.Duration `json:"first_message_ns"` // client start → first message handed to the consumer
+	CPU          time.Duration `json:"cpu_ns"`           // CPU time of the process (user+sys) in the window
+	PeakRSS      int64         `json:"peak_rss_bytes"`   // the process's peak resident set (0: shared with others, not measured)
 }
 
 // CPUPerMsg is this process's CPU time per message: unlike msgs/s it hardly
@@ -101,6 +104,7 @@ type window struct {
 	n       int64
 	count   atomic.Int64
 	first   atomic.Int64
+	firstM  atomic.Int64
 	start   time.Time
 	cpu     time.Duration
 	mallocs uint64
@@ -121,11 +125,12 @@ func (w *window) assigned() {
 
 func (w *window) add(k int) {
 	w.assigned()
+	w.firstM.CompareAndSwap(0, int64(time.Since(w.start)))
 	if got := w.count.Add(int64(k)); got >= w.n && got-int64(k) < w.n {
 		elapsed := time.Since(w.start)
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		w.done <- Result{Name: w.name, Messages: int(w.n), Elapsed: elapsed, Mallocs: ms.Mallocs - w.mallocs, First: time.Duration(w.first.Load()), CPU: cpuTime() - w.cpu}
+		w.done <- Result{Name: w.name, Messages: int(w.n), Elapsed: elapsed, Mallocs: ms.Mallocs - w.mallocs, First: time.Duration(w.first.Load()), FirstMessage: time.Duration(w.firstM.Load()), CPU: cpuTime() - w.cpu}
 	}
 }
 
@@ -140,11 +145,38 @@ func touch(recs []*kgo.Record) int {
 
 var sink atomic.Int64
 
+// Contender says how a contender consumes: the group protocol, and the
+// work its consumer does per message batch.
+type Contender struct {
+	// KIP848 joins with the consumer group protocol of KIP-848 instead of
+	// the classic one.
+	KIP848 bool
+	// Work is time the consumer spends per batch of up to 100 messages,
+	// standing for a handler that is slower than the fetches.
+	Work time.Duration
+	// TopicOptions are extra ferry options for the topic.
+	TopicOptions []ferry.TopicOption
+}
+
+func (c Contender) clientOpts() []kgo.Opt {
+	if !c.KIP848 {
+		return nil
+	}
+	return []kgo.Opt{kgo.ServerSideBalancer(), kgo.Balancers(kgo.CooperativeStickyBalancer(), kgo.StickyBalancer())}
+}
+
+// rawWorkers is how many partitions the raw loop works on at once when
+// Work is set: ferry's default Concurrency.
+const rawWorkers = 5
+
 // Raw consumes the topic with a plain franz-go loop: PollFetches, then
 // MarkCommitRecords of each partition's last record, with AutoCommitMarks.
-func Raw(ctx context.Context, brokers []string, topic, group string, n int) (Result, error) {
+// With Work, each poll's partitions are worked on by up to five goroutines
+// (ferry's default concurrency), each spending Work per 100 records, and
+// the loop polls again when all are done.
+func Raw(ctx context.Context, brokers []string, topic, group string, n int, c Contender) (Result, error) {
 	w := newWindow("franz-go poll loop", n)
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.ConsumerGroup(group),
 		kgo.ConsumeTopics(topic),
@@ -152,13 +184,15 @@ func Raw(ctx context.Context, brokers []string, topic, group string, n int) (Res
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { w.assigned() }),
-	)
+	}, c.clientOpts()...)...)
 	if err != nil {
 		return Result{}, err
 	}
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
+	sem := make(chan struct{}, rawWorkers)
+	var wg sync.WaitGroup
 	for {
 		select {
 		case r := <-w.done:
@@ -173,34 +207,56 @@ func Raw(ctx context.Context, brokers []string, topic, group string, n int) (Res
 			if len(p.Records) == 0 {
 				return
 			}
-			sink.Add(int64(touch(p.Records)))
-			cl.MarkCommitRecords(p.Records[len(p.Records)-1])
-			w.add(len(p.Records))
+			if c.Work == 0 {
+				sink.Add(int64(touch(p.Records)))
+				cl.MarkCommitRecords(p.Records[len(p.Records)-1])
+				w.add(len(p.Records))
+				return
+			}
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				for recs := p.Records; len(recs) > 0; {
+					k := min(len(recs), 100)
+					sink.Add(int64(touch(recs[:k])))
+					time.Sleep(c.Work)
+					cl.MarkCommitRecords(recs[k-1])
+					w.add(k)
+					recs = recs[k:]
+				}
+			}()
 		})
+		wg.Wait()
 	}
 }
 
 // Ferry consumes the topic with a ferry App at its defaults (at-least-once,
-// batches of 100, 5 workers) and a trivial consumer.
-func Ferry(ctx context.Context, brokers []string, topic, group string, n int, topicOpts ...ferry.TopicOption) (Result, error) {
-	return FerryWith(ctx, "ferry at-least-once", brokers, topic, group, n, nil, topicOpts...)
+// batches of 100, 5 workers) and a trivial consumer, which spends c.Work
+// per batch.
+func Ferry(ctx context.Context, brokers []string, topic, group string, n int, c Contender) (Result, error) {
+	return FerryWith(ctx, "ferry at-least-once", brokers, topic, group, n, nil, c)
 }
 
 // FerryWith is Ferry with more App options (an event subscriber, say),
 // reported under name.
-func FerryWith(ctx context.Context, name string, brokers []string, topic, group string, n int, appOpts []ferry.Option, topicOpts ...ferry.TopicOption) (Result, error) {
+func FerryWith(ctx context.Context, name string, brokers []string, topic, group string, n int, appOpts []ferry.Option, c Contender) (Result, error) {
 	w := newWindow(name, n)
 	opts := []ferry.Option{
 		ferry.Brokers(brokers...),
 		ferry.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+		ferry.ClientOptions(c.clientOpts()...),
 		ferry.Route(group, topic, func(*ferry.Claim) ferry.Consumer {
 			w.assigned()
 			return ferry.ConsumerFunc(func(_ context.Context, b *ferry.Batch) error {
 				sink.Add(int64(touch(b.Messages)))
+				if c.Work > 0 {
+					time.Sleep(c.Work)
+				}
 				w.add(len(b.Messages))
 				return nil
 			})
-		}, topicOpts...),
+		}, c.TopicOptions...),
 	}
 	app, err := ferry.New(append(opts, appOpts...)...)
 	if err != nil {

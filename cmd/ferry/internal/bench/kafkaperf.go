@@ -14,20 +14,20 @@ import (
 // ConsumerPerformance runs Kafka's own org.apache.kafka.tools.ConsumerPerformance
 // (through scripts/kafka tool) on the same topic, for comparison. Its
 // fetch time plays the part of ferry's first-to-last-message window;
-// allocations and CPU are not measured (another process).
-func ConsumerPerformance(ctx context.Context, kafkaScript string, brokers []string, topic, group string, n int) (Result, error) {
-	cmd := exec.CommandContext(ctx, kafkaScript, "tool", "ConsumerPerformance",
+// allocations are not measured, and its CPU time and peak resident set are
+// the whole JVM's, start-up included, measured by running it under
+// `self rusage` (see Rusage).
+func ConsumerPerformance(ctx context.Context, self, kafkaScript string, brokers []string, topic, group string, n int) (Result, error) {
+	out, usage, err := underRusage(ctx, self, kafkaScript, "tool", "ConsumerPerformance",
 		"--bootstrap-server", strings.Join(brokers, ","), "--topic", topic,
 		"--num-records", strconv.Itoa(n), "--group", group, "--timeout", "600000")
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return Result{}, fmt.Errorf("ConsumerPerformance: %v\n%s", err, errb.String())
+	if err != nil {
+		return Result{}, err
 	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
 	f := strings.Split(lines[len(lines)-1], ",")
 	if len(f) < 10 {
-		return Result{}, fmt.Errorf("ConsumerPerformance printed %q", out.String())
+		return Result{}, fmt.Errorf("ConsumerPerformance printed %q", out)
 	}
 	num := func(i int) float64 {
 		v, _ := strconv.ParseFloat(strings.TrimSpace(f[i]), 64)
@@ -42,6 +42,8 @@ func ConsumerPerformance(ctx context.Context, kafkaScript string, brokers []stri
 		Messages: consumed,
 		First:    time.Duration(rebalanceMs * float64(time.Millisecond)),
 		Elapsed:  time.Duration((rebalanceMs + fetchMs) * float64(time.Millisecond)),
+		CPU:      usage.CPU,
+		PeakRSS:  usage.PeakRSS,
 	}, nil
 }
 
