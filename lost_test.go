@@ -48,17 +48,14 @@ func TestLostPartitionNeverCommits(t *testing.T) {
 	for _, proto := range protocols() {
 		t.Run(proto.name, func(t *testing.T) {
 			kip848 := proto.name == "kip848"
-			c := embedded(t, kfake.BrokerConfigs(map[string]string{"group.consumer.heartbeat.interval.ms": "200"}))
-			tp := topic(t, c, 1)
-			produceN(t, c, tp, 0, 20)
-			group := ferrytest.UniqueName("g")
-			rec := newRecorder()
+			s := newScenario(t, embedded(t, kfake.BrokerConfigs(map[string]string{"group.consumer.heartbeat.interval.ms": "200"})), 1)
+			s.produce(0, 20)
 			blocked := make(chan struct{})
 			release := make(chan struct{})
 			var markAfterLoss, revokedAfterLoss, ctxDone atomic.Bool
 			var first atomic.Bool
 			fn := func(ctx context.Context, b *ferry.Batch) error {
-				rec.record(b)
+				s.rec.record(b)
 				if b.Messages[0].Offset == 10 && first.CompareAndSwap(false, true) {
 					close(blocked)
 					<-release
@@ -74,34 +71,18 @@ func TestLostPartitionNeverCommits(t *testing.T) {
 				return ferry.ConsumerFunc(fn)
 			}
 			kopts := append([]kgo.Opt{kgo.HeartbeatInterval(100 * time.Millisecond)}, proto.opts...)
-			app := start(t, opts(t, c, ferry.ClientOptions(kopts...),
-				ferry.Route(group, tp, newConsumer, ferry.MaxMessages(10)))...)
-			select {
-			case <-blocked:
-			case <-time.After(20 * time.Second):
-				t.Fatal("second batch never started")
-			}
+			app := s.start(ferry.ClientOptions(kopts...), s.routeTo(newConsumer, ferry.MaxMessages(10)))
+			s.waitClosed("started the second batch", blocked)
 			// The first batch's commit lands, then the assignment is lost.
-			if err := ferrytest.WaitFor(ctxFor(t, 10*time.Second), func() bool {
-				got, _ := c.Committed(ctxFor(t, 5*time.Second), group, tp)
-				return got[0] == 10
-			}); err != nil {
-				t.Fatal("first batch never committed")
-			}
-			loseOnce(c, group, kip848)
+			s.waitCommittedAt(0, 10)
+			loseOnce(s.c, s.group, kip848)
 			// The in-flight claim learns of the loss.
-			if err := ferrytest.WaitFor(ctxFor(t, 15*time.Second), func() bool { return claim.Load().Revoked() }); err != nil {
-				t.Fatal("the assignment was never lost")
-			}
+			s.waitUntil("lost the assignment", func() bool { return claim.Load().Revoked() })
 			close(release)
 			// The lost batch is redelivered to the member's new assignment.
-			if err := ferrytest.WaitFor(ctxFor(t, 30*time.Second), func() bool { return deliveredTimes(rec, tp, 10) >= 2 }); err != nil {
-				t.Fatal("lost batch was never delivered again")
-			}
-			rec.waitDistinct(t, tp, 20, 20*time.Second)
-			if err := app.stop(t); err != nil {
-				t.Fatal(err)
-			}
+			s.waitUntil("delivered the lost batch again", func() bool { return s.rec.times(s.topic, 0, 10) >= 2 })
+			s.waitSeen(20)
+			s.stop(app)
 			if markAfterLoss.Load() {
 				t.Error("MarkAsConsumed returned true after the partition was lost (A7, M2)")
 			}
@@ -113,10 +94,4 @@ func TestLostPartitionNeverCommits(t *testing.T) {
 			}
 		})
 	}
-}
-
-func deliveredTimes(rec *recorder, topic string, offset int64) int {
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	return rec.seen[topic][0][offset]
 }

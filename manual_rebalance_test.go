@@ -26,44 +26,37 @@ import (
 func TestManualOffsetsRevocationCommitsTheMarks(t *testing.T) {
 	for _, proto := range protocols() {
 		t.Run(proto.name, func(t *testing.T) {
-			c := cluster(t, fastHeartbeats())
-			tp := topic(t, c, 2)
-			produceN(t, c, tp, 0, 30)
-			produceN(t, c, tp, 1, 30)
-			group := ferrytest.UniqueName("g")
+			s := newScenario(t, cluster(t, fastHeartbeats()), 2)
+			s.produceEach(2, 30)
 			route := func(rec *recorder) ferry.Option {
 				marker := scripted{consume: func(_ context.Context, claim *ferry.Claim, b *ferry.Batch) error {
 					rec.record(b)
 					markWhere(t, claim, b, endsIn4)
 					return nil
 				}}
-				return ferry.Route(group, tp, marker.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10))
+				return s.routeTo(marker.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10))
 			}
-			recA, recB := newRecorder(), newRecorder()
+			recB := newRecorder() // member A records through s.rec
 			commitsA := &commitLog{}
-			a := start(t, opts(t, c, ferry.CommitInterval(time.Hour), commitsA.option(), member(proto), route(recA))...)
-			recA.waitDistinct(t, tp, 60, 20*time.Second)
-			b := start(t, opts(t, c, ferry.CommitInterval(time.Hour), member(proto), route(recB))...)
-			recB.waitDistinct(t, tp, 5, 30*time.Second)
+			a := s.start(ferry.CommitInterval(time.Hour), commitsA.option(), member(proto), route(s.rec))
+			s.waitSeen(60)
+			b := s.start(ferry.CommitInterval(time.Hour), member(proto), route(recB))
+			recB.waitDistinct(t, s.topic, 5, 30*time.Second)
 			deliveries := recB.snapshot()
 			moved := deliveries[0].partition
 			if first := deliveries[0].offsets[0]; first != 25 {
 				t.Errorf("the new owner started at offset %d, want 25 (right after the last mark)", first)
 			}
 			revocation := false
-			for _, ev := range commitsA.of(tp, moved) {
+			for _, ev := range commitsA.of(s.topic, moved) {
 				revocation = revocation || (ev.reason == "revocation" && ev.offset == 25)
 			}
 			if !revocation {
-				t.Errorf("no revocation commit of offset 25 for partition %d: %v", moved, commitsA.of(tp, moved))
+				t.Errorf("no revocation commit of offset 25 for partition %d: %v", moved, commitsA.of(s.topic, moved))
 			}
-			if err := b.stop(t); err != nil {
-				t.Error(err)
-			}
-			if err := a.stop(t); err != nil {
-				t.Error(err)
-			}
-			if got := committedOf(t, c, group, tp); got[0] != 25 || got[1] != 25 {
+			s.stop(b)
+			s.stop(a)
+			if got := s.committed(); got[0] != 25 || got[1] != 25 {
 				t.Errorf("committed %v, want 25 on both partitions", got)
 			}
 		})
@@ -78,19 +71,16 @@ func TestManualOffsetsRevocationCommitsTheMarks(t *testing.T) {
 func TestManualMarkAfterRevocationIsRefused(t *testing.T) {
 	for _, proto := range protocols() {
 		t.Run(proto.name, func(t *testing.T) {
-			c := cluster(t, fastHeartbeats())
-			tp := topic(t, c, 2)
-			produceN(t, c, tp, 0, 20)
-			produceN(t, c, tp, 1, 20)
-			group := ferrytest.UniqueName("g")
-			recA, recB := newRecorder(), newRecorder()
+			s := newScenario(t, cluster(t, fastHeartbeats()), 2)
+			s.produceEach(2, 20)
+			recB := newRecorder() // member A records through s.rec
 			var mu sync.Mutex
 			claims := map[int32]*ferry.Claim{}
 			var joined atomic.Bool
 			revoked := make(chan int32, 2)
 			a := scripted{
 				consume: func(_ context.Context, claim *ferry.Claim, b *ferry.Batch) error {
-					recA.record(b)
+					s.rec.record(b)
 					mu.Lock()
 					claims[b.Partition] = claim
 					mu.Unlock()
@@ -111,14 +101,14 @@ func TestManualMarkAfterRevocationIsRefused(t *testing.T) {
 				},
 			}
 			commitsA := &commitLog{}
-			appA := start(t, opts(t, c, member(proto), commitsA.option(),
-				ferry.Route(group, tp, a.factory(), ferry.ManualOffsets()))...)
-			recA.waitDistinct(t, tp, 40, 20*time.Second)
-			waitCommitted(t, c, group, tp, 0, 20)
-			waitCommitted(t, c, group, tp, 1, 20)
+			appA := s.start(member(proto), commitsA.option(),
+				s.routeTo(a.factory(), ferry.ManualOffsets()))
+			s.waitSeen(40)
+			s.waitCommittedAt(0, 20)
+			s.waitCommittedAt(1, 20)
 
 			joined.Store(true)
-			appB := start(t, opts(t, c, member(proto), ferry.RouteFunc(group, tp, recB.fn()))...)
+			appB := s.start(member(proto), s.route(recB.fn()))
 			var moved int32
 			select {
 			case moved = <-revoked:
@@ -127,14 +117,14 @@ func TestManualMarkAfterRevocationIsRefused(t *testing.T) {
 			}
 			kept := 1 - moved
 			// The new owner consumes (and commits) what comes next.
-			produceN(t, c, tp, moved, 5)
-			recB.waitDistinct(t, tp, 5, 20*time.Second)
-			waitCommitted(t, c, group, tp, moved, 25)
+			s.produce(moved, 5)
+			recB.waitDistinct(t, s.topic, 5, 20*time.Second)
+			s.waitCommittedAt(moved, 25)
 
 			mu.Lock()
 			stale := claims[moved]
 			mu.Unlock()
-			late := &kgo.Record{Topic: tp, Partition: moved, Offset: 100, LeaderEpoch: -1}
+			late := &kgo.Record{Topic: s.topic, Partition: moved, Offset: 100, LeaderEpoch: -1}
 			ctx := ctxFor(t, 10*time.Second)
 			if !stale.Revoked() {
 				t.Error("Revoked() = false after the partition moved (M5)")
@@ -157,21 +147,17 @@ func TestManualMarkAfterRevocationIsRefused(t *testing.T) {
 
 			// The old member commits again (its kept partition's next
 			// message): the refused marks are not in it.
-			produceN(t, c, tp, kept, 1)
-			waitCommitted(t, c, group, tp, kept, 21)
-			if got := committedOf(t, c, group, tp); got[moved] != 25 {
+			s.produce(kept, 1)
+			s.waitCommittedAt(kept, 21)
+			if got := s.committed(); got[moved] != 25 {
 				t.Errorf("partition %d committed at %d, want the new owner's 25", moved, got[moved])
 			}
-			if err := appB.stop(t); err != nil {
-				t.Error(err)
-			}
-			if err := appA.stop(t); err != nil {
-				t.Error(err)
-			}
-			if got := committedOf(t, c, group, tp); got[moved] != 25 || got[kept] != 21 {
+			s.stop(appB)
+			s.stop(appA)
+			if got := s.committed(); got[moved] != 25 || got[kept] != 21 {
 				t.Errorf("committed %v after both stopped, want %d:25 %d:21", got, moved, kept)
 			}
-			for _, ev := range commitsA.of(tp, moved) {
+			for _, ev := range commitsA.of(s.topic, moved) {
 				if ev.offset > 20 {
 					t.Errorf("the old member committed %d for partition %d after letting it go", ev.offset, moved)
 				}
@@ -188,17 +174,14 @@ func TestManualMarkAfterRevocationIsRefused(t *testing.T) {
 func TestManualMarkAfterLostAssignmentIsRefused(t *testing.T) {
 	for _, proto := range protocols() {
 		t.Run(proto.name, func(t *testing.T) {
-			c := embedded(t, fastHeartbeats())
-			tp := topic(t, c, 1)
-			produceN(t, c, tp, 0, 20)
-			group := ferrytest.UniqueName("g")
-			rec := newRecorder()
+			s := newScenario(t, embedded(t, fastHeartbeats()), 1)
+			s.produceEach(1, 20)
 			blocked, release := make(chan struct{}), make(chan struct{})
 			var first atomic.Pointer[ferry.Claim]
 			var results sync.Map // call → its result after the loss
 			sc := scripted{
 				consume: func(ctx context.Context, claim *ferry.Claim, b *ferry.Batch) error {
-					rec.record(b)
+					s.rec.record(b)
 					first.CompareAndSwap(nil, claim)
 					if claim != first.Load() || b.Messages[0].Offset < 10 {
 						markWhere(t, claim, b, func(o int64) bool { return o < 10 })
@@ -219,25 +202,19 @@ func TestManualMarkAfterLostAssignmentIsRefused(t *testing.T) {
 				},
 				revoked: func(_ context.Context, claim *ferry.Claim) {
 					if claim == first.Load() {
-						results.Store("MarkAsConsumed in Revoked hook", claim.MarkAsConsumed(&kgo.Record{Topic: tp, Offset: 19, LeaderEpoch: -1}))
+						results.Store("MarkAsConsumed in Revoked hook", claim.MarkAsConsumed(&kgo.Record{Topic: s.topic, Offset: 19, LeaderEpoch: -1}))
 					}
 				},
 			}
-			app := start(t, opts(t, c, member(proto),
-				ferry.Route(group, tp, sc.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10)))...)
-			waitClosed(t, blocked, 20*time.Second, "the second batch never started")
-			waitCommitted(t, c, group, tp, 0, 10)
-			loseOnce(c, group, proto.name == "kip848")
-			if err := ferrytest.WaitFor(ctxFor(t, 15*time.Second), func() bool { return first.Load().Revoked() }); err != nil {
-				t.Fatal("the assignment was never lost")
-			}
+			app := s.start(member(proto),
+				s.routeTo(sc.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10)))
+			s.waitClosed("started the second batch", blocked)
+			s.waitCommittedAt(0, 10)
+			loseOnce(s.c, s.group, proto.name == "kip848")
+			s.waitUntil("lost the assignment", func() bool { return first.Load().Revoked() })
 			close(release)
-			if err := ferrytest.WaitFor(ctxFor(t, 20*time.Second), func() bool { return deliveredTimes(rec, tp, 10) >= 2 }); err != nil {
-				t.Fatal("the lost batch was never delivered again")
-			}
-			if err := app.stop(t); err != nil {
-				t.Fatal(err)
-			}
+			s.waitUntil("delivered the lost batch again", func() bool { return s.rec.times(s.topic, 0, 10) >= 2 })
+			s.stop(app)
 			for _, call := range []string{"MarkAsConsumed", "MarkWithMetadata", "MarkAsConsumedSync",
 				"CommitOffsets", "CommitOffsetsSync", "MarkAsConsumed in Revoked hook"} {
 				if v, ok := results.Load(call); !ok || v.(bool) {
@@ -247,7 +224,7 @@ func TestManualMarkAfterLostAssignmentIsRefused(t *testing.T) {
 			if v, _ := results.Load("Revoked"); v != true {
 				t.Error("Revoked() = false after the loss (M5)")
 			}
-			if got := committedOf(t, c, group, tp); got[0] != 10 {
+			if got := s.committed(); got[0] != 10 {
 				t.Errorf("committed %v, want 10: the lost claim's marks must be dropped", got)
 			}
 		})
@@ -263,10 +240,8 @@ func TestManualMarkAsConsumedSyncLostWhileCommitting(t *testing.T) {
 		for _, proto := range protocols() {
 			t.Run(how+"/"+proto.name, func(t *testing.T) {
 				kip848 := proto.name == "kip848"
-				c := embedded(t, fastHeartbeats())
-				tp := topic(t, c, 1)
-				produceN(t, c, tp, 0, 20)
-				group := ferrytest.UniqueName("g")
+				s := newScenario(t, embedded(t, fastHeartbeats()), 1)
+				s.produceEach(1, 20)
 				var first atomic.Pointer[ferry.Claim]
 				var lostSync atomic.Value // the first instance's result for offset 20
 				var redelivered atomic.Bool
@@ -282,42 +257,38 @@ func TestManualMarkAsConsumedSyncLostWhileCommitting(t *testing.T) {
 					return nil
 				}}
 				waitLost := func() {
-					loseOnce(c, group, kip848)
+					loseOnce(s.c, s.group, kip848)
 					if err := ferrytest.WaitFor(ctxFor(t, 15*time.Second), func() bool { return first.Load().Revoked() }); err != nil {
 						t.Error("the assignment was never lost")
 					}
 				}
 				var onCommit []ferry.Option
 				if how == "commit refused" {
-					refuseCommit(c, group, 20, kip848)
+					refuseCommit(s.c, s.group, 20, kip848)
 				} else {
 					var once sync.Once
 					onCommit = append(onCommit, ferry.OnCommit(func(cm ferry.Commit) {
 						// Runs after the broker accepted, before
 						// MarkAsConsumedSync returns.
-						if cm.Reason == "sync" && cm.Offsets[tp][0] == 20 {
+						if cm.Reason == "sync" && cm.Offsets[s.topic][0] == 20 {
 							once.Do(waitLost)
 						}
 					}))
 				}
-				app := start(t, append(opts(t, c, member(proto), ferry.CommitInterval(time.Hour),
-					ferry.Route(group, tp, sc.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10))), onCommit...)...)
-				if err := ferrytest.WaitFor(ctxFor(t, 20*time.Second), func() bool { return lostSync.Load() != nil }); err != nil {
-					t.Fatal("the second batch never called MarkAsConsumedSync")
-				}
+				app := s.start(append(onCommit, member(proto), ferry.CommitInterval(time.Hour),
+					s.routeTo(sc.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10)))...)
+				s.waitUntil("called MarkAsConsumedSync in the second batch", func() bool { return lostSync.Load() != nil })
 				if how == "commit refused" {
 					waitLost()
 					if err := ferrytest.WaitFor(ctxFor(t, 20*time.Second), redelivered.Load); err != nil {
 						t.Error("the partition was never consumed again after the loss")
 					}
 				}
-				if err := app.stop(t); err != nil {
-					t.Fatal(err)
-				}
+				s.stop(app)
 				if got := lostSync.Load().(string); got[:5] != "false" {
 					t.Errorf("MarkAsConsumedSync = %s for a commit the loss raced, want false", got)
 				}
-				if got := committedOf(t, c, group, tp); got[0] != 20 {
+				if got := s.committed(); got[0] != 20 {
 					t.Errorf("committed %v, want 20 in the end", got)
 				}
 			})
@@ -331,11 +302,8 @@ func TestManualMarkAsConsumedSyncLostWhileCommitting(t *testing.T) {
 func TestManualRevokedTurnsTrueDuringRevocation(t *testing.T) {
 	for _, proto := range protocols() {
 		t.Run(proto.name, func(t *testing.T) {
-			c := cluster(t, fastHeartbeats())
-			tp := topic(t, c, 2)
-			produceN(t, c, tp, 0, 10)
-			produceN(t, c, tp, 1, 10)
-			group := ferrytest.UniqueName("g")
+			s := newScenario(t, cluster(t, fastHeartbeats()), 2)
+			s.produceEach(2, 10)
 			started := make(chan int32, 2)
 			noticed := make(chan int32, 2)
 			release := make(chan struct{})
@@ -379,7 +347,7 @@ func TestManualRevokedTurnsTrueDuringRevocation(t *testing.T) {
 				},
 				revoked: func(context.Context, *ferry.Claim) { hookRan.Store(true) },
 			}
-			a := start(t, opts(t, c, member(proto), ferry.Route(group, tp, long.factory(), ferry.ManualOffsets()))...)
+			a := s.start(member(proto), s.routeTo(long.factory(), ferry.ManualOffsets()))
 			for range 2 {
 				select {
 				case <-started:
@@ -387,21 +355,16 @@ func TestManualRevokedTurnsTrueDuringRevocation(t *testing.T) {
 					t.Fatal("the first batches never started")
 				}
 			}
-			rec := newRecorder()
-			b := start(t, opts(t, c, member(proto), ferry.RouteFunc(group, tp, rec.fn()))...)
+			b := s.start(member(proto), s.route(s.rec.fn()))
 			select {
 			case <-noticed:
 			case <-time.After(30 * time.Second):
 				t.Fatal("the in-flight batch never saw Revoked() turn true")
 			}
 			close(release)
-			rec.waitDistinct(t, tp, 10, 20*time.Second) // the moved partition, never marked
-			if err := b.stop(t); err != nil {
-				t.Error(err)
-			}
-			if err := a.stop(t); err != nil {
-				t.Error(err)
-			}
+			s.waitSeen(10) // the moved partition, never marked
+			s.stop(b)
+			s.stop(a)
 			if !hookRan.Load() {
 				t.Error("the Revoked hook never ran")
 			}
@@ -415,12 +378,9 @@ func TestManualRevokedTurnsTrueDuringRevocation(t *testing.T) {
 func TestManualRevokedHookMarkIsCommitted(t *testing.T) {
 	for _, proto := range protocols() {
 		t.Run(proto.name, func(t *testing.T) {
-			c := cluster(t, fastHeartbeats())
-			tp := topic(t, c, 2)
-			produceN(t, c, tp, 0, 20)
-			produceN(t, c, tp, 1, 20)
-			group := ferrytest.UniqueName("g")
-			recA, recB := newRecorder(), newRecorder()
+			s := newScenario(t, cluster(t, fastHeartbeats()), 2)
+			s.produceEach(2, 20)
+			recB := newRecorder() // member A records through s.rec
 			var mu sync.Mutex
 			last := map[int32]*ferry.Message{}
 			markLast := func(hook string) func(context.Context, *ferry.Claim) {
@@ -435,7 +395,7 @@ func TestManualRevokedHookMarkIsCommitted(t *testing.T) {
 			}
 			a := scripted{
 				consume: func(_ context.Context, _ *ferry.Claim, b *ferry.Batch) error {
-					recA.record(b)
+					s.rec.record(b)
 					mu.Lock()
 					last[b.Partition] = b.Last()
 					mu.Unlock()
@@ -445,15 +405,15 @@ func TestManualRevokedHookMarkIsCommitted(t *testing.T) {
 				shutdown: markLast("Shutdown"),
 			}
 			commitsA := &commitLog{}
-			appA := start(t, opts(t, c, member(proto), ferry.CommitInterval(time.Hour), commitsA.option(),
-				ferry.Route(group, tp, a.factory(), ferry.ManualOffsets()))...)
-			recA.waitDistinct(t, tp, 40, 20*time.Second)
-			appB := start(t, opts(t, c, member(proto), ferry.RouteFunc(group, tp, recB.fn()))...)
+			appA := s.start(member(proto), ferry.CommitInterval(time.Hour), commitsA.option(),
+				s.routeTo(a.factory(), ferry.ManualOffsets()))
+			s.waitSeen(40)
+			appB := s.start(member(proto), s.route(recB.fn()))
 			var moved int32 = -1
 			if err := ferrytest.WaitFor(ctxFor(t, 30*time.Second), func() bool {
 				for _, ev := range commitsA.all() {
 					if ev.Reason == "revocation hooks" {
-						for p := range ev.Offsets[tp] {
+						for p := range ev.Offsets[s.topic] {
 							moved = p
 						}
 					}
@@ -462,22 +422,18 @@ func TestManualRevokedHookMarkIsCommitted(t *testing.T) {
 			}); err != nil {
 				t.Fatalf("no commit after the Revoked hooks: %v", commitsA.all())
 			}
-			if got := committedOf(t, c, group, tp); got[moved] != 20 {
+			if got := s.committed(); got[moved] != 20 {
 				t.Errorf("partition %d committed %v after its Revoked hook marked 20", moved, got)
 			}
-			produceN(t, c, tp, moved, 5)
-			recB.waitDistinct(t, tp, 5, 20*time.Second)
+			s.produce(moved, 5)
+			recB.waitDistinct(t, s.topic, 5, 20*time.Second)
 			if first := recB.snapshot()[0]; first.partition != moved || first.offsets[0] != 20 {
 				t.Errorf("new owner's first batch: partition %d from %d, want partition %d from 20",
 					first.partition, first.offsets[0], moved)
 			}
-			if err := appB.stop(t); err != nil {
-				t.Error(err)
-			}
-			if err := appA.stop(t); err != nil {
-				t.Error(err)
-			}
-			if got := committedOf(t, c, group, tp); got[1-moved] != 20 {
+			s.stop(appB)
+			s.stop(appA)
+			if got := s.committed(); got[1-moved] != 20 {
 				t.Errorf("kept partition committed %v, want 20 from the Shutdown hook's mark", got)
 			}
 		})
