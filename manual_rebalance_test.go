@@ -625,7 +625,7 @@ func TestManualRefusedCommitLosesThePartitionAtOnce(t *testing.T) {
 				t.Error("MarkAsConsumed = true right after the refused commit (A7)")
 			}
 			produceN(t, c, tp, 0, 1)
-			if err := ferrytest.WaitFor(ctxFor(t, 30*time.Second), func() bool { return deliveredTimes(rec, tp, 0) >= 2 && rec.distinct(tp) == 21 }); err != nil {
+			if err := ferrytest.WaitFor(ctxFor(t, 30*time.Second), func() bool { return rec.times(tp, 0, 0) >= 2 && rec.distinct(tp) == 21 }); err != nil {
 				t.Fatalf("the partition was not consumed again from its committed offset after the refused commit: %v", rec.snapshot())
 			}
 			waitCommitted(t, c, group, tp, 0, 21)
