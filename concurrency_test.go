@@ -8,21 +8,15 @@ import (
 	"time"
 
 	"github.com/ferrykit/ferry"
-	"github.com/ferrykit/ferry/ferrytest"
 )
 
 // B2, B3, B4: partitions run in parallel on at most Concurrency workers;
 // within a partition batches never overlap and come in order; one consumer
 // instance per partition serves every batch of the assignment.
 func TestWorkerPoolAndPerPartitionOrder(t *testing.T) {
-	c := cluster(t)
 	const partitions, per = 8, 200
-	tp := topic(t, c, partitions)
-	for p := range int32(partitions) {
-		produceN(t, c, tp, p, per)
-	}
-	group := ferrytest.UniqueName("g")
-	rec := newRecorder()
+	s := newScenario(t, cluster(t), partitions)
+	s.produceEach(partitions, per)
 
 	var running, peak atomic.Int32
 	var mu sync.Mutex
@@ -54,7 +48,7 @@ func TestWorkerPoolAndPerPartitionOrder(t *testing.T) {
 			mu.Unlock()
 
 			time.Sleep(20 * time.Millisecond)
-			rec.record(b)
+			s.rec.record(b)
 
 			mu.Lock()
 			busy[b.Partition] = false
@@ -63,11 +57,9 @@ func TestWorkerPoolAndPerPartitionOrder(t *testing.T) {
 			return nil
 		})
 	}
-	app := start(t, opts(t, c, ferry.Concurrency(5), ferry.Route(group, tp, newConsumer, ferry.MaxMessages(20)))...)
-	rec.waitDistinct(t, tp, partitions*per, 60*time.Second)
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	app := s.start(ferry.Concurrency(5), s.routeTo(newConsumer, ferry.MaxMessages(20)))
+	s.rec.waitDistinct(t, s.topic, partitions*per, 60*time.Second)
+	s.stop(app)
 	mu.Lock()
 	defer mu.Unlock()
 	for _, p := range problems {
@@ -85,26 +77,19 @@ func TestWorkerPoolAndPerPartitionOrder(t *testing.T) {
 
 // B3: a partition whose consumer is stuck does not hold up the others.
 func TestStuckPartitionDoesNotStopOthers(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 3)
-	for p := range int32(3) {
-		produceN(t, c, tp, p, 500)
-	}
-	rec := newRecorder()
+	s := newScenario(t, cluster(t), 3)
+	s.produceEach(3, 500)
 	release := make(chan struct{})
 	fn := func(ctx context.Context, b *ferry.Batch) error {
 		if b.Partition == 0 {
 			<-release
 		}
-		rec.record(b)
+		s.rec.record(b)
 		return nil
 	}
-	app := start(t, opts(t, c, ferry.Concurrency(2),
-		ferry.RouteFunc(ferrytest.UniqueName("g"), tp, fn, ferry.MaxMessages(10), ferry.QueueBytes(4096)))...)
-	rec.waitDistinct(t, tp, 1000, 30*time.Second) // partitions 1 and 2 complete
+	app := s.start(ferry.Concurrency(2), s.route(fn, ferry.MaxMessages(10), ferry.QueueBytes(4096)))
+	s.waitSeen(1000) // partitions 1 and 2 complete
 	close(release)
-	rec.waitDistinct(t, tp, 1500, 30*time.Second)
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	s.waitSeen(1500)
+	s.stop(app)
 }

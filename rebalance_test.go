@@ -54,45 +54,38 @@ func (h *handoffConsumer) Revoked(ctx context.Context) error {
 func TestHandOffLosesNothingAndDuplicatesNothing(t *testing.T) {
 	for _, proto := range protocols() {
 		t.Run(proto.name, func(t *testing.T) {
-			c := cluster(t)
-			tp := topic(t, c, 4)
-			group := ferrytest.UniqueName("g")
-			rec := newRecorder()
+			s := newScenario(t, cluster(t), 4)
 			var revoked atomic.Int32
 			problems := make(chan string, 100)
 			newConsumer := func(claim *ferry.Claim) ferry.Consumer {
-				return &handoffConsumer{rec: rec, claim: claim, cluster: c, group: group, last: -1, revoked: &revoked, problems: problems}
+				return &handoffConsumer{rec: s.rec, claim: claim, cluster: s.c, group: s.group, last: -1, revoked: &revoked, problems: problems}
 			}
 			const perPartition = 1500
 			// First half while A runs alone, second half after B took over
 			// some partitions, so the hand-off happens mid-stream.
-			if err := produceSlowly(c, tp, 4, 0, perPartition/2, time.Second); err != nil {
+			if err := produceSlowly(s.c, s.topic, 4, 0, perPartition/2, time.Second); err != nil {
 				t.Fatal(err)
 			}
-			route := ferry.Route(group, tp, newConsumer, ferry.MaxMessages(50))
-			a := start(t, opts(t, c, route, ferry.ClientOptions(proto.opts...))...)
-			rec.waitDistinct(t, tp, 1000, 30*time.Second)
-			b := start(t, opts(t, c, route, ferry.ClientOptions(proto.opts...))...)
+			route := s.routeTo(newConsumer, ferry.MaxMessages(50))
+			a := s.start(route, ferry.ClientOptions(proto.opts...))
+			s.waitSeen(1000)
+			b := s.start(route, ferry.ClientOptions(proto.opts...))
 			produced := make(chan error, 1)
-			go func() { produced <- produceSlowly(c, tp, 4, perPartition/2, perPartition, 2*time.Second) }()
+			go func() { produced <- produceSlowly(s.c, s.topic, 4, perPartition/2, perPartition, 2*time.Second) }()
 			if err := ferrytest.WaitFor(ctxFor(t, 45*time.Second), func() bool { return revoked.Load() > 0 }); err != nil {
 				t.Fatal("no partition was revoked: the second member never took over")
 			}
 			if err := <-produced; err != nil {
 				t.Fatal(err)
 			}
-			rec.waitDistinct(t, tp, 4*perPartition, 60*time.Second)
-			if err := b.stop(t); err != nil {
-				t.Error(err)
-			}
-			if err := a.stop(t); err != nil {
-				t.Error(err)
-			}
+			s.rec.waitDistinct(t, s.topic, 4*perPartition, 60*time.Second)
+			s.stop(b)
+			s.stop(a)
 			close(problems)
 			for p := range problems {
 				t.Error(p)
 			}
-			if d := rec.duplicates(tp); d != 0 {
+			if d := s.rec.duplicates(s.topic); d != 0 {
 				t.Errorf("%d messages processed twice in a clean hand-off, want 0", d)
 			}
 		})
