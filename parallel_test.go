@@ -412,3 +412,100 @@ func TestParallelInvalidConfig(t *testing.T) {
 		})
 	}
 }
+
+// K8: one key stuck on its first message while thousands of its messages
+// follow: the partition admits a bounded number to its lanes, then its
+// queue fills and its fetching pauses, instead of buffering the backlog.
+func TestParallelMemoryIsBoundedWhileAKeyIsStuck(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	release, stuck := make(chan struct{}), make(chan struct{})
+	fn := func(ctx context.Context, b *ferry.Batch) error {
+		if b.Messages[0].Offset == 0 {
+			close(stuck)
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
+		s.rec.record(b)
+		return nil
+	}
+	s.produceKeyed("stuck")
+	app := s.start(s.route(fn, ferry.Parallel(4), ferry.MaxMessages(10), ferry.QueueBytes(16<<10)))
+	<-stuck
+	for range 30 { // the backlog arrives over many fetches
+		keys := make([]string, 100)
+		for i := range keys {
+			keys[i] = "stuck"
+		}
+		s.produceKeyed(keys...)
+	}
+	var p ferry.PartitionStats
+	if err := ferrytest.WaitFor(ctxFor(t, 30*time.Second), func() bool {
+		if g := app.app.Stats().Groups; len(g) == 1 && len(g[0].Partitions) == 1 {
+			p = g[0].Partitions[0]
+		}
+		return p.Paused
+	}); err != nil {
+		t.Fatalf("fetching never paused while a key was stuck: %+v", p)
+	}
+	if p.Queued == 0 || p.Queued > 1000 {
+		t.Errorf("%d messages queued while paused, want some, and far fewer than the 3,000 behind the stuck one", p.Queued)
+	}
+	close(release)
+	s.waitSeen(3001)
+	s.stop(app)
+}
+
+// K6, A7: a partition lost while one message is in flight: the message may
+// finish, but its completion is dropped (its mark reports false); the
+// member that gets the partition back processes that message again and
+// skips the ones finished and committed before the loss.
+func TestParallelLostPartitionDropsCompletions(t *testing.T) {
+	c := embedded(t)
+	s := newScenario(t, c, 1)
+	keys := make([]string, 20)
+	for i := range keys {
+		keys[i] = "k" + strconv.Itoa(i)
+	}
+	s.produceKeyed(keys...)
+	blocked, release := make(chan struct{}), make(chan struct{})
+	var first, markAfterLoss atomic.Bool
+	var claim atomic.Pointer[ferry.Claim]
+	consumer := scripted{
+		initialized: func(cl *ferry.Claim) { claim.CompareAndSwap(nil, cl) },
+		consume: func(_ context.Context, cl *ferry.Claim, b *ferry.Batch) error {
+			s.rec.record(b)
+			if b.Messages[0].Offset == 5 && first.CompareAndSwap(false, true) {
+				close(blocked)
+				<-release
+				markAfterLoss.Store(cl.MarkAsConsumed(b.Messages[0]))
+			}
+			return nil
+		},
+	}
+	app := s.start(ferry.ClientOptions(kgo.HeartbeatInterval(100*time.Millisecond)),
+		s.routeTo(consumer.factory(), ferry.Parallel(4)))
+	<-blocked
+	s.waitSeen(20)
+	s.waitCommitted(map[int32]int64{0: 5})
+	loseOnce(c, s.group, false)
+	if err := ferrytest.WaitFor(ctxFor(t, 15*time.Second), func() bool { return claim.Load().Revoked() }); err != nil {
+		t.Fatal("the assignment was never lost")
+	}
+	close(release)
+	s.waitCommitted(map[int32]int64{0: 20})
+	s.stop(app)
+	if markAfterLoss.Load() {
+		t.Error("MarkAsConsumed returned true after the partition was lost")
+	}
+	for o := int64(0); o < 20; o++ {
+		want := 1
+		if o == 5 {
+			want = 2
+		}
+		if got := deliveredTimes(s.rec, s.topic, o); got != want {
+			t.Errorf("offset %d processed %d times, want %d", o, got, want)
+		}
+	}
+}
