@@ -10,7 +10,6 @@ import (
 
 	"github.com/ferrykit/ferry"
 	"github.com/ferrykit/ferry/ferrytest"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -90,8 +89,8 @@ func describe(b []byte) string {
 // offset, key, value, headers (repeated keys kept, in order), timestamp and
 // leader epoch — and nil and empty keys and values are told apart.
 func TestMessageFields(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 2)
+	s := newScenario(t, cluster(t), 2)
+	c, tp := s.c, s.topic
 	const part = 1 // not partition 0, so a wrong partition shows
 	ts := time.Now().Add(-10 * time.Minute).Truncate(time.Millisecond)
 	headers := []kgo.RecordHeader{
@@ -119,12 +118,10 @@ func TestMessageFields(t *testing.T) {
 		t.Fatalf("metadata of %s/%d: %+v", tp, part, pd)
 	}
 
-	m := newMessages()
-	app := start(t, opts(t, c, ferry.RouteFunc(ferrytest.UniqueName("g"), tp, m.fn()))...)
-	m.rec.waitDistinct(t, tp, len(produced), 20*time.Second)
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	m := s.messages()
+	app := s.start(s.route(m.fn()))
+	s.waitSeen(len(produced))
+	s.stop(app)
 
 	for i, want := range produced {
 		got := m.at(t, tp, part, want.Offset)
@@ -154,7 +151,7 @@ func TestMessageFields(t *testing.T) {
 			}
 		}
 	}
-	if d := m.rec.duplicates(tp); d != 0 {
+	if d := s.rec.duplicates(tp); d != 0 {
 		t.Errorf("%d duplicate deliveries", d)
 	}
 }
@@ -163,22 +160,12 @@ func TestMessageFields(t *testing.T) {
 // in key, value and header, an empty message, a nil one and a tombstone all
 // flow to the consumer intact (a subtest each) and are committed.
 func TestAwkwardMessagesFlow(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 1)
 	// Kafka's and kfake's max.message.bytes default (1048588) is below a
 	// 1 MiB value plus its batch framing: raise it for this topic, and the
 	// producer's batch limit with it.
 	const limit = 4 << 20
-	resp, err := c.Admin().AlterTopicConfigs(ctxFor(t, 10*time.Second),
-		[]kadm.AlterConfig{{Op: kadm.SetConfig, Name: "max.message.bytes", Value: kadm.StringPtr("4194304")}}, tp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range resp {
-		if r.Err != nil {
-			t.Fatalf("raising max.message.bytes of %s: %v (%s)", tp, r.Err, r.ErrMessage)
-		}
-	}
+	s := newScenarioWithLimit(t, cluster(t), limit)
+	tp := s.topic
 
 	big := make([]byte, 1<<20+1024) // random, so compression cannot shrink it
 	if _, err := rand.Read(big); err != nil {
@@ -192,7 +179,7 @@ func TestAwkwardMessagesFlow(t *testing.T) {
 	for i := range reversed {
 		reversed[i] = byte(255 - i)
 	}
-	produced := produceRecords(t, c, []kgo.Opt{kgo.ProducerBatchMaxBytes(limit), kgo.MaxBufferedBytes(2 * limit)},
+	produced := produceRecords(t, s.c, []kgo.Opt{kgo.ProducerBatchMaxBytes(limit), kgo.MaxBufferedBytes(2 * limit)},
 		&kgo.Record{Topic: tp, Key: []byte("big"), Value: big},
 		&kgo.Record{Topic: tp, Key: reversed, Value: all, Headers: []kgo.RecordHeader{{Key: "binary", Value: all}}},
 		&kgo.Record{Topic: tp, Key: []byte{}, Value: []byte{}},
@@ -200,25 +187,16 @@ func TestAwkwardMessagesFlow(t *testing.T) {
 		&kgo.Record{Topic: tp, Key: []byte("tombstone"), Value: nil},
 	)
 
-	group := ferrytest.UniqueName("g")
-	m := newMessages()
-	app := start(t, opts(t, c, ferry.RouteFunc(group, tp, m.fn()))...)
-	m.rec.waitDistinct(t, tp, len(produced), 20*time.Second)
-	if err := app.stop(t); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
+	m := s.messages()
+	app := s.start(s.route(m.fn()))
+	s.waitSeen(len(produced))
+	s.stop(app)
 
 	kinds := []string{"oversized", "binary", "empty", "nil", "tombstone"}
 	for i, want := range produced {
 		t.Run(kinds[i], func(t *testing.T) { checkSame(t, i, m.at(t, tp, 0, want.Offset), want) })
 	}
-	committed, err := c.Committed(ctxFor(t, 10*time.Second), group, tp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := produced[len(produced)-1].Offset + 1; committed[0] != want {
-		t.Fatalf("committed %v, want partition 0 at %d", committed, want)
-	}
+	s.wantCommitted(map[int32]int64{0: produced[len(produced)-1].Offset + 1})
 }
 
 // checkSame compares a delivered record with the one produced: key, value

@@ -19,43 +19,13 @@ import (
 // three times Kafka's default, so a 2 MiB message is legal in them.
 const bigTopicBytes = 3 << 20
 
-// topicWithLimit creates a one-partition topic with the given
-// max.message.bytes (0: the cluster's default).
-func topicWithLimit(t *testing.T, c *ferrytest.Cluster, maxMessageBytes int) string {
-	t.Helper()
-	name := ferrytest.UniqueName("t")
-	var cfg map[string]string
-	if maxMessageBytes > 0 {
-		cfg = map[string]string{"max.message.bytes": strconv.Itoa(maxMessageBytes)}
-	}
-	if err := c.CreateTopicWithConfigs(ctxFor(t, 20*time.Second), name, 1, cfg); err != nil {
-		t.Fatal(err)
-	}
-	return name
-}
-
-// newBigScenario is a scenario on a topic that accepts messages up to
-// bigTopicBytes.
-func newBigScenario(t *testing.T) *scenario {
-	c := cluster(t)
-	return &scenario{t: t, c: c, topic: topicWithLimit(t, c, bigTopicBytes), group: ferrytest.UniqueName("g"), rec: newRecorder()}
-}
-
 // produceLarge writes records of the given value sizes to the scenario's
 // topic, through a client whose batches may be as large as the topic allows.
 func (s *scenario) produceLarge(sizes ...int) {
 	s.t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(s.c.Brokers()...), kgo.ProducerBatchMaxBytes(bigTopicBytes),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer cl.Close()
 	for i, n := range sizes {
 		r := &kgo.Record{Topic: s.topic, Key: []byte("k" + strconv.Itoa(i)), Value: bytes.Repeat([]byte{'v'}, n)}
-		if err := cl.ProduceSync(ctxFor(s.t, 30*time.Second), r).FirstErr(); err != nil {
-			s.t.Fatal(err)
-		}
+		produceRecords(s.t, s.c, []kgo.Opt{kgo.ProducerBatchMaxBytes(bigTopicBytes)}, r)
 	}
 }
 
@@ -76,7 +46,7 @@ func failing(_ context.Context, b *ferry.Batch) error {
 func TestOversizedMessageIsDeadLetteredWhole(t *testing.T) {
 	for _, delivery := range []ferry.Delivery{ferry.AtLeastOnce, ferry.ExactlyOnce} {
 		t.Run(delivery.String(), func(t *testing.T) {
-			s := newBigScenario(t)
+			s := newScenarioWithLimit(t, cluster(t), bigTopicBytes)
 			dlq := topicWithLimit(t, s.c, bigTopicBytes+64<<10)
 			s.produceLarge(2<<20, 10)
 			app := s.start(ferry.TransactionalID(ferrytest.UniqueName("tx")), s.route(failing, ferry.WithDelivery(delivery),
@@ -97,7 +67,7 @@ func TestOversizedMessageIsDeadLetteredWhole(t *testing.T) {
 // message (its key and headers, no value) and moves on — the message stays
 // in its topic at the offset the reference names.
 func TestDeadLetterTooLargeForItsTopicParksAReference(t *testing.T) {
-	s := newBigScenario(t)
+	s := newScenarioWithLimit(t, cluster(t), bigTopicBytes)
 	dlq := topicWithLimit(t, s.c, 0) // the cluster's default, about 1 MB
 	s.produceLarge(2<<20, 10)
 	log, sink := testLogger(t)

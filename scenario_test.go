@@ -3,6 +3,7 @@ package ferry_test
 import (
 	"context"
 	"maps"
+	"strconv"
 	"testing"
 	"time"
 
@@ -36,6 +37,32 @@ func newScenario(t *testing.T, c *ferrytest.Cluster, partitions int32) *scenario
 	t.Helper()
 	return &scenario{t: t, c: c, topic: topic(t, c, partitions), group: ferrytest.UniqueName("g"), rec: newRecorder()}
 }
+
+// topicWithLimit creates a one-partition topic with the given
+// max.message.bytes (0: the cluster's default).
+func topicWithLimit(t *testing.T, c *ferrytest.Cluster, maxMessageBytes int) string {
+	t.Helper()
+	name := ferrytest.UniqueName("t")
+	var cfg map[string]string
+	if maxMessageBytes > 0 {
+		cfg = map[string]string{"max.message.bytes": strconv.Itoa(maxMessageBytes)}
+	}
+	if err := c.CreateTopicWithConfigs(ctxFor(t, 20*time.Second), name, 1, cfg); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// newScenarioWithLimit is a scenario on a one-partition topic whose
+// max.message.bytes is maxMessageBytes.
+func newScenarioWithLimit(t *testing.T, c *ferrytest.Cluster, maxMessageBytes int) *scenario {
+	t.Helper()
+	return &scenario{t: t, c: c, topic: topicWithLimit(t, c, maxMessageBytes), group: ferrytest.UniqueName("g"), rec: newRecorder()}
+}
+
+// messages returns a keeper of every message consumed that records through
+// the scenario's recorder.
+func (s *scenario) messages() *messages { return &messages{rec: s.rec} }
 
 // produce writes n messages with values "0", "1", … to one partition.
 func (s *scenario) produce(partition int32, n int) {
