@@ -77,30 +77,26 @@ func valuesUntilPlain(t *testing.T, m *messages) []string {
 // B8: ferry reads committed: records of aborted transactions are never
 // delivered; records of committed ones and non-transactional records are.
 func TestAbortedTransactionsAreNotDelivered(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	want := produceTransactions(t, c, tp)
+	s := newScenario(t, cluster(t), 1)
+	want := produceTransactions(t, s.c, s.topic)
 
-	m := newMessages()
-	start(t, opts(t, c, ferry.RouteFunc(ferrytest.UniqueName("g"), tp, m.fn()))...)
+	m := s.messages()
+	s.start(s.route(m.fn()))
 	if got := valuesUntilPlain(t, m); !slices.Equal(got, want) {
 		t.Fatalf("delivered %q, want %q (committed and plain records only, in order)", got, want)
 	}
 }
 
 // B8 and the ClientOptions contract (options.go: "Options that would break
-// ferry's contract — autocommit, isolation level, partition callbacks — are
-// overridden by ferry"): a user's kgo option cannot turn read_committed off.
+// ferry's contract — autocommit, the isolation level, the partition
+// callbacks — are overridden by ferry"): a user's kgo option cannot turn
+// read_committed off.
 func TestClientOptionsCannotReadUncommitted(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	want := produceTransactions(t, c, tp)
+	s := newScenario(t, cluster(t), 1)
+	want := produceTransactions(t, s.c, s.topic)
 
-	m := newMessages()
-	start(t, opts(t, c,
-		ferry.ClientOptions(kgo.FetchIsolationLevel(kgo.ReadUncommitted())),
-		ferry.RouteFunc(ferrytest.UniqueName("g"), tp, m.fn()),
-	)...)
+	m := s.messages()
+	s.start(ferry.ClientOptions(kgo.FetchIsolationLevel(kgo.ReadUncommitted())), s.route(m.fn()))
 	if got := valuesUntilPlain(t, m); !slices.Equal(got, want) {
 		t.Fatalf("delivered %q, want %q: ClientOptions overrode ferry's read_committed", got, want)
 	}
