@@ -14,21 +14,14 @@ import (
 // topic keeps flowing, and once the topic is created its messages are
 // consumed within seconds, without a restart.
 func TestMissingTopic(t *testing.T) {
-	c := cluster(t)
-	present := topic(t, c, 1)
+	s := newScenario(t, cluster(t), 1) // its topic is present
+	c, rec := s.c, s.rec
 	missing := ferrytest.UniqueName("missing")
-	group := ferrytest.UniqueName("g")
-	produceN(t, c, present, 0, 10)
+	s.produce(0, 10)
 
 	log, sink := testLogger(t)
-	rec := newRecorder()
-	start(t, opts(t, c,
-		ferry.Logger(log), // after base's logger: this one wins
-		ferry.RouteFunc(group, present, rec.fn()),
-		ferry.RouteFunc(group, missing, rec.fn()),
-	)...)
-
-	rec.waitDistinct(t, present, 10, 15*time.Second)
+	s.start(ferry.Logger(log), s.route(rec.fn()), ferry.RouteFunc(s.group, missing, rec.fn()))
+	s.waitSeen(10)
 	named := func() bool {
 		for line := range strings.Lines(sink.String()) {
 			if strings.Contains(line, "level=ERROR") && strings.Contains(line, "does not exist") &&
@@ -47,8 +40,8 @@ func TestMissingTopic(t *testing.T) {
 	// creates the topic later.
 	flowing := time.Now()
 	for n := 11; time.Since(flowing) < 3*time.Second; n++ {
-		produceN(t, c, present, 0, 1)
-		rec.waitDistinct(t, present, n, 5*time.Second)
+		s.produce(0, 1)
+		s.waitSeen(n)
 	}
 
 	if err := c.CreateTopic(ctxFor(t, 10*time.Second), missing, 1); err != nil {

@@ -60,6 +60,12 @@ func newScenarioWithLimit(t *testing.T, c *ferrytest.Cluster, maxMessageBytes in
 	return &scenario{t: t, c: c, topic: topicWithLimit(t, c, maxMessageBytes), group: ferrytest.UniqueName("g"), rec: newRecorder()}
 }
 
+// anotherGroup returns a scenario on the same topic with a consumer group and
+// a recorder of its own.
+func (s *scenario) anotherGroup() *scenario {
+	return &scenario{t: s.t, c: s.c, topic: s.topic, group: ferrytest.UniqueName("g"), rec: newRecorder()}
+}
+
 // messages returns a keeper of every message consumed that records through
 // the scenario's recorder.
 func (s *scenario) messages() *messages { return &messages{rec: s.rec} }
