@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferrykit/ferry"
 	"github.com/ferrykit/ferry/ferrytest"
+	"github.com/twmb/franz-go/pkg/kadm"
 )
 
 // T1, E1, A2: over SASL_SSL, with SCRAM-SHA-512 and with PLAIN, an app
@@ -170,24 +171,30 @@ func TestSecuredTLSRefused(t *testing.T) {
 	}
 }
 
-// T3: an ACL that denies the app its topic or its consumer group fails Run
-// with an error wrapping ErrNotAuthorized that names the resource; nothing
-// is consumed or committed.
+// T3: an ACL that denies the app its topic, its consumer group or its
+// transactional id fails Run with an error wrapping ErrNotAuthorized that
+// names the resource; nothing is consumed or committed.
 func TestSecuredDeniedACL(t *testing.T) {
 	s := securedCluster(t)
 	allowed, denied := s.topic(t, 1, true), s.topic(t, 1, false)
 	produceN(t, s.Cluster, allowed, 0, 3)
 	produceN(t, s.Cluster, denied, 0, 3)
+	deniedTxn := ferrytest.UniqueName("denied-txn")
 	for _, tt := range []struct {
 		name, group, topic, names string
+		more                      []ferry.Option
+		topicOpts                 []ferry.TopicOption
 	}{
-		{"topic", ferrytest.UniqueName(securedPrefix + "g"), denied, `topic "` + denied + `"`},
-		{"group", ferrytest.UniqueName("denied-g"), allowed, `consumer group "`},
+		{name: "topic", group: ferrytest.UniqueName(securedPrefix + "g"), topic: denied, names: `topic "` + denied + `"`},
+		{name: "group", group: ferrytest.UniqueName("denied-g"), topic: allowed, names: `consumer group "`},
+		{name: "transactional id", group: ferrytest.UniqueName(securedPrefix + "g"), topic: allowed,
+			names: `transactional id "` + deniedTxn, more: []ferry.Option{ferry.TransactionalID(deniedTxn)},
+			topicOpts: []ferry.TopicOption{ferry.WithDelivery(ferry.ExactlyOnce)}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := newRecorder()
 			err, took, log := runRefused(t, s.app(t, "SCRAM-SHA-512", securedUserPassword,
-				ferry.RouteFunc(tt.group, tt.topic, rec.fn()))...)
+				append(tt.more, ferry.RouteFunc(tt.group, tt.topic, rec.fn(), tt.topicOpts...))...)...)
 			if !errors.Is(err, ferry.ErrNotAuthorized) {
 				t.Fatalf("Run returned %v, want an error wrapping ErrNotAuthorized", err)
 			}
@@ -238,5 +245,33 @@ func TestSecuritySettingsValidated(t *testing.T) {
 				t.Fatalf("New returned %v, want an ErrInvalidConfig saying %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// T3: an ACL that starts denying a topic while the app consumes it stops Run
+// with an error wrapping ErrNotAuthorized that names the topic, instead of
+// logging fetch errors forever.
+func TestSecuredDeniedWhileRunning(t *testing.T) {
+	s := securedCluster(t)
+	tp := s.topic(t, 1, true)
+	produceN(t, s.Cluster, tp, 0, 3)
+	rec := newRecorder()
+	app := start(t, s.app(t, "SCRAM-SHA-512", securedUserPassword,
+		ferry.RouteFunc(ferrytest.UniqueName(securedPrefix+"g"), tp, rec.fn()))...)
+	rec.waitDistinct(t, tp, 3, 30*time.Second)
+	deny := kadm.NewACLs().Deny("User:"+securedUser).Topics(tp).Operations(kadm.OpRead, kadm.OpDescribe).
+		ResourcePatternType(kadm.ACLPatternLiteral)
+	if _, err := s.Admin().CreateACLs(ctxFor(t, 10*time.Second), deny); err != nil {
+		t.Fatal(err)
+	}
+	produceN(t, s.Cluster, tp, 0, 3)
+	select {
+	case err := <-app.done:
+		app.done <- err
+		if !errors.Is(err, ferry.ErrNotAuthorized) || !strings.Contains(err.Error(), tp) {
+			t.Fatalf("Run returned %v, want an error wrapping ErrNotAuthorized naming %s", err, tp)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("Run did not stop after its topic was denied")
 	}
 }

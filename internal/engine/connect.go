@@ -165,8 +165,10 @@ func (h *saslClosings) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e2e kgo.Brok
 }
 
 // notAuthorized wraps an authorization error from the brokers in
-// ErrNotAuthorized, naming the resource; it returns nil for other errors.
-func notAuthorized(group, topic string, err error) error {
+// ErrNotAuthorized, naming the resource (topic, when known, for a topic);
+// it returns nil for other errors.
+func (g *group) notAuthorized(topic string, err error) error {
+	group := g.cfg.Name
 	switch {
 	case errors.Is(err, kerr.GroupAuthorizationFailed):
 		return fmt.Errorf("%w: consumer group %q: %w", ErrNotAuthorized, group, err)
@@ -175,8 +177,8 @@ func notAuthorized(group, topic string, err error) error {
 			return fmt.Errorf("%w: a topic of group %q: %w", ErrNotAuthorized, group, err)
 		}
 		return fmt.Errorf("%w: topic %q: %w", ErrNotAuthorized, topic, err)
-	case errors.Is(err, kerr.TransactionalIDAuthorizationFailed):
-		return fmt.Errorf("%w: transactional id of group %q: %w", ErrNotAuthorized, group, err)
+	case errors.Is(err, kerr.TransactionalIDAuthorizationFailed) && g.cfg.Txn != nil:
+		return fmt.Errorf("%w: transactional id %q: %w", ErrNotAuthorized, g.cfg.Txn.ID, err)
 	case errors.Is(err, kerr.ClusterAuthorizationFailed):
 		return fmt.Errorf("%w: cluster action for group %q: %w", ErrNotAuthorized, group, err)
 	}
@@ -198,7 +200,7 @@ func (g *group) checkAccess(ctx context.Context) error {
 	}
 	details, err := adm.ListTopics(ctx, names...)
 	if err != nil {
-		if notAuthorized(g.cfg.Name, "", err) != nil {
+		if g.notAuthorized("", err) != nil {
 			return g.deniedTopic(ctx, adm, names, dead, err)
 		}
 		g.log.Warn("ferry: cannot check routed topics", "err", err)
@@ -207,7 +209,7 @@ func (g *group) checkAccess(ctx context.Context) error {
 	for _, name := range names {
 		d, ok := details[name]
 		if ok {
-			if denied := notAuthorized(g.cfg.Name, name, d.Err); denied != nil {
+			if denied := g.notAuthorized(name, d.Err); denied != nil {
 				if dead[name] {
 					return fmt.Errorf("dead-letter topic: %w", denied)
 				}
@@ -231,7 +233,7 @@ func (g *group) checkAccess(ctx context.Context) error {
 			err = d.Err
 		}
 	}
-	if denied := notAuthorized(g.cfg.Name, "", err); denied != nil {
+	if denied := g.notAuthorized("", err); denied != nil {
 		return denied
 	}
 	return nil
@@ -245,12 +247,12 @@ func (g *group) deniedTopic(ctx context.Context, adm *kadm.Client, names []strin
 		if lerr == nil {
 			lerr = d[name].Err
 		}
-		if denied := notAuthorized(g.cfg.Name, name, lerr); denied != nil {
+		if denied := g.notAuthorized(name, lerr); denied != nil {
 			if dead[name] {
 				return fmt.Errorf("dead-letter topic: %w", denied)
 			}
 			return denied
 		}
 	}
-	return notAuthorized(g.cfg.Name, "", err)
+	return g.notAuthorized("", err)
 }

@@ -108,7 +108,7 @@ func (g *group) logFetchErrors(fetches kgo.Fetches) error {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return
 		}
-		if d := notAuthorized(g.cfg.Name, topic, err); d != nil {
+		if d := g.notAuthorized(topic, err); d != nil {
 			if denied == nil {
 				denied = d
 			}

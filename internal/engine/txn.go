@@ -65,6 +65,9 @@ func (g *group) fence(ctx context.Context) error {
 		if err == nil || ctx.Err() != nil {
 			return nil
 		}
+		if denied := g.notAuthorized("", err); denied != nil {
+			return denied // T3
+		}
 		if ke, ok := errors.AsType[*kerr.Error](err); (ok && !ke.Retriable && ke != kerr.ConcurrentTransactions) ||
 			errors.Is(err, kgo.ErrClientClosed) {
 			return fmt.Errorf("ferry: group %q: initialising the transactional producer %q: %w", g.cfg.Name, g.cfg.Txn.ID, err)
@@ -140,7 +143,7 @@ func (g *group) roundLoop(ctx context.Context) error {
 			continue
 		}
 		if err := g.round(ctx, fetches); err != nil {
-			if denied := notAuthorized(g.cfg.Name, "", err); denied != nil {
+			if denied := g.notAuthorized("", err); denied != nil {
 				return denied
 			}
 			return err
