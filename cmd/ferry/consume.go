@@ -24,8 +24,13 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	latest := fs.Bool("latest", false, "start at the end when the group has no commit")
 	sleep := fs.Duration("sleep", 0, "pause after printing each batch, to watch draining on shutdown")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 60*time.Second, "graceful shutdown bound")
+	sec := addSecurityFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	secure, err := sec.options()
+	if err != nil {
+		return fmt.Errorf("consume: %w", err)
 	}
 	if *topic == "" {
 		return fmt.Errorf("consume: -topic is required")
@@ -39,6 +44,7 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		ferry.Logger(slog.New(slog.NewTextHandler(stderr, nil))),
 		ferry.ShutdownTimeout(*shutdownTimeout),
 	}
+	opts = append(opts, secure...)
 	if *brokers != "" {
 		opts = append(opts, ferry.Brokers(strings.Split(*brokers, ",")...))
 	}

@@ -32,12 +32,20 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	deadline := fs.Duration("deadline", 5*time.Minute, "per mode; the run stops by itself")
 	jsonPath := fs.String("json", "", "write a JSON report to this file")
 	strict := fs.Bool("strict", true, "exit non-zero when a mode breaks its guarantee")
+	sec := addSecurityFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	settings, err := sec.settings()
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
 	}
 	cfg := verify.Config{
 		Partitions: int32(*partitions), Messages: *messages, Workers: *workers, Kills: *kills,
 		Every: *every, Work: *work, Rebalance: *rebalance, Deadline: *deadline, Progress: stderr,
+	}
+	if *brokers != "" { // the embedded cluster is plaintext
+		cfg.ClientOpts, cfg.Env = settings.Opts(), sec.env()
 	}
 	for _, m := range strings.Split(*modes, ",") {
 		mode, err := verify.ParseMode(strings.TrimSpace(m))

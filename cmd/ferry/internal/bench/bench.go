@@ -57,8 +57,7 @@ func (r Result) AllocsPerMsg() float64 { return float64(r.Mallocs) / float64(r.M
 // almost nothing, so fetches hold ~1 M records), or with distinct, distinct
 // random values (incompressible, like most real payloads).
 func Produce(ctx context.Context, brokers []string, topic string, partitions int32, n, size int, distinct bool) error {
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(brokers...),
+	cl, err := newClient(brokers,
 		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
 		kgo.ProducerLinger(5*time.Millisecond),
 		kgo.ProducerBatchMaxBytes(1<<20),
@@ -176,8 +175,7 @@ const rawWorkers = 5
 // the loop polls again when all are done.
 func Raw(ctx context.Context, brokers []string, topic, group string, n int, c Contender) (Result, error) {
 	w := newWindow("franz-go poll loop", n)
-	cl, err := kgo.NewClient(append([]kgo.Opt{
-		kgo.SeedBrokers(brokers...),
+	cl, err := newClient(brokers, append([]kgo.Opt{
 		kgo.ConsumerGroup(group),
 		kgo.ConsumeTopics(topic),
 		kgo.AutoCommitMarks(),

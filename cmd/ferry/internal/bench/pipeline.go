@@ -5,18 +5,32 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/ferrykit/ferry"
+	"github.com/ferrykit/ferry/internal/security"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+// newClient returns a client of the cluster at brokers, reached with the TLS
+// and SASL settings of the environment (FERRY_TLS*, FERRY_SASL*), which the
+// ferry apps of the benchmarks read too.
+func newClient(brokers []string, opts ...kgo.Opt) (*kgo.Client, error) {
+	sec, err := security.FromEnv(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	base := append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, sec.Opts()...)
+	return kgo.NewClient(append(base, opts...)...)
+}
+
 // CreateTopic creates a topic with the given partitions.
 func CreateTopic(ctx context.Context, brokers []string, topic string, partitions int32) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	cl, err := newClient(brokers)
 	if err != nil {
 		return err
 	}

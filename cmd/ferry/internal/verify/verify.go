@@ -73,6 +73,8 @@ func ParseMode(s string) (Mode, error) {
 // Config describes a verify run.
 type Config struct {
 	Brokers    []string
+	ClientOpts []kgo.Opt // how the run's own clients reach the brokers: TLS, SASL
+	Env        []string  // added to the workers' environment ("KEY=value"): FERRY_TLS*, FERRY_SASL*
 	Modes      []Mode
 	Messages   int           // messages per mode
 	Partitions int32         // partitions of the input topic
@@ -86,6 +88,11 @@ type Config struct {
 	Dir        string        // worker logs; a temp dir when empty
 	Progress   io.Writer     // a progress line while it runs; nil for none
 	Seed       uint64
+}
+
+// clientOpts returns the options of a client of the run's cluster.
+func (cfg Config) clientOpts() []kgo.Opt {
+	return append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.ClientOpts...)
 }
 
 // Result is one mode's measured outcome.
@@ -213,6 +220,9 @@ func (f *fleet) start(slot int) error {
 		args = append(args, "-static")
 	}
 	cmd := exec.Command(f.cfg.Binary, args...)
+	if len(f.cfg.Env) > 0 {
+		cmd.Env = append(os.Environ(), f.cfg.Env...)
+	}
 	errf, err := os.OpenFile(f.logPath(slot)+".stderr", os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
@@ -289,7 +299,7 @@ func runMode(ctx context.Context, cfg Config, m Mode) (Result, error) {
 	f := &fleet{cfg: cfg, mode: m, run: run, procs: map[int]*exec.Cmd{}, exited: map[int]chan struct{}{},
 		input: run + "-" + m.Short() + "-in", output: run + "-" + m.Short() + "-out", group: run + "-" + m.Short()}
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...), kgo.ProducerLinger(5*time.Millisecond))
+	cl, err := kgo.NewClient(append(cfg.clientOpts(), kgo.ProducerLinger(5*time.Millisecond))...)
 	if err != nil {
 		return Result{}, err
 	}
@@ -426,7 +436,7 @@ func runMode(ctx context.Context, cfg Config, m Mode) (Result, error) {
 	if m.logsProcessing() {
 		err = countLogs(f, extra, counts, firsts)
 	} else {
-		err = countOutputs(ctx, cfg.Brokers, f.output, counts)
+		err = countOutputs(ctx, cfg, f.output, counts)
 	}
 	if err != nil {
 		return res, err
@@ -577,9 +587,9 @@ func countLogs(f *fleet, slots int, counts []int, firsts []int64) error {
 }
 
 // countOutputs counts, per message, its committed outputs (read_committed).
-func countOutputs(ctx context.Context, brokers []string, topic string, counts []int) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+func countOutputs(ctx context.Context, cfg Config, topic string, counts []int) error {
+	cl, err := kgo.NewClient(append(cfg.clientOpts(), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrykit/ferry/ferrytest"
+)
+
+// T1: the ferry command reaches a secured cluster through its TLS and SASL
+// flags, the password coming from the environment: consume prints the
+// messages of a topic the user may read. With a wrong password it exits at
+// once with an error that says authentication failed, naming the mechanism.
+func TestConsumeSecuredCluster(t *testing.T) {
+	s, err := ferrytest.StartSecured(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	topic := ferrytest.UniqueName(ferrytest.SecuredPrefix + "t")
+	if err := s.CreateTopic(ctx, topic, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ProduceN(ctx, topic, 0, 5); err != nil {
+		t.Fatal(err)
+	}
+	consume := func(password string) *exec.Cmd {
+		cmd := exec.Command(binary, "consume", "-brokers", strings.Join(s.Brokers(), ","), "-topic", topic,
+			"-group", ferrytest.UniqueName(ferrytest.SecuredPrefix+"g"),
+			"-tls-ca", s.CAFile, "-sasl-mechanism", "SCRAM-SHA-512", "-sasl-username", ferrytest.SecuredUser)
+		cmd.Env = append(os.Environ(), "FERRY_SASL_PASSWORD="+password)
+		return cmd
+	}
+
+	cmd := consume(ferrytest.SecuredUserPassword)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, topic+"/0@0 ") {
+		t.Fatalf("first line %q (%v), want the message at offset 0\n%s", line, err, stderr.String())
+	}
+
+	refused := consume("wrong")
+	var refusal bytes.Buffer
+	refused.Stderr = &refusal
+	began := time.Now()
+	if err := refused.Run(); err == nil {
+		t.Fatal("consume with a wrong password exited cleanly")
+	}
+	if took := time.Since(began); took > 8*time.Second {
+		t.Errorf("consume took %s to give up on a wrong password", took)
+	}
+	if msg := refusal.String(); !strings.Contains(msg, "authentication failed") || !strings.Contains(msg, "SCRAM-SHA-512") {
+		t.Errorf("stderr does not say authentication failed with SCRAM-SHA-512:\n%s", msg)
+	}
+}
+
+// T1: TLS and SASL settings that cannot work are refused before anything
+// runs, naming the bad value.
+func TestSecurityFlagsRefused(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"consume", "-topic", "t", "-sasl-mechanism", "GSSAPI", "-sasl-username", "u"}, `"GSSAPI"`},
+		{[]string{"consume", "-topic", "t", "-tls-ca", "/nonexistent/ca.pem"}, "/nonexistent/ca.pem"},
+		{[]string{"verify", "-brokers", "127.0.0.1:1", "-sasl-mechanism", "PLAIN"}, "empty user name"},
+	} {
+		var out, errb bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := run(ctx, append(tt.args, "-brokers", "127.0.0.1:1"), &out, &errb)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("ferry %s: error %v, want one saying %s", strings.Join(tt.args, " "), err, tt.want)
+		}
+	}
+}

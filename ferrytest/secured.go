@@ -1,0 +1,157 @@
+package ferrytest
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ferrykit/ferry/internal/security"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+)
+
+// The users of a secured cluster — StartSecured's, and those of
+// scripts/kafka's secured mode. Each has the PLAIN, SCRAM-SHA-256 and
+// SCRAM-SHA-512 mechanisms. SecuredAdmin is a super user; SecuredUser may
+// do anything with topics, consumer groups and transactional ids whose
+// names start with SecuredPrefix, and nothing else.
+const (
+	SecuredAdmin         = "admin"
+	SecuredAdminPassword = "admin-secret"
+	SecuredUser          = "ferry"
+	SecuredUserPassword  = "ferry-secret"
+	SecuredPrefix        = "sec-"
+)
+
+// Secured is a cluster that requires SASL over TLS and checks ACLs. Its
+// own clients (Client, Admin, NewClient, Produce…) connect as SecuredAdmin.
+type Secured struct {
+	*Cluster
+	// CAFile is the PEM file of the CA that signed the brokers'
+	// certificates.
+	CAFile string
+}
+
+// StartSecured returns the secured cluster named by FERRY_SECURE_BROKERS
+// and FERRY_SECURE_CA (what scripts/kafka up --secure starts), or starts an
+// embedded one that requires SASL over TLS, with the users above and their
+// ACLs, writing its CA's certificate into dir.
+func StartSecured(dir string) (*Secured, error) {
+	if brokers := os.Getenv("FERRY_SECURE_BROKERS"); brokers != "" {
+		ca := os.Getenv("FERRY_SECURE_CA")
+		opts, err := adminOpts(ca)
+		if err != nil {
+			return nil, err
+		}
+		c, err := Connect(strings.Split(brokers, ","), opts...)
+		if err != nil {
+			return nil, err
+		}
+		return &Secured{Cluster: c, CAFile: ca}, nil
+	}
+	caFile, serverTLS, err := certificates(dir)
+	if err != nil {
+		return nil, err
+	}
+	opts, err := adminOpts(caFile)
+	if err != nil {
+		return nil, err
+	}
+	all := func(r kmsg.ACLResourceType) kfake.ACL {
+		return kfake.ACL{Resource: r, Name: SecuredPrefix, Pattern: kmsg.ACLResourcePatternTypePrefixed,
+			Operation: kmsg.ACLOperationAll, Allow: true}
+	}
+	acls := []kfake.ACL{all(kmsg.ACLResourceTypeTopic), all(kmsg.ACLResourceTypeGroup), all(kmsg.ACLResourceTypeTransactionalId),
+		{Resource: kmsg.ACLResourceTypeCluster, Name: "kafka-cluster", Pattern: kmsg.ACLResourcePatternTypeLiteral,
+			Operation: kmsg.ACLOperationIdempotentWrite, Allow: true}}
+	kopts := []kfake.Opt{kfake.NumBrokers(1), kfake.TLS(serverTLS), kfake.EnableSASL(), kfake.EnableACLs(),
+		kfake.ListenFn(func(network, _ string) (netListener, error) { return listenLocal(network) })}
+	for _, m := range []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} {
+		kopts = append(kopts, kfake.Superuser(m, SecuredAdmin, SecuredAdminPassword))
+		if m == "SCRAM-SHA-512" {
+			kopts = append(kopts, kfake.User(m, SecuredUser, SecuredUserPassword, acls...))
+		} else {
+			kopts = append(kopts, kfake.User(m, SecuredUser, SecuredUserPassword))
+		}
+	}
+	fake, err := kfake.NewCluster(kopts...)
+	if err != nil {
+		return nil, fmt.Errorf("ferrytest: starting a secured embedded cluster: %w", err)
+	}
+	c, err := Embedded(fake, opts...)
+	if err != nil {
+		fake.Close()
+		return nil, err
+	}
+	return &Secured{Cluster: c, CAFile: caFile}, nil
+}
+
+// adminOpts returns how the super user reaches a cluster whose brokers'
+// certificates the CA in caFile signed.
+func adminOpts(caFile string) ([]kgo.Opt, error) {
+	cfg, err := security.TLSFiles(caFile, "", "")
+	if err != nil {
+		return nil, fmt.Errorf("ferrytest: %w", err)
+	}
+	admin := scram.Auth{User: SecuredAdmin, Pass: SecuredAdminPassword}.AsSha512Mechanism()
+	return security.Settings{TLS: cfg, SASL: admin}.Opts(), nil
+}
+
+// certificates makes a CA and a certificate for 127.0.0.1 and localhost
+// signed by it; it writes the CA's certificate into dir and returns its
+// path and the brokers' TLS configuration.
+func certificates(dir string) (string, *tls.Config, error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", nil, err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ferrytest CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return "", nil, err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return "", nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", nil, err
+	}
+	leafTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return "", nil, err
+	}
+	caFile := filepath.Join(dir, "ferrytest-ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+		return "", nil, err
+	}
+	return caFile, &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{leafDER}, PrivateKey: key}},
+		MinVersion:   tls.VersionTLS12,
+	}, nil
+}
