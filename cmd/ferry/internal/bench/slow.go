@@ -46,7 +46,7 @@ func ProduceKeyed(ctx context.Context, brokers []string, topic string, n, keys i
 	if err := CreateTopic(ctx, brokers, topic, 1); err != nil {
 		return err
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+	cl, err := newClient(brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
 		return err
