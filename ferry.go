@@ -61,7 +61,8 @@ import (
 
 var (
 	// ErrUnreachable is returned by Run when no broker answered within
-	// ConnectTimeout (O1).
+	// ConnectTimeout (O1); the error says how long Run tried and the last
+	// failure.
 	ErrUnreachable = engine.ErrUnreachable
 	// ErrShutdownTimeout is returned by Run when in-flight work outlived
 	// ShutdownTimeout; what did not finish was not committed (A4).
@@ -180,8 +181,10 @@ func delivery(d Delivery) engine.Delivery {
 // stops, in-flight batches finish, Shutdown hooks run, one final commit is
 // made and the members leave their groups (A4). It returns nil after a clean
 // shutdown, an error wrapping ErrShutdownTimeout if draining outlived
-// ShutdownTimeout, or an error wrapping ErrUnreachable if no broker answered
-// (O1). If one group fails, the others are stopped too.
+// ShutdownTimeout, an error wrapping ErrUnreachable if no broker answered
+// (O1), or one wrapping ErrAuthentication, ErrTLS or ErrNotAuthorized if the
+// brokers turned the app away (T2, T3). If one group fails, the others are
+// stopped too.
 func (a *App) Run(ctx context.Context) error {
 	a.mu.Lock()
 	if a.running {

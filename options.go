@@ -208,7 +208,10 @@ func ShutdownTimeout(d time.Duration) Option {
 }
 
 // ConnectTimeout bounds how long Run waits for a first broker answer before
-// failing with ErrUnreachable (O1). Default 10 s.
+// failing with ErrUnreachable (O1). Default 10 s. Refused connections — a
+// broker that is not up yet — are retried until then; brokers that refuse
+// the app's credentials, certificates or ACLs fail Run at once with
+// ErrAuthentication, ErrTLS or ErrNotAuthorized (T2, T3).
 func ConnectTimeout(d time.Duration) Option {
 	return func(c *config) { c.connectTimeout = d }
 }
