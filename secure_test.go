@@ -3,10 +3,14 @@ package ferry_test
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
+	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -274,4 +278,41 @@ func TestSecuredDeniedWhileRunning(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("Run did not stop after its topic was denied")
 	}
+}
+
+// T1: OAUTHBEARER with a token callback, on the secured real broker (its
+// listener accepts unsigned tokens, for tests; the embedded cluster has no
+// OAUTHBEARER). The callback is asked for a token, and the app consumes.
+func TestSecuredOAuthBearer(t *testing.T) {
+	if os.Getenv("FERRY_SECURE_BROKERS") == "" {
+		t.Skip("needs the secured real broker (FERRY_SECURE_BROKERS): the embedded cluster has no OAUTHBEARER")
+	}
+	s := securedCluster(t)
+	tp := s.topic(t, 1, true)
+	produceN(t, s.Cluster, tp, 0, 3)
+	var asked atomic.Int32
+	token := func(context.Context) (string, error) {
+		asked.Add(1)
+		return unsignedToken(securedUser, time.Hour), nil
+	}
+	log, _ := testLogger(t)
+	rec := newRecorder()
+	app := start(t, ferry.Brokers(s.Brokers()...), ferry.Logger(log), ferry.TLSFiles(s.CAFile, "", ""),
+		ferry.SASLOAuthBearer(token), ferry.RouteFunc(ferrytest.UniqueName(securedPrefix+"g"), tp, rec.fn()))
+	rec.waitDistinct(t, tp, 3, 30*time.Second)
+	if err := app.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if asked.Load() == 0 {
+		t.Fatal("the token callback was never called")
+	}
+}
+
+// unsignedToken returns an unsigned JWT (alg none) for subject, as Kafka's
+// test-only OAUTHBEARER validator accepts.
+func unsignedToken(subject string, life time.Duration) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	now := time.Now()
+	claims := fmt.Sprintf(`{"sub":%q,"iat":%d,"exp":%d}`, subject, now.Unix(), now.Add(life).Unix())
+	return enc([]byte(`{"alg":"none"}`)) + "." + enc([]byte(claims)) + "."
 }
