@@ -126,3 +126,45 @@ func TestProduceFromHandlerIsSizedByTheTopic(t *testing.T) {
 		t.Errorf("2 MiB into a topic accepting 100000 bytes: %v, want ErrMessageTooLarge naming the limit", toSmall)
 	}
 }
+
+// E5, S3: in an exactly-once topic, a handler's Batch.Produce of a record too
+// large for its topic fails at once with ErrMessageTooLarge naming the
+// limit; the handler returning it fails its message, which after MaxRetries
+// is dead-lettered inside the transaction, and the partition moves on.
+func TestExactlyOnceProduceTooLargeIsDeadLettered(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	small := topicWithLimit(t, s.c, 100_000)
+	dlq := topic(t, s.c, 1)
+	s.produce(0, 3)
+	var mu sync.Mutex
+	var produceErrs []error
+	fn := func(ctx context.Context, b *ferry.Batch) error {
+		for _, m := range b.Messages {
+			value := []byte("ok")
+			if string(m.Value) == "1" {
+				value = bytes.Repeat([]byte{'v'}, 2<<20)
+			}
+			if err := b.Produce(ctx, &ferry.Message{Topic: small, Value: value}); err != nil {
+				mu.Lock()
+				produceErrs = append(produceErrs, err)
+				mu.Unlock()
+				return ferry.FailedAt(m, err)
+			}
+		}
+		return nil
+	}
+	app := s.start(ferry.TransactionalID(ferrytest.UniqueName("tx")), s.route(fn, ferry.WithDelivery(ferry.ExactlyOnce),
+		ferry.DeadLetter(dlq), ferry.MaxRetries(1), ferry.Retry(ferry.ConstantBackoff(20*time.Millisecond))))
+	dead := readAll(t, s.c, dlq, 1)
+	s.waitCommitted(map[int32]int64{0: 3})
+	s.stop(app)
+	if len(dead) != 1 || string(dead[0].Value) != "1" {
+		t.Errorf("dead letters %v, want the message whose output was too large", values(dead))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(produceErrs) == 0 || !errors.Is(produceErrs[0], ferry.ErrMessageTooLarge) ||
+		!strings.Contains(produceErrs[0].Error(), "max.message.bytes is 100000 bytes") {
+		t.Errorf("Batch.Produce errors %v, want ErrMessageTooLarge naming the limit", produceErrs)
+	}
+}

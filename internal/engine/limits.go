@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -99,6 +100,41 @@ func (l *TopicLimits) Learn(ctx context.Context, cl *kgo.Client, recs ...*kgo.Re
 			}
 		}
 	}
+}
+
+// recordBatchOverhead is the size of a record batch holding no record (the
+// v2 batch header as franz-go counts it against ProducerBatchMaxBytes).
+const recordBatchOverhead = 65
+
+// slack covers what franz-go adds to a batch's size for some request
+// versions, so that Check never passes a record franz-go would refuse.
+const slack = 16
+
+// Check reports, before producing, a record that can never be produced: one
+// that, alone in a batch, is larger than its topic's learned limit. It
+// returns an error wrapping ErrMessageTooLarge, or nil (also when the limit
+// is not known). Records produced without waiting (inside a transaction)
+// are checked so, since their failure would otherwise surface only when the
+// transaction commits, with no message to blame.
+func (l *TopicLimits) Check(r *kgo.Record) error {
+	limit, ok := l.known(r.Topic)
+	if !ok || aloneInBatch(r)+slack <= int(limit) {
+		return nil
+	}
+	return l.Explain(r, kerr.MessageTooLarge)
+}
+
+// aloneInBatch is the size of a record batch holding r alone, as franz-go
+// measures it: the batch header and the record with its length prefix.
+func aloneInBatch(r *kgo.Record) int {
+	n := 1 + 1 + 1 + // attributes, timestamp delta 0, offset delta 0
+		kbin.VarintLen(int32(len(r.Key))) + len(r.Key) +
+		kbin.VarintLen(int32(len(r.Value))) + len(r.Value) +
+		kbin.VarintLen(int32(len(r.Headers)))
+	for _, h := range r.Headers {
+		n += kbin.VarintLen(int32(len(h.Key))) + len(h.Key) + kbin.VarintLen(int32(len(h.Value))) + len(h.Value)
+	}
+	return recordBatchOverhead + kbin.VarintLen(int32(n)) + n
 }
 
 // ProduceSync learns the limits of recs' topics, produces recs and waits for

@@ -531,6 +531,11 @@ func (g *group) produceTxn(ctx context.Context, recs ...*kgo.Record) error {
 	round := g.txn.current()
 	g.limits.Learn(ctx, g.cl, recs...)
 	for _, r := range recs {
+		if err := g.limits.Check(r); err != nil {
+			return err // E5: refused now, so the consumer can blame its message
+		}
+	}
+	for _, r := range recs {
 		g.cl.Produce(ctx, r, func(r *kgo.Record, err error) {
 			if err != nil {
 				g.txn.fail(round, g.limits.Explain(r, err))
