@@ -2,6 +2,8 @@ package ferry_test
 
 import (
 	"context"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -71,7 +73,8 @@ func TestLostPartitionNeverCommits(t *testing.T) {
 				return ferry.ConsumerFunc(fn)
 			}
 			kopts := append([]kgo.Opt{kgo.HeartbeatInterval(100 * time.Millisecond)}, proto.opts...)
-			app := s.start(ferry.ClientOptions(kopts...), s.routeTo(newConsumer, ferry.MaxMessages(10)))
+			log, sink := testLogger(t)
+			app := s.start(ferry.ClientOptions(kopts...), ferry.Logger(log), s.routeTo(newConsumer, ferry.MaxMessages(10)))
 			s.waitClosed("started the second batch", blocked)
 			// The first batch's commit lands, then the assignment is lost.
 			s.waitCommittedAt(0, 10)
@@ -92,6 +95,93 @@ func TestLostPartitionNeverCommits(t *testing.T) {
 			if !ctxDone.Load() {
 				t.Error("the lost batch's context was not cancelled")
 			}
+			if want := "lost=" + s.topic + "[0]"; !strings.Contains(sink.String(), want) {
+				t.Errorf("no log line names the lost partition (%s):\n%s", want, sink.String())
+			}
 		})
+	}
+}
+
+// A7: a member that loses an assignment it does not have (its join fails,
+// or its heartbeat while it owns nothing) logs no partitions lost.
+func TestNothingLostLogsNothing(t *testing.T) {
+	for _, proto := range protocols() {
+		t.Run(proto.name, func(t *testing.T) {
+			s := newScenario(t, embedded(t), 1)
+			s.produce(0, 5)
+			var refused atomic.Bool
+			if proto.name == "kip848" {
+				s.c.Fake.ControlKey(int16(kmsg.ConsumerGroupHeartbeat), func(req kmsg.Request) (kmsg.Response, error, bool) {
+					r := req.(*kmsg.ConsumerGroupHeartbeatRequest)
+					resp := r.ResponseKind().(*kmsg.ConsumerGroupHeartbeatResponse)
+					resp.ErrorCode = kerr.GroupMaxSizeReached.Code
+					refused.Store(true)
+					return resp, nil, r.Group == s.group
+				})
+			} else {
+				s.c.Fake.ControlKey(int16(kmsg.JoinGroup), func(req kmsg.Request) (kmsg.Response, error, bool) {
+					r := req.(*kmsg.JoinGroupRequest)
+					resp := r.ResponseKind().(*kmsg.JoinGroupResponse)
+					resp.ErrorCode = kerr.InconsistentGroupProtocol.Code
+					refused.Store(true)
+					return resp, nil, r.Group == s.group
+				})
+			}
+			log, sink := testLogger(t)
+			s.start(ferry.Logger(log), ferry.ClientOptions(proto.opts...), s.route(s.rec.fn()))
+			s.waitSeen(5) // joined after the refusal
+			if !refused.Load() {
+				t.Fatal("the group's first join was not refused")
+			}
+			if strings.Contains(sink.String(), "partitions lost") {
+				t.Errorf("a member that owned nothing logged lost partitions:\n%s", sink.String())
+			}
+		})
+	}
+}
+
+// A7: a commit that kgo held back during a rejoin, and whose partitions were
+// lost meanwhile, is dropped without a "commit failed" warning: nothing
+// failed, the loss was logged and its work will be redelivered.
+func TestCommitOfLostPartitionsIsNotAFailure(t *testing.T) {
+	s := newScenario(t, embedded(t), 1)
+	s.produce(0, 5)
+	log, sink := testLogger(t)
+	s.start(ferry.Logger(log), ferry.ClientOptions(kgo.HeartbeatInterval(100*time.Millisecond)), s.route(s.rec.fn()))
+	s.waitSeen(5)
+	s.waitCommittedAt(0, 5)
+	// The next heartbeat asks for a rejoin (the member keeps its partition
+	// meanwhile: cooperative), and the join is held, then refused: the
+	// member loses its partition. While the join is held, a new message
+	// is consumed and its commit waits for the join.
+	held, release := make(chan struct{}), make(chan struct{})
+	var holding sync.Once
+	s.c.Fake.ControlKey(int16(kmsg.JoinGroup), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		r := req.(*kmsg.JoinGroupRequest)
+		if r.Group != s.group {
+			return nil, nil, false
+		}
+		holding.Do(func() { close(held); s.c.Fake.SleepControl(func() { <-release }) })
+		resp := r.ResponseKind().(*kmsg.JoinGroupResponse)
+		resp.ErrorCode = kerr.InconsistentGroupProtocol.Code
+		return resp, nil, true
+	})
+	s.c.Fake.ControlKey(int16(kmsg.Heartbeat), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		r := req.(*kmsg.HeartbeatRequest)
+		resp := r.ResponseKind().(*kmsg.HeartbeatResponse)
+		resp.ErrorCode = kerr.RebalanceInProgress.Code
+		return resp, nil, r.Group == s.group
+	})
+	s.waitClosed("rejoined", held)
+	s.produce(0, 1)
+	s.waitSeen(6)
+	time.Sleep(time.Second) // a few commit intervals: the commit waits for the join
+	close(release)
+	s.waitCommittedAt(0, 6)
+	if !strings.Contains(sink.String(), "partitions lost") {
+		t.Fatalf("the member never lost its partition:\n%s", sink.String())
+	}
+	if strings.Contains(sink.String(), "commit failed") {
+		t.Errorf("the commit of a lost partition was reported as failed:\n%s", sink.String())
 	}
 }

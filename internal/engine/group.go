@@ -583,6 +583,7 @@ func (g *group) onLost(_ context.Context, _ *kgo.Client, lostParts map[string][]
 	defer g.rebalanceMu.Unlock()
 	g.mu.RLock()
 	defer g.mu.RUnlock()
+	ours := partitionList{} // kgo reports a failed join as a loss of nothing
 	for topic, ids := range lostParts {
 		for _, id := range ids {
 			p := g.parts[tp{topic, id}]
@@ -591,9 +592,15 @@ func (g *group) onLost(_ context.Context, _ *kgo.Client, lostParts map[string][]
 			}
 			p.mu.Lock()
 			p.letGo = true
+			owned := p.state.marksAccepted() // else its loss was logged already
 			p.mu.Unlock()
 			p.lose()
+			if owned {
+				ours[topic] = append(ours[topic], id)
+			}
 		}
 	}
-	g.log.Warn("ferry: partitions lost; their uncommitted work will be redelivered", "lost", partitionList(lostParts))
+	if len(ours) > 0 {
+		g.log.Warn("ferry: partitions lost; their uncommitted work will be redelivered", "lost", ours)
+	}
 }
