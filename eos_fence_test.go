@@ -2,6 +2,10 @@ package ferry_test
 
 import (
 	"context"
+	"errors"
+	"os"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -108,4 +112,132 @@ func TestExactlyOnceSuccessorFencesCrashedPredecessor(t *testing.T) {
 			checkExactlyOnce(t, waitOutputs(t, c, out, 100), 1, 100)
 		})
 	}
+}
+
+// S3: a transaction that outlives the transaction timeout (its consumer is
+// slower than that) is aborted by the broker; ferry retries it like any
+// aborted round instead of stopping the group, and every input still has
+// exactly one committed output.
+func TestExactlyOnceTransactionTimedOutByBrokerIsRetried(t *testing.T) {
+	c := cluster(t)
+	if !c.External() {
+		// Kafka answers the timed-out transaction's offset commit
+		// INVALID_PRODUCER_EPOCH and its abort succeeds; kfake answers
+		// PRODUCER_FENCED, which means another instance took over.
+		t.Skip("the embedded cluster reports a timed-out transaction as fenced by another instance")
+	}
+	in, out := topic(t, c, 1), topic(t, c, 1)
+	produceN(t, c, in, 0, 20)
+	group := ferrytest.UniqueName("g")
+	const timeout = 2 * time.Second
+	var calls atomic.Int32
+	slowFirst := func(ctx context.Context, b *ferry.Batch) error {
+		err := copier(out, nil)(ctx, b) // the transaction's clock starts at its first produce
+		if calls.Add(1) == 1 {
+			// The broker looks for timed-out transactions every 10 s
+			// (kfake at once).
+			time.Sleep(timeout + 12*time.Second)
+		}
+		return err
+	}
+	route := ferry.RouteFunc(group, in, slowFirst, ferry.WithDelivery(ferry.ExactlyOnce))
+	log, sink := testLogger(t)
+	r := start(t, append(opts(t, c, ferry.TransactionalID(ferrytest.UniqueName("txn")), route, ferry.Logger(log)),
+		ferry.ClientOptions(kgo.TransactionTimeout(timeout)))...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(sink.String())
+		}
+	})
+	got := waitOutputs(t, c, out, 20)
+	if err := r.stop(t); err != nil {
+		t.Errorf("Run: %v, want the timed-out transaction retried", err)
+	}
+	if calls.Load() < 2 {
+		t.Errorf("%d consume calls, want the timed-out batch retried", calls.Load())
+	}
+	checkExactlyOnce(t, got, 1, 20)
+}
+
+// S3: a member fenced by another instance with the same transactional id
+// stops with an error instead of retrying: its next transaction would
+// fence the other one back.
+func TestExactlyOnceMemberFencedByAnotherInstanceStops(t *testing.T) {
+	c := cluster(t)
+	in, out := topic(t, c, 1), topic(t, c, 1)
+	produceN(t, c, in, 0, 20)
+	group, id := ferrytest.UniqueName("g"), ferrytest.UniqueName("txn")
+	fence, fenced := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	route := ferry.RouteFunc(group, in, func(ctx context.Context, b *ferry.Batch) error {
+		err := copier(out, nil)(ctx, b)
+		once.Do(func() { close(fence); <-fenced }) // the transaction is open meanwhile
+		return err
+	}, ferry.WithDelivery(ferry.ExactlyOnce))
+	r := start(t, opts(t, c, ferry.TransactionalID(id), route)...)
+	<-fence
+	other, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers()...), kgo.TransactionalID(id+"-"+group))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	_, _, err = other.ProducerID(ctxFor(t, 30*time.Second))
+	close(fenced)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-r.done:
+		r.done <- err
+		if !errors.Is(err, kerr.ProducerFenced) {
+			t.Errorf("Run: %v, want PRODUCER_FENCED", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the fenced member did not stop")
+	}
+}
+
+// S3: a successor that cannot fence the crashed member (its transactional id
+// changed, say a pod name that is not stable) waits until the broker times
+// the dead transaction out: the transaction timeout bounds the stall. The
+// test uses a short timeout; FERRY_STALL_TIMEOUT measures another (the
+// figures in docs/SEMANTICS.md).
+func TestExactlyOnceStallWithChangedTransactionalID(t *testing.T) {
+	timeout := 3 * time.Second
+	if v := os.Getenv("FERRY_STALL_TIMEOUT"); v != "" {
+		var err error
+		if timeout, err = time.ParseDuration(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := cluster(t)
+	in, out := topic(t, c, 1), topic(t, c, 1)
+	produceN(t, c, in, 0, 10)
+	group := ferrytest.UniqueName("g")
+	abandonTransaction(t, c, ferrytest.UniqueName("gone")+"-"+group, group, in, 5, timeout)
+	abandoned := time.Now()
+
+	first := make(chan time.Time, 1)
+	route := ferry.RouteFunc(group, in, func(ctx context.Context, b *ferry.Batch) error {
+		select {
+		case first <- time.Now():
+		default:
+		}
+		return copier(out, nil)(ctx, b)
+	}, ferry.WithDelivery(ferry.ExactlyOnce))
+	start(t, opts(t, c, ferry.TransactionalID(ferrytest.UniqueName("new")), route)...)
+	// Kafka looks for timed-out transactions every 10 s; kfake times
+	// each out on its own timer.
+	limit := timeout + 10*time.Second + 5*time.Second
+	select {
+	case at := <-first:
+		stall := at.Sub(abandoned)
+		t.Logf("transaction timeout %s: first batch %s after the member died", timeout, stall.Round(100*time.Millisecond))
+		if stall < timeout {
+			t.Errorf("first batch %s after the member died, before its transaction could time out (%s)", stall, timeout)
+		}
+	case <-time.After(limit):
+		t.Fatalf("no batch within %s of the member's death: the stall is not bounded by the transaction timeout", limit)
+	}
+	checkExactlyOnce(t, waitOutputs(t, c, out, 10), 1, 10)
 }

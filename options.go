@@ -291,8 +291,16 @@ func FailingTimeout(d time.Duration) Option {
 // TransactionalID sets the transactional id of exactly-once topics; ferry
 // appends the consumer group's name. Keep it stable per instance and unique
 // across instances (say, the pod name): a restarted instance with the same
-// id fences its predecessor's unfinished transactions. Required when any
-// topic is ExactlyOnce.
+// id fences its predecessor's unfinished transaction at start, before it
+// reads its offsets. An instance whose id changed cannot: partitions whose
+// offsets the dead transaction holds wait until the broker times it out —
+// within the transaction timeout, TransactionInterval plus 10 s by
+// default (set another with ClientOptions(kgo.TransactionTimeout(d))), plus
+// up to the broker's check interval for timed-out transactions (10 s). A
+// transaction that outlives the timeout (a consumer slower than that) is
+// aborted by the broker and retried. An instance fenced by another one
+// with the same id stops: Run returns the error. Required when any topic
+// is ExactlyOnce.
 func TransactionalID(id string) Option {
 	return func(c *config) { c.transactionalID = id }
 }

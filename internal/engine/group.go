@@ -141,6 +141,8 @@ func Run(ctx context.Context, cfg *Group) error {
 		// E5: what the topic accepts, the producer accepts (before
 		// ClientOpts, so a user's ProducerBatchMaxBytes wins).
 		opts = append(opts, g.limits.ProducerOpt())
+		// A transaction runs for its interval, then ends.
+		opts = append(opts, kgo.TransactionTimeout(DefaultTransactionTimeout+cfg.Txn.Interval))
 	}
 	opts = append(opts, cfg.ClientOpts...)
 	opts = append(opts,

@@ -81,6 +81,14 @@ func (g *group) fence(ctx context.Context) error {
 	}
 }
 
+// DefaultTransactionTimeout is how long the broker lets a transaction of an
+// exactly-once group run, beyond its TransactionInterval, before it aborts
+// it. It also bounds how long a crashed member's open transaction blocks
+// the offsets of its partitions when its successor cannot fence it (its
+// transactional id changed): Kafka Streams uses the same 10 s under
+// exactly-once, where kgo's default is 40 s.
+const DefaultTransactionTimeout = 10 * time.Second
+
 // errMarkAfterRevocation fails a round in which a consumer marked a
 // partition this member no longer owns.
 var errMarkAfterRevocation = errors.New("ferry: a message was marked after its partition was revoked; the transaction aborts")
@@ -244,6 +252,17 @@ func (g *group) round(ctx context.Context, fetches kgo.Fetches) error {
 	})
 	committed, err := g.sess.End(ectx, try)
 	cancel()
+	timedOut := errors.Is(err, kerr.InvalidProducerEpoch)
+	if timedOut {
+		// The broker aborted the transaction because it outlived the
+		// transaction timeout, and bumped the producer's epoch; kgo
+		// aborted its side and the next transaction runs with the new
+		// epoch. A producer fenced by another instance with the same
+		// transactional id gets PRODUCER_FENCED instead, and stops.
+		g.log.Error("ferry: the broker aborted the transaction: it ran longer than the transaction timeout; retrying it",
+			"transaction_timeout", g.cl.OptValue(kgo.TransactionTimeout), "err", err)
+		committed, err = false, nil
+	}
 	if err != nil {
 		return fmt.Errorf("ferry: group %q: ending transaction: %w", g.cfg.Name, err)
 	}
@@ -257,7 +276,7 @@ func (g *group) round(ctx context.Context, fetches kgo.Fetches) error {
 			p.discardMarks()
 		}
 		g.retryFromMarks(failed, parts)
-		if ok {
+		if ok && !timedOut {
 			g.log.Warn("ferry: transaction aborted by a rebalance; the new owner reprocesses")
 		}
 	}
