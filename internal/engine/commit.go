@@ -112,14 +112,19 @@ func (g *group) commit(ctx context.Context, why string, confirm *Partition) map[
 	// the generation current at send time, so a stale mark could otherwise
 	// land on a partition another member owns now. M8: offsets carry their
 	// marks' metadata.
+	// The partitions dropped are not failures: the loss was logged, and
+	// their work is redelivered.
+	dropped := make(map[tp]bool)
 	ctx = kgo.PreCommitFnContext(ctx, func(req *kmsg.OffsetCommitRequest) error {
 		kept := 0
 		for i := range req.Topics {
 			t := &req.Topics[i]
 			ps := t.Partitions[:0]
 			for _, pp := range t.Partitions {
-				s, ok := batch[tp{t.Topic, pp.Partition}]
+				k := tp{t.Topic, pp.Partition}
+				s, ok := batch[k]
 				if !ok || !s.p.Owned() {
+					dropped[k] = true
 					continue
 				}
 				md := s.mark.Metadata // "" too: not kgo's default (the member id)
@@ -160,6 +165,10 @@ func (g *group) commit(ctx context.Context, why string, confirm *Partition) map[
 			}
 		}
 		for k, s := range batch {
+			if dropped[k] {
+				delete(batch, k) // neither committed nor failed
+				continue
+			}
 			if !answered[k] {
 				if err == nil {
 					err = fmt.Errorf("partition missing from the commit response")
@@ -182,7 +191,7 @@ func memberGone(err error) bool {
 
 // report tells a subscriber what a commit achieved.
 func (g *group) report(why string, batch map[tp]sent, failed map[*Partition]error) {
-	if !g.observed() {
+	if !g.observed() || len(batch) == 0 {
 		return
 	}
 	var lastErr error
