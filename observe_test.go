@@ -15,6 +15,8 @@ import (
 	"github.com/ferrykit/ferry"
 	"github.com/ferrykit/ferry/event"
 	"github.com/ferrykit/ferry/ferrytest"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -342,5 +344,67 @@ func TestFranzGoLogsReachTheLogger(t *testing.T) {
 	rec.waitDistinct(t, tp, 1, 30*time.Second)
 	if out := sink.String(); !strings.Contains(out, `level=DEBUG msg="franz-go: `) || !strings.Contains(out, "source=franz-go") {
 		t.Errorf("no franz-go lines at debug in the log:\n%.2000s", out)
+	}
+}
+
+// X1: a lost assignment and a fetch error franz-go does not retry are
+// events too; the member is ready again once it is reassigned (X4).
+func TestLostAndFetchFailedEvents(t *testing.T) {
+	c := embedded(t) // loses the assignment and fails fetches through kfake
+	tp := topic(t, c, 1)
+	produceN(t, c, tp, 0, 5)
+	group := ferrytest.UniqueName("g")
+	var events eventLog
+	rec := newRecorder()
+	app := start(t, opts(t, c, ferry.OnEvent(events.add),
+		ferry.ClientOptions(kgo.HeartbeatInterval(100*time.Millisecond)), ferry.RouteFunc(group, tp, rec.fn()))...)
+	rec.waitDistinct(t, tp, 5, 30*time.Second)
+
+	loseOnce(c, group, false)
+	waitUntil(t, 30*time.Second, "the loss and the next assignment", func() bool {
+		lost := eventsOf[event.Lost](&events)
+		return len(lost) == 1 && len(eventsOf[event.Assigned](&events)) == 2 && app.app.Ready() == nil
+	})
+	if lost := eventsOf[event.Lost](&events)[0]; lost.Group != group || !slices.Equal(lost.Partitions[tp], []int32{0}) {
+		t.Errorf("Lost %+v", lost)
+	}
+
+	var failing atomic.Bool
+	failing.Store(true)
+	c.Fake.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if !failing.Load() {
+			c.Fake.DropControl()
+			return nil, nil, false
+		}
+		c.Fake.KeepControl()
+		r := req.(*kmsg.FetchRequest)
+		resp := r.ResponseKind().(*kmsg.FetchResponse)
+		for _, rt := range r.Topics {
+			t := kmsg.NewFetchResponseTopic()
+			t.Topic, t.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				p := kmsg.NewFetchResponseTopicPartition()
+				p.Partition, p.ErrorCode = rp.Partition, kerr.TopicAuthorizationFailed.Code
+				t.Partitions = append(t.Partitions, p)
+			}
+			resp.Topics = append(resp.Topics, t)
+		}
+		return resp, nil, true
+	})
+	// (The loss was reported as a fetch error of the whole client too,
+	// with no topic: kgo's way to tell its poller the group failed.)
+	var failed event.FetchFailed
+	waitUntil(t, 30*time.Second, "a fetch error of the topic", func() bool {
+		for _, f := range eventsOf[event.FetchFailed](&events) {
+			if f.Topic == tp {
+				failed = f
+				return true
+			}
+		}
+		return false
+	})
+	failing.Store(false)
+	if failed.Partition != 0 || !errors.Is(failed.Err, kerr.TopicAuthorizationFailed) {
+		t.Errorf("FetchFailed %+v", failed)
 	}
 }

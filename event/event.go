@@ -148,7 +148,9 @@ type Resumed struct {
 }
 
 // FetchFailed: a fetch of a partition returned an error franz-go does not
-// retry by itself (a missing topic, an authorization error...).
+// retry by itself (an authorization error, say). Topic is empty (and
+// Partition -1 or 0) for an error of the client as a whole that franz-go
+// reports through its fetches, such as a failed group join.
 type FetchFailed struct {
 	Group     string
 	Topic     string
