@@ -83,8 +83,17 @@ func (g *group) commit(ctx context.Context, why string, confirm *Partition) map[
 		return nil // exactly-once: transactions commit the offsets
 	}
 	g.commitMu.Lock()
-	defer g.commitMu.Unlock()
+	batch, failed := g.commitLocked(ctx)
+	g.commitMu.Unlock()
+	if len(batch) > 0 {
+		g.report(why, batch, failed) // a subscriber runs outside ferry's locks
+	}
+	return failed
+}
 
+// commitLocked sends one commit request and waits for it; the caller holds
+// commitMu. It returns what was sent and what failed.
+func (g *group) commitLocked(ctx context.Context) (map[tp]sent, map[*Partition]error) {
 	g.mu.RLock()
 	batch := make(map[tp]sent, len(g.parts))
 	for k, p := range g.parts {
@@ -98,7 +107,7 @@ func (g *group) commit(ctx context.Context, why string, confirm *Partition) map[
 	}
 	g.mu.RUnlock()
 	if len(batch) == 0 {
-		return nil
+		return nil, nil
 	}
 	offs := make(map[string]map[int32]kgo.EpochOffset)
 	for k, s := range batch {
@@ -141,7 +150,6 @@ func (g *group) commit(ctx context.Context, why string, confirm *Partition) map[
 	})
 
 	failed := make(map[*Partition]error)
-	defer func() { g.report(why, batch, failed) }()
 	g.cl.CommitOffsetsSync(ctx, offs, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		answered := make(map[tp]bool, len(batch))
 		if err == nil {
@@ -177,7 +185,7 @@ func (g *group) commit(ctx context.Context, why string, confirm *Partition) map[
 			}
 		}
 	})
-	return failed
+	return batch, failed
 }
 
 // memberGone reports whether a commit's answer means the coordinator no
