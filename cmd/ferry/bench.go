@@ -220,11 +220,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	fmt.Fprintf(stdout, "%-6s %-26s %12s %10s %10s %10s %9s %11s %9s\n", "round", "contender", "msgs/s", "elapsed", "join", "1st msg", "CPU/msg", "allocs/msg", "peak RSS")
 	all := map[string][]bench.Result{}
 	for r := 1; r <= *rounds; r++ {
-		// Rotate who goes first, so no one always finds the cluster in
-		// the state another left it in.
+		// Rotate who goes first, and reverse the order every other
+		// round, so no one always finds the cluster in the state the
+		// same other left it in.
 		got := map[string]bench.Result{}
 		for i := range contenders {
-			c := contenders[(i+r-1)%len(contenders)]
+			k := (i + r - 1) % len(contenders)
+			if r%2 == 0 {
+				k = (len(contenders) - 1 - i + r - 1) % len(contenders)
+			}
+			c := contenders[k]
 			res, err := c.run(ferrytest.UniqueName(c.name))
 			if err != nil {
 				return err

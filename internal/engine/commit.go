@@ -83,7 +83,7 @@ func (g *group) commit(ctx context.Context, why string, confirm *Partition) map[
 		return nil // exactly-once: transactions commit the offsets
 	}
 	g.commitMu.Lock()
-	batch, failed := g.commitLocked(ctx)
+	batch, failed := g.commitLocked(ctx, confirm)
 	g.commitMu.Unlock()
 	if len(batch) > 0 {
 		g.report(why, batch, failed) // a subscriber runs outside ferry's locks
@@ -93,7 +93,7 @@ func (g *group) commit(ctx context.Context, why string, confirm *Partition) map[
 
 // commitLocked sends one commit request and waits for it; the caller holds
 // commitMu. It returns what was sent and what failed.
-func (g *group) commitLocked(ctx context.Context) (map[tp]sent, map[*Partition]error) {
+func (g *group) commitLocked(ctx context.Context, confirm *Partition) (map[tp]sent, map[*Partition]error) {
 	g.mu.RLock()
 	batch := make(map[tp]sent, len(g.parts))
 	for k, p := range g.parts {
