@@ -335,11 +335,12 @@ func (j *javaConsumer) exited() bool {
 // other packages' tests, which go test ./... runs at the same time.
 type privateBroker struct {
 	script, dir, addr string
+	inherit           []*os.File // descriptors scripts/kafka inherits (from fd 3 on)
 }
 
-func startPrivateBroker(t *testing.T, k *kafkaTools) *privateBroker {
+func startPrivateBroker(t *testing.T, k *kafkaTools, inherit ...*os.File) *privateBroker {
 	t.Helper()
-	b := &privateBroker{script: k.script, dir: t.TempDir()}
+	b := &privateBroker{script: k.script, dir: t.TempDir(), inherit: inherit}
 	if _, err := os.Stat(filepath.Join(filepath.Dir(k.script), "kafka.d")); err != nil {
 		interopUnavailable(t, "scripts/kafka.d missing: %v", err)
 	}
@@ -367,6 +368,7 @@ func (b *privateBroker) kafka(timeout time.Duration, args ...string) (string, er
 	defer cancel()
 	cmd := exec.CommandContext(ctx, b.script, args...)
 	cmd.Env = append(os.Environ(), "FERRY_KAFKA_DIR="+b.dir, "FERRY_KAFKA_PORT=")
+	cmd.ExtraFiles = b.inherit
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
