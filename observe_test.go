@@ -419,3 +419,49 @@ func TestLostAndFetchFailedEvents(t *testing.T) {
 		t.Errorf("FetchFailed %+v", failed)
 	}
 }
+
+// X1 under exactly-once: a failed round, its retry and the committed
+// transactions are events too, and the lag reaches zero (X2).
+func TestEventsOfAnExactlyOnceGroup(t *testing.T) {
+	c := cluster(t)
+	in, out := topic(t, c, 1), topic(t, c, 1)
+	produceN(t, c, in, 0, 20)
+	var failed atomic.Bool
+	before := func(_ context.Context, b *ferry.Batch, i int) error {
+		if i == 5 && b.Messages[0].Offset == 0 && failed.CompareAndSwap(false, true) {
+			return errors.New("fails after producing 5 outputs")
+		}
+		return nil
+	}
+	var events eventLog
+	app := start(t, eosOpts(t, c, ferry.OnEvent(events.add), ferry.RouteFunc(ferrytest.UniqueName("g"), in, copier(out, before),
+		ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(10), ferry.Retry(ferry.ConstantBackoff(100*time.Millisecond))))...)
+	waitOutputs(t, c, out, 20)
+	waitUntil(t, 30*time.Second, "the last transaction's offsets", func() bool {
+		for _, cm := range eventsOf[event.Committed](&events) {
+			if cm.Reason == "transaction" && cm.Offsets[in][0] == 20 {
+				return true
+			}
+		}
+		return false
+	})
+	waitUntil(t, 10*time.Second, "no lag", func() bool {
+		s := app.app.Stats().Groups[0].Partitions
+		return len(s) == 1 && s[0].Lag == 0 && s[0].ProcessingLag == 0
+	})
+	if err := app.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if f := eventsOf[event.ConsumeFailed](&events); len(f) != 1 || f[0].FirstOffset != 0 || f[0].Attempt != 1 {
+		t.Errorf("ConsumeFailed %+v", f)
+	}
+	if r := eventsOf[event.RetryScheduled](&events); len(r) != 1 || r[0].Offset != 0 || r[0].Attempt != 2 || r[0].Delay != 100*time.Millisecond {
+		t.Errorf("RetryScheduled %+v", r)
+	}
+	if p, r := eventsOf[event.Paused](&events), eventsOf[event.Resumed](&events); len(p) != 1 || len(r) != 1 {
+		t.Errorf("Paused %+v, Resumed %+v: want one each", p, r)
+	}
+	if n := consumedCount(&events); n != 20 {
+		t.Errorf("BatchConsumed counted %d messages, want 20", n)
+	}
+}
