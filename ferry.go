@@ -69,6 +69,12 @@ var (
 	ErrShutdownTimeout = engine.ErrShutdownTimeout
 	// ErrRunning is returned by Run when the App is already running.
 	ErrRunning = errors.New("ferry: app already running")
+	// ErrNotOwned, returned by Consume (wrapped or not), says another member
+	// owns the partition now — something outside Kafka, such as a fencing
+	// token in a database, found out before Kafka told this member. ferry
+	// drops the partition as if its assignment were lost (A7): no retry,
+	// nothing more marked or committed for it, until it is assigned again.
+	ErrNotOwned = engine.ErrNotOwned
 )
 
 // PanicError is the error a recovered panic in a consumer becomes (A6); it
@@ -149,6 +155,12 @@ func New(opts ...Option) (*App, error) {
 			et.Parallel = t.parallel
 			if len(t.order) == 1 {
 				et.Lanes = engine.Lanes{Lane: t.order[0].lane, Unordered: t.order[0].unordered}
+			}
+		}
+		if fn := t.startOffsets; fn != nil {
+			topic := r.topic
+			et.StartOffsets = func(ctx context.Context, committed map[int32]int64) (map[int32]int64, error) {
+				return fn(ctx, topic, committed)
 			}
 		}
 		if t.delivery == AtMostOncePerMessage {

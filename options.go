@@ -1,6 +1,7 @@
 package ferry
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -128,6 +129,7 @@ type topicConfig struct {
 	parallel      int
 	parallelSet   bool
 	order         []Order
+	startOffsets  func(ctx context.Context, topic string, committed map[int32]int64) (map[int32]int64, error)
 }
 
 func defaultConfig() config {
@@ -472,6 +474,39 @@ func Parallel(n int, order ...Order) TopicOption {
 	return func(t *topicConfig) { t.parallel, t.order, t.parallelSet = n, order, true }
 }
 
+// StartOffsets lets fn choose where newly assigned partitions of the topic
+// start, whatever the group committed — for consumers that keep their
+// offsets elsewhere, such as in the database they write to (see package
+// ferrypg). fn gets the group's committed offset of each newly assigned
+// partition (-1 when it has none) and returns the offsets to start from;
+// partitions it leaves out, or maps to a negative offset, start as usual
+// (the committed offset, else InitialOffset).
+//
+// fn runs on every assignment, after Kafka's committed offsets are fetched
+// and before fetching begins; the partitions' consumers are built only
+// after it returned. Its ctx ends when the assignment is revoked. An error
+// (or panic) is logged and fn is called again every second until it
+// succeeds or the assignment ends; meanwhile the partitions are not
+// consumed. Keep it well under the group's rebalance timeout. Default: none.
+//
+// The chosen offset counts as marked: a retry before the first mark
+// resumes there, and the next commit stores it in the group when it is
+// ahead of the committed offset, so lag tools see the position at once. A
+// chosen offset behind the committed one never moves the group back; its
+// committed offset follows once the consumer's marks pass it.
+//
+// StartOffsets cannot be combined with Parallel: New refuses it.
+func StartOffsets(fn func(ctx context.Context, topic string, committed map[int32]int64) (map[int32]int64, error)) TopicOption {
+	return func(t *topicConfig) { t.startOffsets = fn }
+}
+
+// ConfigError makes New fail with err, wrapped in ErrInvalidConfig along
+// with every other configuration problem. Packages that build ferry options
+// from settings of their own (ferrypg.Route) report bad settings with it.
+func ConfigError(err error) Option {
+	return func(c *config) { c.errs = append(c.errs, err) }
+}
+
 // validate reports every configuration problem at once (O2).
 func (c *config) validate() error {
 	errs := append([]error(nil), c.errs...)
@@ -597,6 +632,9 @@ func (c *config) validate() error {
 				bad("%s: Parallel works with at-least-once delivery only: at-most-once commits each batch before processing it, so there is no out-of-order completion to track", where)
 			case ExactlyOnce:
 				bad("%s: Parallel works with at-least-once delivery only: one Kafka transaction commits a partition's outputs and offsets together, so one message's failure would abort every other lane's work of that transaction", where)
+			}
+			if t.startOffsets != nil {
+				bad("%s: Parallel cannot be combined with StartOffsets (ferrypg.Route): a parallel partition resumes from the offsets finished out of order that its commit metadata records, which a start chosen elsewhere would ignore; and a database transaction per batch stores a single position", where)
 			}
 		}
 	}

@@ -29,6 +29,19 @@ func (p *Partition) learnCommitted(offset int64, epoch int32, metadata *string) 
 			p.committedMD = p.par.restoreLocked(m, p.log.Warn)
 		}
 	}
+	if p.topic.StartOffsets == nil {
+		p.markReadyLocked() // else startAt, once the start is chosen
+	}
+}
+
+// startAt applies the start offset a topic's StartOffsets function chose (if
+// set) and lets the partition's goroutine build the worker.
+func (p *Partition) startAt(offset int64, set bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if set {
+		p.tracker = offsets.New(offsets.Mark{Offset: offset, Epoch: -1})
+	}
 	p.markReadyLocked()
 }
 

@@ -78,6 +78,14 @@ type Topic struct {
 	Parallel int
 	// Lanes decides which messages must run one after another.
 	Lanes Lanes
+	// StartOffsets, if set, chooses where newly assigned partitions start.
+	// It gets the group's committed offset of each (-1 for none) and
+	// returns the offsets to start from instead; partitions it leaves out
+	// start as usual. It runs after the committed offsets are fetched and
+	// before fetching begins, and the partitions' workers are built only
+	// after it succeeded. An error is logged and the call retried every
+	// second until it succeeds or the assignment ends.
+	StartOffsets func(ctx context.Context, committed map[int32]int64) (map[int32]int64, error)
 }
 
 // Lanes decides which messages of a parallel partition must run one after
@@ -108,6 +116,12 @@ func (e *MessageError) Unwrap() error { return e.Err }
 // ErrTransactional is returned by sync commits in an exactly-once group:
 // its offsets are committed by its transactions.
 var ErrTransactional = errors.New("ferry: offsets of an exactly-once topic are committed by its transactions")
+
+// ErrNotOwned, returned (wrapped) by a worker, says another member owns the
+// partition now, as something outside Kafka (a fencing token in a
+// database) found out: the partition is dropped as if its assignment were
+// lost, without a retry.
+var ErrNotOwned = errors.New("ferry: partition owned by another member")
 
 // ErrNoDeadLetter is returned when a message is dead-lettered on a topic
 // routed without a dead-letter topic.

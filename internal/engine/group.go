@@ -498,20 +498,65 @@ func (g *group) onFetched(_ context.Context, _ *kgo.Client, resp *kmsg.OffsetFet
 }
 
 // adjustOffsets starts partitions of "latest" topics that have no committed
-// offset at the end of the partition (B6).
-func (g *group) adjustOffsets(_ context.Context, offs map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+// offset at the end of the partition (B6), and lets topics with a
+// StartOffsets function choose where their partitions start.
+func (g *group) adjustOffsets(ctx context.Context, offs map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	for topic, parts := range offs {
 		t := g.topic(topic)
-		if t == nil || !t.StartLatest {
+		if t == nil {
 			continue
 		}
+		var committed map[int32]int64
+		if t.StartOffsets != nil {
+			committed = make(map[int32]int64, len(parts))
+			for id, o := range parts {
+				committed[id] = max(o.EpochOffset().Offset, -1)
+			}
+		}
 		for id, o := range parts {
-			if o.EpochOffset().Offset < 0 {
+			if t.StartLatest && o.EpochOffset().Offset < 0 {
 				parts[id] = kgo.NewOffset().AtEnd()
+			}
+		}
+		if t.StartOffsets != nil {
+			if err := g.startOffsets(ctx, t, committed, parts); err != nil {
+				return nil, err
 			}
 		}
 	}
 	return offs, nil
+}
+
+// startOffsets asks the topic's StartOffsets function where its newly
+// assigned partitions start, retrying every second until it answers or the
+// assignment ends, and only then lets their workers be built.
+func (g *group) startOffsets(ctx context.Context, t *Topic, committed map[int32]int64, parts map[int32]kgo.Offset) error {
+	for {
+		var start map[int32]int64
+		err := guard(func() (err error) {
+			start, err = t.StartOffsets(ctx, committed)
+			return err
+		})
+		if err == nil {
+			for id := range parts {
+				p := g.partition(t.Name, id)
+				off, ok := start[id]
+				if ok && off >= 0 {
+					parts[id] = kgo.NewOffset().At(off).WithEpoch(-1)
+				}
+				if p != nil {
+					p.startAt(off, ok && off >= 0)
+				}
+			}
+			return nil
+		}
+		g.log.Error("ferry: cannot choose where partitions start; retrying in 1 s", "topic", t.Name, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // onRevoked hands partitions back cleanly (A3): no new batches, in-flight

@@ -635,7 +635,8 @@ func (p *Partition) newWorker() (w Worker, err error) {
 	return w, err
 }
 
-// setFailed stops a partition whose consumer could not be built.
+// setFailed stops a partition that cannot go on: its consumer could not be
+// built, or another member owns it (ErrNotOwned).
 func (p *Partition) setFailed() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -700,6 +701,11 @@ func (p *Partition) consume(w Worker, batch []*kgo.Record) *failure {
 	began := p.g.started()
 	err := guard(func() error { return w.Consume(p.ctx, batch, attempt) })
 	p.consumed(batch, attempt, began, err)
+	if errors.Is(err, ErrNotOwned) {
+		p.log.Warn("ferry: another member owns the partition now; it is dropped until it is assigned again", "err", err)
+		p.setFailed()
+		return nil
+	}
 	if err == nil || p.topic.Delivery == AtMostOnce {
 		if err != nil {
 			// S1: the offsets are already committed; the rest of the
