@@ -64,17 +64,20 @@ func TestD1WritesAndOffsetCommitTogether(t *testing.T) {
 }
 
 // D2: a partition starts from the offset stored in the database, whatever
-// Kafka's committed offset says — behind it or ahead of it.
+// Kafka's committed offset says — behind it or ahead of it — and Kafka's
+// committed offset follows the database, even for a partition with nothing
+// left to consume.
 func TestD2StartsFromTheDatabaseOffset(t *testing.T) {
 	db := database(t)
 	c := cluster(t)
-	tp := topic(t, c, 2)
-	produceN(t, c, tp, 0, 30)
-	produceN(t, c, tp, 1, 30)
+	tp := topic(t, c, 3)
+	for p := range int32(3) {
+		produceN(t, c, tp, p, 30)
+	}
 	fx := newEffects(t, db)
 	table, group := name("offsets"), name("g")
 
-	// The database says 10 and 25; Kafka says 25 and 5.
+	// The database says 10, 25 and 30 (the end); Kafka says 25, 5 and 5.
 	if _, err := db.Exec(ctxFor(t, 10*time.Second), `CREATE TABLE `+table+` (
 	consumer_group text        NOT NULL,
 	topic          text        NOT NULL,
@@ -86,12 +89,13 @@ func TestD2StartsFromTheDatabaseOffset(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := db.Exec(ctxFor(t, 10*time.Second), `INSERT INTO `+table+
-		` (consumer_group, topic, partition, next_offset, owner_token) VALUES ($1, $2, 0, 10, 7), ($1, $2, 1, 25, 7)`, group, tp); err != nil {
+		` (consumer_group, topic, partition, next_offset, owner_token) VALUES ($1, $2, 0, 10, 7), ($1, $2, 1, 25, 7), ($1, $2, 2, 30, 7)`, group, tp); err != nil {
 		t.Fatal(err)
 	}
 	var kafka kadm.Offsets
 	kafka.Add(kadm.Offset{Topic: tp, Partition: 0, At: 25, LeaderEpoch: -1})
 	kafka.Add(kadm.Offset{Topic: tp, Partition: 1, At: 5, LeaderEpoch: -1})
+	kafka.Add(kadm.Offset{Topic: tp, Partition: 2, At: 5, LeaderEpoch: -1})
 	if err := c.Admin().CommitAllOffsets(ctxFor(t, 10*time.Second), group, kafka); err != nil {
 		t.Fatal(err)
 	}
@@ -116,6 +120,15 @@ func TestD2StartsFromTheDatabaseOffset(t *testing.T) {
 	}
 	fx.exactlyOnce(t, 0, 10, 30)
 	fx.exactlyOnce(t, 1, 25, 30)
+	fx.exactlyOnce(t, 2, 30, 30)
+	err := ferrytest.WaitFor(ctxFor(t, 30*time.Second), func() bool {
+		got, err := c.Committed(context.Background(), group, tp)
+		return err == nil && got[0] == 30 && got[1] == 30 && got[2] == 30
+	})
+	if err != nil {
+		got, _ := c.Committed(context.Background(), group, tp)
+		t.Fatalf("the group's committed offsets are %v, want every partition at the database's 30", got)
+	}
 }
 
 // D4: the offsets table is created if missing, under the configured name

@@ -33,6 +33,9 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	jsonPath := fs.String("json", "", "write a JSON report to this file")
 	strict := fs.Bool("strict", true, "exit non-zero when a mode breaks its guarantee")
 	sec := addSecurityFlags(fs)
+	dir := fs.String("dir", "", "keep the workers' logs in this directory (default: a temporary one, removed)")
+	postgres := fs.String("postgres", os.Getenv("FERRY_POSTGRES"), "PostgreSQL URL for the eos-db mode (scripts/postgres up prints one)")
+	freeze := fs.Duration("freeze", 12*time.Second, "eos-db: every fourth chaos event freezes a worker (SIGSTOP) this long, past its 10 s session timeout; 0 for none")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -43,6 +46,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cfg := verify.Config{
 		Partitions: int32(*partitions), Messages: *messages, Workers: *workers, Kills: *kills,
 		Every: *every, Work: *work, Rebalance: *rebalance, Deadline: *deadline, Progress: stderr,
+		Postgres: *postgres, Freeze: *freeze, Dir: *dir,
 	}
 	if *brokers != "" { // the embedded cluster is plaintext
 		cfg.ClientOpts, cfg.Env = settings.Opts(), sec.env()
@@ -102,7 +106,7 @@ func verifyAndPrint(ctx context.Context, cfg verify.Config, brokers, jsonPath st
 	return nil
 }
 
-// runDemo is a quick verify of all three modes on the embedded cluster: a
+// runDemo is a quick verify of the modes on the embedded cluster: a
 // newcomer sees at-most-once lose, at-least-once duplicate and exactly-once
 // do neither, measured under real crashes.
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -117,12 +121,25 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		Every: 400 * time.Millisecond, Work: 40 * time.Millisecond, Rebalance: true,
 		Deadline: 90 * time.Second, Progress: stderr,
 	}
+	// Exactly once into PostgreSQL joins the table when a server is at hand.
+	pgNote := "exactly-once into PostgreSQL: not measured; set FERRY_POSTGRES to a PostgreSQL URL (scripts/postgres up starts one) to add its row"
+	if url := os.Getenv("FERRY_POSTGRES"); url != "" {
+		if err := verify.PostgresReachable(ctx, url); err != nil {
+			pgNote = fmt.Sprintf("exactly-once into PostgreSQL: not measured; FERRY_POSTGRES does not answer (%v)", err)
+		} else {
+			cfg.Modes, cfg.Postgres, pgNote = append(cfg.Modes, verify.ExactlyOnceDB), url, ""
+		}
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "ferry demo: the processing architectures of Kafka consumers and their loss/duplicate table, measured.")
 	fmt.Fprintln(stdout, "Worker processes consume uniquely numbered messages while they are SIGKILLed and restarted at random.")
-	return verifyAndPrint(ctx, cfg, "", "", true, stdout)
+	err := verifyAndPrint(ctx, cfg, "", "", true, stdout)
+	if pgNote != "" {
+		fmt.Fprintln(stdout, pgNote)
+	}
+	return err
 }
 
 // runWorker is the worker role of verify (an internal command).

@@ -35,12 +35,15 @@ func (p *Partition) learnCommitted(offset int64, epoch int32, metadata *string) 
 }
 
 // startAt applies the start offset a topic's StartOffsets function chose (if
-// set) and lets the partition's goroutine build the worker.
+// set) and lets the partition's goroutine build the worker. The start counts
+// as a mark: a retry resumes there, and the next commit stores it when it is
+// ahead of the group's committed offset (a partition whose consumer has
+// nothing left to consume still shows no lag).
 func (p *Partition) startAt(offset int64, set bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if set {
-		p.tracker = offsets.New(offsets.Mark{Offset: offset, Epoch: -1})
+		p.tracker.Mark(offsets.Mark{Offset: offset, Epoch: -1})
 	}
 	p.markReadyLocked()
 }

@@ -550,6 +550,9 @@ func (g *group) startOffsets(ctx context.Context, t *Topic, committed map[int32]
 			}
 			return nil
 		}
+		if ctx.Err() != nil {
+			return ctx.Err() // the assignment ended meanwhile
+		}
 		g.log.Error("ferry: cannot choose where partitions start; retrying in 1 s", "topic", t.Name, "err", err)
 		select {
 		case <-ctx.Done():

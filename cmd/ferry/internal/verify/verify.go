@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,36 +39,40 @@ const (
 	// of a partition run concurrently, one key at a time, and the run also
 	// checks that each key's messages were first processed in offset order.
 	ParallelAtLeastOnce
+	// ExactlyOnceDB inserts one row per input into PostgreSQL in the
+	// transaction that also stores the partition's offset (package
+	// ferrypg); it needs Config.Postgres.
+	ExactlyOnceDB
 )
 
 // Modes lists every mode in table order.
-var Modes = []Mode{AtMostOnce, AtLeastOnce, ExactlyOnce, ParallelAtLeastOnce}
+var Modes = []Mode{AtMostOnce, AtLeastOnce, ExactlyOnce, ParallelAtLeastOnce, ExactlyOnceDB}
 
 func (m Mode) String() string {
-	return [...]string{"at-most-once", "at-least-once", "exactly-once", "at-least-once-parallel"}[m]
+	return [...]string{"at-most-once", "at-least-once", "exactly-once", "at-least-once-parallel", "exactly-once-db"}[m]
 }
 
 // Short is the mode's flag name.
-func (m Mode) Short() string { return [...]string{"amo", "alo", "eos", "alo-par"}[m] }
+func (m Mode) Short() string { return [...]string{"amo", "alo", "eos", "alo-par", "eos-db"}[m] }
 
 // commitTiming is the table's "offset commit timing" column.
 func (m Mode) commitTiming() string {
 	return [...]string{"before processing", "after processing", "with the output, in one transaction",
-		"after processing, out of order"}[m]
+		"after processing, out of order", "with the rows, in one DB transaction"}[m]
 }
 
 // logsProcessing reports whether the mode's workers record processings in
-// their logs (the others produce outputs).
-func (m Mode) logsProcessing() bool { return m != ExactlyOnce }
+// their logs (the others produce outputs or insert rows).
+func (m Mode) logsProcessing() bool { return m != ExactlyOnce && m != ExactlyOnceDB }
 
-// ParseMode accepts amo, alo, eos, alo-par or the long names.
+// ParseMode accepts amo, alo, eos, alo-par, eos-db or the long names.
 func ParseMode(s string) (Mode, error) {
 	for _, m := range Modes {
 		if s == m.Short() || s == m.String() {
 			return m, nil
 		}
 	}
-	return 0, fmt.Errorf("unknown mode %q (amo, alo, eos, alo-par)", s)
+	return 0, fmt.Errorf("unknown mode %q (amo, alo, eos, alo-par, eos-db)", s)
 }
 
 // Config describes a verify run.
@@ -88,6 +93,12 @@ type Config struct {
 	Dir        string        // worker logs; a temp dir when empty
 	Progress   io.Writer     // a progress line while it runs; nil for none
 	Seed       uint64
+	// Postgres is the PostgreSQL URL the eos-db mode writes to.
+	Postgres string
+	// Freeze, if positive, makes every fourth chaos event of the eos-db
+	// mode a SIGSTOP of a worker for that long (past the workers' 10 s
+	// session timeout, a zombie), then a SIGCONT.
+	Freeze time.Duration
 }
 
 // clientOpts returns the options of a client of the run's cluster.
@@ -101,6 +112,7 @@ type Result struct {
 	Commit     string `json:"commit_timing"`
 	Messages   int    `json:"messages"`
 	Kills      int    `json:"kills"`
+	Freezes    int    `json:"freezes,omitempty"`
 	Rebalances int    `json:"rebalances"`
 	Processed  int    `json:"processed_distinct"`
 	Lost       int    `json:"lost"`
@@ -155,7 +167,13 @@ func (cfg Config) Validate() error {
 		errs = append(errs, fmt.Errorf("-deadline %s: must be positive", cfg.Deadline))
 	}
 	if len(cfg.Modes) == 0 {
-		errs = append(errs, errors.New("-modes: name at least one mode (amo, alo, eos, alo-par)"))
+		errs = append(errs, errors.New("-modes: name at least one mode (amo, alo, eos, alo-par, eos-db)"))
+	}
+	if slices.Contains(cfg.Modes, ExactlyOnceDB) && cfg.Postgres == "" {
+		errs = append(errs, errors.New("-modes eos-db needs PostgreSQL: -postgres URL or FERRY_POSTGRES (scripts/postgres up prints one)"))
+	}
+	if cfg.Freeze < 0 {
+		errs = append(errs, fmt.Errorf("-freeze %s: must not be negative", cfg.Freeze))
 	}
 	return errors.Join(errs...)
 }
@@ -212,6 +230,9 @@ func (f *fleet) start(slot int) error {
 		"-log", f.logPath(slot),
 		"-instance", fmt.Sprintf("%s-%s-%d", f.run, f.mode.Short(), slot),
 		"-work", f.cfg.Work.String(),
+	}
+	if f.mode == ExactlyOnceDB {
+		args = append(args, "-postgres", f.cfg.Postgres, "-rows", f.rows())
 	}
 	if slot < f.cfg.Workers {
 		// The fleet's own slots are static members, so a worker restarted
@@ -304,6 +325,13 @@ func runMode(ctx context.Context, cfg Config, m Mode) (Result, error) {
 		return Result{}, err
 	}
 	defer cl.Close()
+	var db *rowsDB
+	if m == ExactlyOnceDB {
+		if db, err = openRows(ctx, cfg.Postgres, f.rows()); err != nil {
+			return Result{}, err
+		}
+		defer db.close()
+	}
 	adm := kadm.NewClient(cl)
 	for _, t := range []string{f.input, f.output} {
 		if resp, err := adm.CreateTopic(ctx, cfg.Partitions, 1, nil, t); err != nil || resp.Err != nil {
@@ -373,6 +401,15 @@ func runMode(ctx context.Context, cfg Config, m Mode) (Result, error) {
 		slots := f.slots()
 		events++
 		switch {
+		case m == ExactlyOnceDB && cfg.Freeze > 0 && events%4 == 2:
+			// A member frozen past its session timeout (a zombie): the
+			// group moves its partitions; when it wakes, its transaction
+			// in flight must not commit.
+			s := rng.IntN(cfg.Workers)
+			if err := f.freeze(ctx, s, cfg.Freeze); err != nil {
+				return res, err
+			}
+			res.Freezes++
 		case cfg.Rebalance && events%3 == 0 && len(slots) <= cfg.Workers:
 			if err := f.start(extra); err != nil { // a member joins
 				return res, err
@@ -433,9 +470,12 @@ func runMode(ctx context.Context, cfg Config, m Mode) (Result, error) {
 
 	counts := make([]int, cfg.Messages)
 	firsts := make([]int64, cfg.Messages)
-	if m.logsProcessing() {
+	switch {
+	case m == ExactlyOnceDB:
+		err = db.count(ctx, counts)
+	case m.logsProcessing():
 		err = countLogs(f, extra, counts, firsts)
-	} else {
+	default:
 		err = countOutputs(ctx, cfg, f.output, counts)
 	}
 	if err != nil {
@@ -460,7 +500,7 @@ func runMode(ctx context.Context, cfg Config, m Mode) (Result, error) {
 		res.Expectation, res.OK = "may lose, never duplicates", res.Duplicated == 0
 	case AtLeastOnce:
 		res.Expectation, res.OK = "never loses, may duplicate", res.Lost == 0
-	case ExactlyOnce:
+	case ExactlyOnce, ExactlyOnceDB:
 		res.Expectation, res.OK = "never loses, never duplicates", res.Lost == 0 && res.Duplicated == 0
 	case ParallelAtLeastOnce:
 		res.Expectation, res.OK = "never loses, keeps each key's order", res.Lost == 0 && res.OutOfOrder == 0
@@ -633,5 +673,10 @@ func PrintTable(w io.Writer, rep Report) {
 		}
 		fmt.Fprintf(w, "%-22s %-36s %9d %6d %10d %6d %11d %9.0f  %s\n",
 			r.Mode, r.Commit, r.Messages, r.Kills, r.Rebalances, r.Lost, r.Duplicated, r.PerSecond, verdict)
+	}
+	for _, r := range rep.Results {
+		if r.Freezes > 0 {
+			fmt.Fprintf(w, "%s: also %d workers frozen (SIGSTOP) past their session timeout, then resumed\n", r.Mode, r.Freezes)
+		}
 	}
 }

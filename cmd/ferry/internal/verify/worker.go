@@ -20,12 +20,14 @@ import (
 // input topic in the given mode and recording every processing — for
 // at-least-once and at-most-once as lines appended (and fsynced) to its log
 // file, in the order the mode dictates relative to the offset commit; for
-// exactly-once as one output record per input, produced in the transaction.
+// exactly-once as one output record per input, produced in the transaction;
+// for exactly-once into PostgreSQL as one row per input, inserted in the
+// transaction that stores the offset.
 func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	brokers := fs.String("brokers", "", "seed brokers")
-	mode := fs.String("mode", "alo", "amo, alo or eos")
+	mode := fs.String("mode", "alo", "amo, alo, eos or eos-db")
 	input := fs.String("input", "", "input topic")
 	output := fs.String("output", "", "output topic (eos)")
 	group := fs.String("group", "", "consumer group")
@@ -33,6 +35,8 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	instance := fs.String("instance", "", "worker name: transactional id, and static member id with -static")
 	static := fs.Bool("static", false, "join as a static member: a restart takes the slot back at once")
 	work := fs.Duration("work", 20*time.Millisecond, "simulated work per batch")
+	postgres := fs.String("postgres", "", "PostgreSQL URL (eos-db)")
+	rows := fs.String("rows", "", "table of rows, one per input (eos-db)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -55,6 +59,13 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 		ferry.Retry(ferry.ConstantBackoff(200 * time.Millisecond))}
 	var fn ferry.ConsumerFunc
 	switch m {
+	case ExactlyOnceDB:
+		route, closeDB, err := rowsRoute(ctx, *postgres, *rows, *group, *input, *work, topicOpts...)
+		if err != nil {
+			return err
+		}
+		defer closeDB()
+		opts = append(opts, route)
 	case ExactlyOnce:
 		opts = append(opts, ferry.TransactionalID("ferry-verify-"+*instance))
 		topicOpts = append(topicOpts, ferry.WithDelivery(ferry.ExactlyOnce))
@@ -88,7 +99,9 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 			return processed.write(b.Messages)
 		}
 	}
-	opts = append(opts, ferry.RouteFunc(*group, *input, fn, topicOpts...))
+	if fn != nil {
+		opts = append(opts, ferry.RouteFunc(*group, *input, fn, topicOpts...))
+	}
 	app, err := ferry.New(opts...)
 	if err != nil {
 		return err
