@@ -82,8 +82,10 @@
 // letter and StartOffsets itself and overrides them if given through
 // TopicOptions. Batch.Produce writes to Kafka outside the database
 // transaction, at least once. Processing one partition's messages in
-// parallel is not offered: one transaction covers one batch, in offset
-// order, and the stored offset is a single position.
+// parallel (ferry.Parallel) is refused at ferry.New: one transaction covers
+// one batch, in offset order, and the stored offset is a single position,
+// where a parallel partition finishes messages out of order and resumes
+// from the finished offsets its Kafka commit metadata records.
 package ferrypg
 
 import (

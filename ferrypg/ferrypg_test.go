@@ -175,6 +175,7 @@ func TestBadSettingsFailAtNew(t *testing.T) {
 		"no handler":            ferrypg.Route("g", "t", db, nil),
 		"retries, no topic":     ferrypg.Route("g", "t", db, h, ferrypg.MaxRetries(2)),
 		"negative retries":      ferrypg.Route("g", "t", db, h, ferrypg.DeadLetter("dlq"), ferrypg.MaxRetries(-1)),
+		"parallel":              ferrypg.Route("g", "t", db, h, ferrypg.TopicOptions(ferry.Parallel(4))),
 	} {
 		if _, err := ferry.New(ferry.Brokers("127.0.0.1:1"), opt); !errors.Is(err, ferry.ErrInvalidConfig) {
 			t.Errorf("%s: New returned %v, want ErrInvalidConfig", name, err)

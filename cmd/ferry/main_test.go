@@ -204,6 +204,22 @@ func TestDemo(t *testing.T) {
 	if lost, dup := nums("exactly-once"); lost != "0" || dup != "0" {
 		t.Errorf("exactly-once lost %s, duplicated %s", lost, dup)
 	}
+	// Exactly once into PostgreSQL: its row with a database at hand, else
+	// one line saying how to get it.
+	if os.Getenv("FERRY_POSTGRES") != "" {
+		var row []string
+		for _, line := range strings.Split(out.String(), "\n") {
+			if f := strings.Fields(line); len(f) > 0 && f[0] == "exactly-once-db" {
+				row = f
+			}
+		}
+		rows["exactly-once-db"] = row
+		if lost, dup := nums("exactly-once-db"); lost != "0" || dup != "0" {
+			t.Errorf("exactly-once into PostgreSQL lost %s, duplicated %s", lost, dup)
+		}
+	} else if !strings.Contains(out.String(), "set FERRY_POSTGRES") {
+		t.Errorf("without FERRY_POSTGRES the demo does not say how to add the PostgreSQL row:\n%s", out.String())
+	}
 }
 
 // Flag values that make no sense are refused with an error naming the flag,

@@ -122,10 +122,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		Deadline: 90 * time.Second, Progress: stderr,
 	}
 	// Exactly once into PostgreSQL joins the table when a server is at hand.
-	pgNote := "exactly-once into PostgreSQL: not measured; set FERRY_POSTGRES to a PostgreSQL URL (scripts/postgres up starts one) to add its row"
+	pgNote := "To add exactly once into PostgreSQL to the table, set FERRY_POSTGRES to a PostgreSQL URL (scripts/postgres up starts one)."
 	if url := os.Getenv("FERRY_POSTGRES"); url != "" {
 		if err := verify.PostgresReachable(ctx, url); err != nil {
-			pgNote = fmt.Sprintf("exactly-once into PostgreSQL: not measured; FERRY_POSTGRES does not answer (%v)", err)
+			pgNote = fmt.Sprintf("Exactly once into PostgreSQL is not in the table: FERRY_POSTGRES does not answer (%v).", err)
 		} else {
 			cfg.Modes, cfg.Postgres, pgNote = append(cfg.Modes, verify.ExactlyOnceDB), url, ""
 		}

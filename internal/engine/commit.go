@@ -44,6 +44,7 @@ func (p *Partition) startAt(offset int64, set bool) {
 	defer p.mu.Unlock()
 	if set {
 		p.tracker.Mark(offsets.Mark{Offset: offset, Epoch: -1})
+		p.processed.Store(offset)
 	}
 	p.markReadyLocked()
 }
