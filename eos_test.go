@@ -142,13 +142,7 @@ func TestExactlyOnceAbortHidesPartialOutput(t *testing.T) {
 	in, out := topic(t, c, 1), topic(t, c, 1)
 	produceN(t, c, in, 0, 20)
 	var failed atomic.Bool
-	before := func(_ context.Context, b *ferry.Batch, i int) error {
-		if i == 5 && b.Messages[0].Offset == 0 && failed.CompareAndSwap(false, true) {
-			time.Sleep(300 * time.Millisecond) // the 5 outputs reach the broker (linger 0)
-			return errors.New("fails after producing 5 outputs")
-		}
-		return nil
-	}
+	before := failOnceAfterFive(&failed, 300*time.Millisecond) // the 5 outputs reach the broker (linger 0)
 	app := start(t, eosOpts(t, c, ferry.RouteFunc(ferrytest.UniqueName("g"), in, copier(out, before),
 		ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(10), ferry.Retry(ferry.ConstantBackoff(200*time.Millisecond))))...)
 	waitOutputs(t, c, out, 20)
@@ -162,6 +156,18 @@ func TestExactlyOnceAbortHidesPartialOutput(t *testing.T) {
 	// The aborted attempt did write: read_uncommitted sees its 5 outputs.
 	if dirty := uncommittedCount(t, c, out); dirty < 25 {
 		t.Errorf("read_uncommitted sees %d records, want the 20 committed plus the 5 aborted", dirty)
+	}
+}
+
+// failOnceAfterFive makes copier fail the batch starting at offset 0 once,
+// after its first five outputs, which settle for the given time.
+func failOnceAfterFive(failed *atomic.Bool, settle time.Duration) func(context.Context, *ferry.Batch, int) error {
+	return func(_ context.Context, b *ferry.Batch, i int) error {
+		if i == 5 && b.Messages[0].Offset == 0 && failed.CompareAndSwap(false, true) {
+			time.Sleep(settle)
+			return errors.New("fails after producing 5 outputs")
+		}
+		return nil
 	}
 }
 

@@ -23,6 +23,20 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// setup starts the cluster and a tracer provider recording into exp.
+func setup(t *testing.T) (*ferrytest.Cluster, *tracetest.InMemoryExporter, *sdktrace.TracerProvider) {
+	t.Helper()
+	c, err := ferrytest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	return c, exp, tp
+}
+
 // produced writes n messages to partition 0 of a new topic, each carrying
 // the trace context of a producer span of its own; it returns the topic
 // and those spans' contexts, by offset.
@@ -99,14 +113,7 @@ func attrs(s sdktrace.ReadOnlySpan) map[attribute.Key]attribute.Value {
 // its message's traceparent, carries the messaging conventions, and a
 // failed attempt is a failed span.
 func TestConsumeSpanContinuesTheMessagesTrace(t *testing.T) {
-	c, err := ferrytest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	defer func() { _ = tp.Shutdown(context.Background()) }()
+	c, exp, tp := setup(t)
 	topic, sent := produced(t, c, tp, 3)
 	group := ferrytest.UniqueName("g")
 	failed := false
@@ -162,14 +169,7 @@ func TestConsumeSpanContinuesTheMessagesTrace(t *testing.T) {
 // message's trace, linked to every message's; Start gives one message a
 // span of its own in its own trace.
 func TestBatchSpanLinksEveryMessage(t *testing.T) {
-	c, err := ferrytest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	defer func() { _ = tp.Shutdown(context.Background()) }()
+	c, exp, tp := setup(t)
 	topic, sent := produced(t, c, tp, 5)
 	run(t, c, tp, ferrytest.UniqueName("g"), topic, 5, func(ctx context.Context, b *ferry.Batch) error {
 		for _, m := range b.Messages {
