@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/ferrykit/ferry/cmd/ferry/internal/bench"
@@ -39,7 +40,11 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	cancel()
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(os.Stderr, "ferry:", err)
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "ferry: ") { // the library's errors name it already
+			msg = "ferry: " + msg
+		}
+		fmt.Fprintln(os.Stderr, msg)
 		os.Exit(1)
 	}
 }
