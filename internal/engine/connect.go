@@ -125,7 +125,13 @@ func turnedAway(cl *kgo.Client, brokers []string, err error) error {
 	if !tlsOn {
 		tlsDesc = "plaintext (no TLS configured)"
 	}
+	// kgo's ErrFirstReadEOF (a broker closed a fresh connection) guesses
+	// why in its message; the guess counts only when the client's own
+	// settings fit it — otherwise the connection is retried.
 	var firstEOF *kgo.ErrFirstReadEOF
+	closedFor := func(guess string, fits bool) bool {
+		return errors.As(err, &firstEOF) && strings.Contains(err.Error(), guess) && fits
+	}
 	var verify *tls.CertificateVerificationError
 	var unknownCA x509.UnknownAuthorityError
 	var hostname x509.HostnameError
@@ -136,11 +142,11 @@ func turnedAway(cl *kgo.Client, brokers []string, err error) error {
 	case errors.Is(err, kerr.SaslAuthenticationFailed), errors.Is(err, errSASLClosed),
 		errors.Is(err, kerr.UnsupportedSaslMechanism),
 		errors.Is(err, kerr.IllegalSaslState),
-		errors.As(err, &firstEOF) && strings.Contains(err.Error(), "SASL"):
+		closedFor("is SASL missing", len(mechs) == 0):
 		return fmt.Errorf("%w: %s to %v: %w", ErrAuthentication, saslDesc, brokers, err)
 	case errors.As(err, &verify), errors.As(err, &unknownCA), errors.As(err, &hostname),
 		errors.As(err, &invalid), errors.As(err, &header), errors.As(err, &alert),
-		errors.As(err, &firstEOF),
+		closedFor("is TLS misconfigured", tlsOn), closedFor("is TLS missing", !tlsOn),
 		// kgo's only sign of plaintext spoken to a TLS listener:
 		strings.Contains(err.Error(), "plaintext connection speaking to a tls endpoint"):
 		return fmt.Errorf("%w: %s to %v: %w", ErrTLS, tlsDesc, brokers, err)
