@@ -2,12 +2,14 @@ package ferry_test
 
 import (
 	"context"
+	"crypto/rand"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ferrykit/ferry"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // B2, B3, B4: partitions run in parallel on at most Concurrency workers;
@@ -75,21 +77,54 @@ func TestWorkerPoolAndPerPartitionOrder(t *testing.T) {
 	}
 }
 
-// B3: a partition whose consumer is stuck does not hold up the others.
+// B3: a partition whose consumer is stuck does not hold up the others —
+// when its queue fills (it stops fetching), and when its queue holds more
+// than the poll loop's fetch-ahead budget (a slow consumer's is about
+// 1 MiB) but less than QueueBytes (it keeps fetching).
 func TestStuckPartitionDoesNotStopOthers(t *testing.T) {
-	s := newScenario(t, cluster(t), 3)
-	s.produceEach(3, 500)
-	release := make(chan struct{})
-	fn := func(ctx context.Context, b *ferry.Batch) error {
-		if b.Partition == 0 {
-			<-release
-		}
-		s.rec.record(b)
-		return nil
+	for _, tc := range []struct {
+		name       string
+		per, size  int
+		queueBytes []ferry.TopicOption
+	}{
+		{"queue full", 500, 0, []ferry.TopicOption{ferry.QueueBytes(4096)}},
+		{"queue over the fetch-ahead budget", 300, 10 << 10, nil}, // 3 MB per partition
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newScenario(t, cluster(t), 3)
+			if tc.size == 0 {
+				s.produceEach(3, tc.per)
+			} else {
+				s.produceRandom(3, tc.per, tc.size)
+			}
+			release := make(chan struct{})
+			fn := func(ctx context.Context, b *ferry.Batch) error {
+				if b.Partition == 0 {
+					<-release
+				}
+				s.rec.record(b)
+				return nil
+			}
+			app := s.start(ferry.Concurrency(2), s.route(fn, append([]ferry.TopicOption{ferry.MaxMessages(10)}, tc.queueBytes...)...))
+			s.waitSeen(2 * tc.per) // partitions 1 and 2 complete
+			close(release)
+			s.waitSeen(3 * tc.per)
+			s.stop(app)
+		})
 	}
-	app := s.start(ferry.Concurrency(2), s.route(fn, ferry.MaxMessages(10), ferry.QueueBytes(4096)))
-	s.waitSeen(1000) // partitions 1 and 2 complete
-	close(release)
-	s.waitSeen(1500)
-	s.stop(app)
+}
+
+// produceRandom writes n messages of size random bytes (so fetches are not
+// compressed smaller) to each of the first partitions partitions.
+func (s *scenario) produceRandom(partitions int32, n, size int) {
+	s.t.Helper()
+	for p := range partitions {
+		recs := make([]*kgo.Record, n)
+		for i := range recs {
+			v := make([]byte, size)
+			_, _ = rand.Read(v)
+			recs[i] = &kgo.Record{Topic: s.topic, Partition: p, Value: v}
+		}
+		produceRecords(s.t, s.c, nil, recs...)
+	}
 }

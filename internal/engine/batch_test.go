@@ -110,8 +110,9 @@ func TestBatchesDoNotAlias(t *testing.T) {
 	}
 }
 
-// A tail too short for a batch is copied out of its fetch's record array,
-// so the records already consumed can be freed while it waits.
+// A tail too short for a batch is copied out of its fetch — the record
+// array and the records themselves — so the fetch, and the records already
+// consumed, can be freed while it waits.
 func TestShortTailDoesNotPinFetch(t *testing.T) {
 	p := testPartition(100, time.Second)
 	fetched := records(0, 250)
@@ -122,10 +123,13 @@ func TestShortTailDoesNotPinFetch(t *testing.T) {
 		}
 	}
 	tail := p.chunks[0].recs
-	if len(tail) != 50 || tail[0] != fetched[200] {
-		t.Fatalf("tail of %d starting at %d, want 50 from 200", len(tail), tail[0].Offset)
+	if len(tail) != 50 || tail[0].Offset != 200 || tail[49].Offset != 249 {
+		t.Fatalf("tail of %d from %d, want 50 from 200", len(tail), tail[0].Offset)
 	}
 	if &tail[0] == &fetched[200] {
 		t.Fatal("the short tail still points into the fetch's record array")
+	}
+	if tail[0] == fetched[200] || &tail[0].Value[0] == &fetched[200].Value[0] {
+		t.Fatal("the short tail still holds the fetch's records or their values")
 	}
 }

@@ -58,7 +58,16 @@ type group struct {
 	lastAlive atomic.Int64 // unix nanoseconds of the last fetch answered (X4)
 
 	ahead atomic.Int64  // bytes queued in partitions that are not paused
-	room  chan struct{} // poked when ahead drops below fetchAhead
+	room  chan struct{} // poked when ahead drops below limit
+	limit atomic.Int64  // the fetch-ahead budget now (see budget)
+
+	// The consumers' drain rate, for the fetch-ahead budget: drained and
+	// lastDrain are written by partitions, the rest by the poll loop only.
+	drained   atomic.Int64 // bytes taken from unpaused queues into batches
+	lastDrain atomic.Int64 // when bytes were last drained, Unix nanoseconds
+	rate      float64      // bytes per second, smoothed
+	rateAt    time.Time    // when rate was last sampled
+	rateBase  int64        // drained at rateAt
 
 	pollMu     sync.Mutex
 	pollCancel context.CancelFunc // cancels the poll in progress
@@ -66,14 +75,30 @@ type group struct {
 	seekCh     chan struct{}      // poked with seekWanted
 }
 
-// fetchAhead bounds the bytes the poll loop lets pile up in the queues of
-// partitions that are not paused. Past it the poll loop stops polling, and
-// kgo stops fetching after one buffered response: backpressure without
-// discarding fetched data.
-const fetchAhead = 16 << 20
+// The fetch-ahead budget bounds the bytes the poll loop lets pile up in the
+// queues of partitions that are not paused. Past it the poll loop stops
+// polling, and kgo stops fetching after one buffered response: backpressure
+// without discarding fetched data. The budget follows how fast the
+// consumers drain the queues — what they take in aheadSpan at their recent
+// rate, between minAhead and fetchAhead — so a slow consumer holds about
+// what a plain poll loop would (the records in hand plus kgo's one buffered
+// fetch), not fixed budgets' worth, while a fast one keeps enough queued to
+// never wait for the poll loop.
+const (
+	fetchAhead = 16 << 20
+	minAhead   = 1 << 20
+	aheadSpan  = 20 * time.Millisecond
+	rateEvery  = 100 * time.Millisecond // how often the drain rate is sampled
+	// stallWait: when nothing drained for this long and a partition has
+	// run out of records, the poll loop polls even over budget, so a stuck
+	// partition's queue never holds up the others (B3); that partition
+	// stops fetching once its queue reaches QueueBytes.
+	stallWait = 50 * time.Millisecond
+)
 
+// addAhead counts bytes into or out of the fetch-ahead total.
 func (g *group) addAhead(delta int) {
-	if n := g.ahead.Add(int64(delta)); delta < 0 && n < fetchAhead {
+	if n := g.ahead.Add(int64(delta)); delta < 0 && n < g.limit.Load() {
 		select {
 		case g.room <- struct{}{}:
 		default:
@@ -81,20 +106,81 @@ func (g *group) addAhead(delta int) {
 	}
 }
 
-// waitForRoom blocks the poll loop while too much is queued, applying seeks
-// meanwhile. It reports false when ctx ended.
+// drain counts bytes a consumer took from an unpaused queue.
+func (g *group) drain(bytes int) {
+	g.drained.Add(int64(bytes))
+	g.lastDrain.Store(time.Now().UnixNano())
+	g.addAhead(-bytes)
+}
+
+// budget samples the drain rate and returns the fetch-ahead budget it
+// allows. Only the poll loop calls it.
+func (g *group) budget(now time.Time) int64 {
+	if dt := now.Sub(g.rateAt); dt >= rateEvery {
+		d := g.drained.Load()
+		inst := float64(d-g.rateBase) / dt.Seconds()
+		if g.rateAt.IsZero() {
+			inst = 0 // nothing measured yet
+		}
+		g.rate = (g.rate + inst) / 2
+		g.rateAt, g.rateBase = now, d
+	}
+	b := min(max(int64(g.rate*aheadSpan.Seconds()), minAhead), fetchAhead)
+	g.limit.Store(b)
+	return b
+}
+
+// waitForRoom blocks the poll loop while more than the budget is queued,
+// applying seeks meanwhile — unless a partition starves behind a queue that
+// does not drain (stallWait). It reports false when ctx ended.
 func (g *group) waitForRoom(ctx context.Context) bool {
-	for g.ahead.Load() >= fetchAhead {
+	var stall *time.Timer
+	defer func() {
+		if stall != nil {
+			stall.Stop()
+		}
+	}()
+	for {
+		now := time.Now()
+		if g.ahead.Load() < g.budget(now) {
+			return true
+		}
 		g.alive() // consumers are the bottleneck, not fetching
+		idle := now.Sub(time.Unix(0, g.lastDrain.Load()))
+		if idle >= stallWait && g.starving() {
+			return true
+		}
+		wait := max(stallWait-idle, time.Millisecond)
+		if stall == nil {
+			stall = time.NewTimer(wait)
+		} else {
+			stall.Reset(wait)
+		}
 		select {
 		case <-ctx.Done():
 			return false
 		case <-g.room:
+		case <-stall.C:
 		case <-g.seekCh:
 			g.applySeeks()
 		}
 	}
-	return true
+}
+
+// starving reports whether an owned, fetching partition has less than a
+// batch queued while its fetches have not reached the end of it.
+func (g *group) starving() bool {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	for _, p := range g.parts {
+		p.mu.Lock()
+		s := p.state == owned && !p.pausedInKgo && !p.caughtUp && p.queued < p.topic.MaxMessages
+		p.mu.Unlock()
+		if s {
+			return true
+		}
+	}
+	return false
 }
 
 // Run consumes as one member of the group until ctx is cancelled, then shuts
@@ -316,6 +402,15 @@ func (g *group) pollLoop(ctx context.Context) error {
 		g.applySeeks()
 		if !g.waitForRoom(ctx) {
 			return nil
+		}
+		if g.limit.Load() == minAhead && g.ahead.Load() > 0 {
+			// A slow consumer: what is left of the previous fetch
+			// (under minAhead) is copied so that fetch can go.
+			g.mu.RLock()
+			for _, p := range g.parts {
+				p.detachQueued()
+			}
+			g.mu.RUnlock()
 		}
 		pctx, cancel := context.WithCancel(ctx)
 		g.pollMu.Lock()

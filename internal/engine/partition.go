@@ -32,10 +32,11 @@ func (s state) marksAccepted() bool { return s <= stopping }
 // chunk is one fetch's records of the partition, queued as kgo returned
 // them: batches are cut from chunks without copying when they fit in one.
 type chunk struct {
-	recs  []*kgo.Record
-	at    time.Time // arrival, for MaxWait
-	bytes int       // approximate size of the records left, for QueueBytes
-	per   int       // average record size
+	recs     []*kgo.Record
+	at       time.Time // arrival, for MaxWait
+	bytes    int       // approximate size of the records left, for QueueBytes
+	per      int       // average record size
+	detached bool      // recs are copies that no longer hold the fetch in memory (detach)
 }
 
 // take removes the chunk's first k records and returns their bytes.
@@ -458,12 +459,11 @@ func (p *Partition) cutLocked(k int) []*kgo.Record {
 	if len(p.chunks) > 0 {
 		if head := &p.chunks[0]; len(head.recs) == 0 {
 			p.dropHeadLocked()
-		} else if len(head.recs) < max {
+		} else if len(head.recs) < max && !head.detached {
 			// A tail too short for a batch may wait for the next
-			// fetch or MaxWait. As a sub-slice it would pin the
-			// fetch's whole record array, and through it every
-			// record already consumed: copy the few pointers left.
-			head.recs = append([]*kgo.Record(nil), head.recs...)
+			// fetch or MaxWait, and would keep the whole fetch in
+			// memory meanwhile: copy the few records left out of it.
+			head.recs, head.detached = detach(head.recs), true
 		}
 	}
 	p.queued -= k
@@ -496,7 +496,12 @@ func (p *Partition) clearQueueLocked() {
 // partition is paused for being full — in the group's fetch-ahead total.
 func (p *Partition) addBytesLocked(delta int) {
 	p.queuedBytes += delta
-	if !p.pausedFull {
+	if p.pausedFull {
+		return
+	}
+	if delta < 0 {
+		p.g.drain(-delta)
+	} else {
 		p.g.addAhead(delta)
 	}
 }
@@ -595,8 +600,18 @@ func (p *Partition) run() {
 		}
 		select {
 		case p.g.slots <- struct{}{}:
-		case <-p.stop:
-			continue // never started: the next owner fetches it again
+		default:
+			if p.g.limit.Load() == minAhead {
+				// A slow consumer's batch may wait long for a
+				// slot: it should not keep its fetch alive
+				// meanwhile (see detachQueued).
+				batch = detach(batch)
+			}
+			select {
+			case p.g.slots <- struct{}{}:
+			case <-p.stop:
+				continue // never started: the next owner fetches it again
+			}
 		}
 		failed := p.consumeHeld(w, batch)
 		<-p.g.slots
@@ -971,4 +986,59 @@ func guard(fn func() error) (err error) {
 		}
 	}()
 	return fn()
+}
+
+// detachQueued copies the records queued — unless the partition is paused
+// for being full — out of their fetches (see detach), so the fetches can be
+// freed while the records wait. The poll loop calls it before polling for a
+// slow consumer, whose few leftover records would otherwise keep the
+// previous fetch alive next to the new one.
+func (p *Partition) detachQueued() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pausedFull {
+		return
+	}
+	for i := range p.chunks {
+		if c := &p.chunks[i]; !c.detached {
+			c.recs, c.detached = detach(c.recs), true
+		}
+	}
+}
+
+// detach copies records — with their keys, values and headers — out of
+// the memory of the fetch they came in: kgo decodes a fetch's records into
+// one array and slices their keys and values out of the fetch's buffers, so
+// a few records kept would keep the whole fetch alive.
+func detach(recs []*kgo.Record) []*kgo.Record {
+	size := 0
+	for _, r := range recs {
+		size += len(r.Key) + len(r.Value)
+		for _, h := range r.Headers {
+			size += len(h.Value)
+		}
+	}
+	buf := make([]byte, 0, size)
+	clip := func(b []byte) []byte {
+		if b == nil {
+			return nil
+		}
+		buf = append(buf, b...)
+		return buf[len(buf)-len(b) : len(buf) : len(buf)]
+	}
+	copies := make([]kgo.Record, len(recs))
+	out := make([]*kgo.Record, len(recs))
+	for i, r := range recs {
+		c := &copies[i]
+		*c = *r
+		c.Key, c.Value = clip(r.Key), clip(r.Value)
+		if len(r.Headers) > 0 {
+			c.Headers = make([]kgo.RecordHeader, len(r.Headers))
+			for j, h := range r.Headers {
+				c.Headers[j] = kgo.RecordHeader{Key: h.Key, Value: clip(h.Value)}
+			}
+		}
+		out[i] = c
+	}
+	return out
 }

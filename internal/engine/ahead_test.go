@@ -1,0 +1,83 @@
+package engine
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// The fetch-ahead budget follows how fast the consumers drain the queues:
+// a slow consumer gets the floor, a fast one up to fetchAhead.
+func TestFetchAheadBudgetFollowsDrainRate(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	for _, tt := range []struct {
+		name    string
+		perStep int // bytes drained every rateEvery
+		want    int64
+	}{
+		{"nothing drained yet", 0, minAhead},
+		{"slow consumer", 100 << 10, minAhead},   // 1 MB/s
+		{"fast consumer", 100 << 20, fetchAhead}, // 1 GB/s
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			g := &group{room: make(chan struct{}, 1)}
+			var got int64
+			for i := range 10 {
+				g.drain(tt.perStep)
+				got = g.budget(t0.Add(time.Duration(i) * rateEvery))
+			}
+			if got != tt.want {
+				t.Errorf("budget %d, want %d", got, tt.want)
+			}
+		})
+	}
+	// In between, the budget is what the consumers take in aheadSpan.
+	g := &group{room: make(chan struct{}, 1)}
+	var got int64
+	for i := range 20 {
+		g.drain(10 << 20) // 100 MB/s
+		got = g.budget(t0.Add(time.Duration(i) * rateEvery))
+	}
+	if want := int64(float64(100<<20) * aheadSpan.Seconds()); got < want*9/10 || got > want*11/10 {
+		t.Errorf("budget at 100 MiB/s: %d, want about %d", got, want)
+	}
+}
+
+// detach copies records, keys, values and headers out of the fetch's
+// memory: the copies share no bytes with the originals and keep every field.
+func TestDetachCopiesRecordsOutOfTheirFetch(t *testing.T) {
+	fetch := []byte("k1v1h1k2v2")
+	orig := []*kgo.Record{
+		{Topic: "t", Partition: 3, Offset: 7, Key: fetch[0:2], Value: fetch[2:4], Headers: []kgo.RecordHeader{{Key: "h", Value: fetch[4:6]}}, Timestamp: time.Unix(5, 0)},
+		{Topic: "t", Partition: 3, Offset: 8, Key: fetch[6:8], Value: fetch[8:10]},
+		{Topic: "t", Partition: 3, Offset: 9}, // nil key and value stay nil
+	}
+	got := detach(orig)
+	copy(fetch, "XXXXXXXXXX") // the fetch's memory is reused
+	want := []struct {
+		key, value, header string
+		offset             int64
+	}{{"k1", "v1", "h1", 7}, {"k2", "v2", "", 8}, {"", "", "", 9}}
+	for i, w := range want {
+		r := got[i]
+		if r == orig[i] || string(r.Key) != w.key || string(r.Value) != w.value || r.Offset != w.offset || r.Topic != "t" || r.Partition != 3 {
+			t.Errorf("record %d: %+v, want a copy with key %q value %q offset %d", i, r, w.key, w.value, w.offset)
+		}
+		if w.header != "" && (len(r.Headers) != 1 || r.Headers[0].Key != "h" || string(r.Headers[0].Value) != w.header) {
+			t.Errorf("record %d headers %+v, want h=%s", i, r.Headers, w.header)
+		}
+	}
+	if got[2].Key != nil || got[2].Value != nil {
+		t.Errorf("nil key and value became %q, %q", got[2].Key, got[2].Value)
+	}
+	if !got[0].Timestamp.Equal(time.Unix(5, 0)) {
+		t.Errorf("timestamp %v lost", got[0].Timestamp)
+	}
+	// Appending to one copied value must not run into the next.
+	v := append(got[0].Value, '!')
+	if !bytes.Equal(got[1].Key, []byte("k2")) || string(v) != "v1!" {
+		t.Errorf("copies overlap: %q %q", v, got[1].Key)
+	}
+}
