@@ -1,8 +1,6 @@
 package ferry_test
 
-// Interop with a real Apache Kafka broker and Kafka's own tools (the issue
-// "Real Apache Kafka broker in tests and CI, and interop with Kafka's own
-// tools"). These tests run only against a real broker (FERRY_BROKERS, as
+// Interop with a real Apache Kafka broker and Kafka's own tools. These tests run only against a real broker (FERRY_BROKERS, as
 // scripts/test sets it) and call Kafka's tools through scripts/kafka tool;
 // the broker-kill test starts a broker of its own with scripts/kafka. Without
 // FERRY_BROKERS they skip; under CI=true with FERRY_BROKERS set they never
@@ -35,7 +33,7 @@ func processedUpTo(r *recorder, topic string) map[int32]int64 {
 	return out
 }
 
-// Issue "real broker / Kafka's own tools", A1, A2, A4: the offsets ferry
+// Interop with Kafka's own tools, A1, A2, A4: the offsets ferry
 // commits are the group's offsets as Kafka's own kafka-consumer-groups tool
 // reports them: per partition right after the last processed message, zero
 // lag, nothing for a partition that never had a message — and while ferry
@@ -45,29 +43,24 @@ func TestInteropCommittedOffsetsAsKafkaReportsThem(t *testing.T) {
 	k := needKafkaTools(t)
 	for _, proto := range protocols() {
 		t.Run(proto.name, func(t *testing.T) {
-			c := cluster(t)
 			counts := []int{37, 120, 0, 251} // partition 2 stays empty
-			tp := topic(t, c, int32(len(counts)))
+			s := newScenario(t, cluster(t), int32(len(counts)))
+			tp, group := s.topic, s.group
 			total := 0
 			for p, n := range counts {
 				if n > 0 {
-					produceN(t, c, tp, int32(p), n)
+					s.produce(int32(p), n)
 				}
 				total += n
 			}
-			group := ferrytest.UniqueName("g")
-			rec := newRecorder()
-			app := start(t, opts(t, c, ferry.ClientOptions(proto.opts...),
-				ferry.RouteFunc(group, tp, rec.fn(), ferry.MaxMessages(50)))...)
-			rec.waitDistinct(t, tp, total, 30*time.Second)
+			app := s.start(ferry.ClientOptions(proto.opts...), s.route(s.rec.fn(), ferry.MaxMessages(50)))
+			s.waitSeen(total)
 
 			members := k.describeGroup(t, group, "--members")
 			if len(members) != 1 || members[0]["CLIENT-ID"] != "ferry" || members[0]["#PARTITIONS"] != strconv.Itoa(len(counts)) {
 				t.Errorf("kafka-consumer-groups --members: %v, want one member with CLIENT-ID ferry and #PARTITIONS %d", members, len(counts))
 			}
-			if err := app.stop(t); err != nil {
-				t.Fatal(err)
-			}
+			s.stop(app)
 
 			rows := k.describeGroup(t, group)
 			reported := make(map[int32]map[string]string)
@@ -82,11 +75,8 @@ func TestInteropCommittedOffsetsAsKafkaReportsThem(t *testing.T) {
 				}
 				reported[int32(p)] = row
 			}
-			committed, err := c.Committed(ctxFor(t, 10*time.Second), group, tp)
-			if err != nil {
-				t.Fatal(err)
-			}
-			processed := processedUpTo(rec, tp)
+			committed := s.committed()
+			processed := processedUpTo(s.rec, tp)
 			for i, n := range counts {
 				p := int32(i)
 				row := reported[p]
@@ -116,7 +106,7 @@ func TestInteropCommittedOffsetsAsKafkaReportsThem(t *testing.T) {
 	}
 }
 
-// Issue "real broker / Kafka's own tools", B5, O3: messages written by
+// Interop with Kafka's own tools, B5, O3: messages written by
 // another client — Kafka's own console producer, zstd-compressed — reach
 // ferry as written: keys, values, headers with repeated keys in their order,
 // null and empty header values, nil and empty keys, tombstones (nil values,
@@ -129,8 +119,8 @@ func TestInteropCommittedOffsetsAsKafkaReportsThem(t *testing.T) {
 // null.marker, null keys, values and header values.
 func TestInteropMessagesFromKafkasConsoleProducer(t *testing.T) {
 	k := needKafkaTools(t)
-	c := cluster(t)
-	tp := topic(t, c, 1) // one partition: the lines' order is the offsets' order
+	s := newScenario(t, cluster(t), 1) // one partition: the lines' order is the offsets' order
+	tp := s.topic
 
 	type header struct {
 		key   string
@@ -165,12 +155,10 @@ func TestInteropMessagesFromKafkasConsoleProducer(t *testing.T) {
 		"--reader-property", "null.marker=NULL")
 	after := time.Now().Add(time.Second)
 
-	m := newMessages()
-	app := start(t, opts(t, c, ferry.RouteFunc(ferrytest.UniqueName("g"), tp, m.fn()))...)
-	m.rec.waitDistinct(t, tp, len(lines), 20*time.Second)
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	m := s.messages()
+	app := s.start(s.route(m.fn()))
+	s.waitSeen(len(lines))
+	s.stop(app)
 	for i, want := range lines {
 		got := m.at(t, tp, 0, int64(i))
 		if !sameBytes(got.Key, want.key) {
@@ -196,7 +184,7 @@ func TestInteropMessagesFromKafkasConsoleProducer(t *testing.T) {
 			}
 		}
 	}
-	if d := m.rec.duplicates(tp); d != 0 {
+	if d := s.rec.duplicates(tp); d != 0 {
 		t.Errorf("%d duplicate deliveries", d)
 	}
 }
@@ -234,7 +222,7 @@ func javaGroupArgs(proto string) []string {
 		"--assignment-strategy", "org.apache.kafka.clients.consumer.CooperativeStickyAssignor"}
 }
 
-// Issue "real broker / Kafka's own tools", A3, S2, B4: a member that is not
+// Interop with Kafka's own tools, A3, S2, B4: a member that is not
 // ferry — Kafka's VerifiableConsumer, in Java — shares ferry's group while
 // messages are produced. It joins (ferry hands partitions over), then leaves
 // on SIGTERM (ferry takes them back). Across both members every message is
@@ -245,11 +233,9 @@ func TestInteropSharesGroupWithKafkasJavaConsumer(t *testing.T) {
 	k := needKafkaTools(t)
 	for _, proto := range protocols() {
 		t.Run(proto.name, func(t *testing.T) {
-			c := cluster(t)
 			const partitions = 6
-			tp := topic(t, c, partitions)
-			group := ferrytest.UniqueName("g")
-			rec := newRecorder()
+			s := newScenario(t, cluster(t), partitions)
+			c, tp, group, rec := s.c, s.topic, s.group, s.rec
 			slow := func(_ context.Context, b *ferry.Batch) error {
 				time.Sleep(2 * time.Millisecond)
 				rec.record(b)
@@ -258,9 +244,8 @@ func TestInteropSharesGroupWithKafkasJavaConsumer(t *testing.T) {
 			if err := produceSlowly(c, tp, partitions, 0, 200, 500*time.Millisecond); err != nil {
 				t.Fatal(err)
 			}
-			app := start(t, opts(t, c, ferry.ClientOptions(proto.opts...),
-				ferry.RouteFunc(group, tp, slow, ferry.MaxMessages(20)))...)
-			rec.waitDistinct(t, tp, 300, 30*time.Second)
+			app := s.start(ferry.ClientOptions(proto.opts...), s.route(slow, ferry.MaxMessages(20)))
+			s.waitSeen(300)
 
 			// Java joins mid-stream and takes some of ferry's partitions over.
 			java := startJavaConsumer(t, k, tp, group, javaGroupArgs(proto.name)...)
@@ -308,9 +293,7 @@ func TestInteropSharesGroupWithKafkasJavaConsumer(t *testing.T) {
 			if got, ok := awaitCommitted(c, group, tp, ends, 15*time.Second); !ok {
 				t.Errorf("committed %v, want the end offsets %v once ferry took every partition back", got, ends)
 			}
-			if err := app.stop(t); err != nil {
-				t.Fatal(err)
-			}
+			s.stop(app)
 			checkJavaHandOffs(t, rec, java, tp)
 		})
 	}
@@ -359,7 +342,7 @@ func checkJavaHandOffs(t *testing.T, rec *recorder, java *javaConsumer, topic st
 	}
 }
 
-// Issue "real broker / Kafka's own tools", S2, A2, A4, O1: the broker is
+// Interop with Kafka's own tools, S2, A2, A4, O1: the broker is
 // killed with SIGKILL mid-stream while ferry consumes at least once — one app
 // per group protocol, each on its own topic — and restarted on the same data
 // dir (about 15 s: the restarted broker waits out its old registration).

@@ -3,9 +3,8 @@ package ferry_test
 // Wrappers for the interop tests (interop_test.go): Kafka's own tools, a
 // Java consumer, a private broker and a steady producer.
 //
-// Interop with a real Apache Kafka broker and Kafka's own tools (the issue
-// "Real Apache Kafka broker in tests and CI, and interop with Kafka's own
-// tools"). These tests run only against a real broker (FERRY_BROKERS, as
+// Interop with a real Apache Kafka broker and Kafka's own tools. These tests
+// run only against a real broker (FERRY_BROKERS, as
 // scripts/test sets it) and call Kafka's tools through scripts/kafka tool;
 // the broker-kill test starts a broker of its own with scripts/kafka. Without
 // FERRY_BROKERS they skip; under CI=true with FERRY_BROKERS set they never
