@@ -52,6 +52,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measured rounds to this file (samples labelled contender=raw|ferry; runs them in this process)")
 	traceFile := fs.String("trace", "", "write an execution trace of the measured rounds to this file (runs the contenders in this process)")
 	check := fs.Bool("check", false, "exit non-zero when a target is missed (see docs/BENCHMARKS.md)")
+	db := fs.String("db", "", "instead: one row per message into PostgreSQL at this URL — ferrypg exactly-once vs at-least-once with the same inserts and no offset row vs a naive insert-then-commit loop")
 	slow := fs.Bool("slow", false, "instead: handlers that wait on I/O (1 ms per message; a heavy tail), one partition of -slow-messages, sequential vs parallel vs a per-batch fan-out")
 	slowN := fs.Int("slow-messages", 10_000, "messages per slow-handler case")
 	inFlight := fs.Int("in-flight", 128, "the parallel contender's messages in flight per partition (-slow)")
@@ -118,6 +119,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		return err
 	}
 	fmt.Fprintf(stdout, "produced in %s\n\n", time.Since(began).Round(time.Millisecond))
+	if *db != "" {
+		return benchDB(ctx, stdout, seeds, topic, *messages, *rounds, *db, &t)
+	}
 	if *pipeline != "" {
 		return benchPipeline(ctx, stdout, seeds, topic, int32(*partitions), *messages, *rounds, *pipeline, *kafkaScript, &t)
 	}
