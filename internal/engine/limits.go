@@ -35,12 +35,20 @@ const (
 // record batch at about 1 MB whatever the topic allows. One TopicLimits
 // serves every producing client of an App.
 type TopicLimits struct {
-	mu    sync.RWMutex
-	bytes map[string]int32 // topic → max.message.bytes, capped
+	mu     sync.RWMutex
+	bytes  map[string]int32     // topic → max.message.bytes, capped
+	failed map[string]time.Time // topic → when describing it last failed
 }
 
+// retryDescribe is how long a topic that could not be described (missing,
+// or not allowed) keeps the default limit before ferry asks again, so that
+// producing to it does not cost a request each time.
+const retryDescribe = 30 * time.Second
+
 // NewTopicLimits returns limits that know no topic yet.
-func NewTopicLimits() *TopicLimits { return &TopicLimits{bytes: make(map[string]int32)} }
+func NewTopicLimits() *TopicLimits {
+	return &TopicLimits{bytes: make(map[string]int32), failed: make(map[string]time.Time)}
+}
 
 // ProducerOpt sizes a client's record batches per topic by its limit. kgo
 // asks once per partition, when it first produces to it: Learn before that.
@@ -65,6 +73,17 @@ func (l *TopicLimits) known(topic string) (int32, bool) {
 	return n, ok
 }
 
+// toLearn reports whether topic's limit is unknown and worth asking for.
+func (l *TopicLimits) toLearn(topic string) bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if _, ok := l.bytes[topic]; ok {
+		return false
+	}
+	at, failed := l.failed[topic]
+	return !failed || time.Since(at) > retryDescribe
+}
+
 // Learn describes the configuration of the topics of recs whose limit is not
 // known yet. A topic that cannot be described (missing, or not allowed) is
 // left unknown: its batches keep the default cap, and a later call tries
@@ -72,7 +91,7 @@ func (l *TopicLimits) known(topic string) (int32, bool) {
 func (l *TopicLimits) Learn(ctx context.Context, cl *kgo.Client, recs ...*kgo.Record) {
 	var unknown []string
 	for _, r := range recs {
-		if _, ok := l.known(r.Topic); !ok && !slices.Contains(unknown, r.Topic) {
+		if !slices.Contains(unknown, r.Topic) && l.toLearn(r.Topic) {
 			unknown = append(unknown, r.Topic)
 		}
 	}
@@ -82,11 +101,14 @@ func (l *TopicLimits) Learn(ctx context.Context, cl *kgo.Client, recs ...*kgo.Re
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	configs, err := kadm.NewClient(cl).DescribeTopicConfigs(ctx, unknown...)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, topic := range unknown {
+		l.failed[topic] = time.Now() // until its limit is read below
+	}
 	if err != nil {
 		return
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	for _, rc := range configs {
 		if rc.Err != nil {
 			continue
@@ -97,6 +119,7 @@ func (l *TopicLimits) Learn(ctx context.Context, cl *kgo.Client, recs ...*kgo.Re
 			}
 			if n, err := strconv.ParseInt(*c.Value, 10, 64); err == nil && n > 0 {
 				l.bytes[rc.Name] = int32(min(max(n, 512), maxBatchMaxBytes))
+				delete(l.failed, rc.Name)
 			}
 		}
 	}

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // E5: Check refuses exactly the records franz-go would refuse for the topic's
@@ -58,5 +61,48 @@ func TestCheckAgreesWithFranzGo(t *testing.T) {
 	// its slack.
 	if franzRefused == 0 || refused < franzRefused || refused > franzRefused+slack+4 {
 		t.Errorf("of 151 sizes near the limit Check refused %d, franz-go %d: want at most %d more refused by Check", refused, franzRefused, slack+4)
+	}
+}
+
+// E5: a topic that cannot be described (here: missing) keeps the default
+// limit, and producing to it does not ask again until retryDescribe passed;
+// once it exists and that time passed, its limit is learned.
+func TestLearnAsksAgainOnlyAfterAWhile(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var describes atomic.Int32
+	c.ControlKey(int16(kmsg.DescribeConfigs), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		describes.Add(1)
+		return nil, nil, false
+	})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	l := NewTopicLimits()
+	r := &kgo.Record{Topic: "later"}
+	l.Learn(ctx, cl, r)
+	l.Learn(ctx, cl, r)
+	if n := describes.Load(); n != 1 {
+		t.Fatalf("%d DescribeConfigs for a missing topic produced to twice, want 1", n)
+	}
+	if got := l.batchMaxBytes("later"); got != defaultBatchMaxBytes {
+		t.Fatalf("limit of a topic not described: %d, want the default %d", got, defaultBatchMaxBytes)
+	}
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, map[string]*string{"max.message.bytes": kadm.StringPtr("2000000")}, "later"); err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	l.failed["later"] = time.Now().Add(-retryDescribe - time.Second)
+	l.mu.Unlock()
+	l.Learn(ctx, cl, r)
+	if got := l.batchMaxBytes("later"); got != 2_000_000 {
+		t.Fatalf("limit after the topic was created: %d, want 2000000", got)
 	}
 }
