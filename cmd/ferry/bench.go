@@ -55,7 +55,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	db := fs.String("db", "", "instead: one row per message into PostgreSQL at this URL — ferrypg exactly-once vs at-least-once with the same inserts and no offset row vs a naive insert-then-commit loop")
 	slow := fs.Bool("slow", false, "instead: handlers that wait on I/O (1 ms per message; a heavy tail), one partition of -slow-messages, sequential vs parallel vs a per-batch fan-out")
 	slowN := fs.Int("slow-messages", 10_000, "messages per slow-handler case")
-	inFlight := fs.Int("in-flight", 128, "the parallel contender's messages in flight per partition (-slow)")
+	inFlight := fs.Int("in-flight", 128, "the parallel contenders' messages in flight per partition (-slow)")
+	pcScript := fs.String("parallel-consumer", "", "also run Confluent's Parallel Consumer (KEY ordering) through this scripts/parallel-consumer (-slow)")
 	oneContender := fs.String("contender", "", "internal: consume -topic as -group with this contender (raw, ferry, events or prometheus), print its result as JSON")
 	topicFlag := fs.String("topic", "", "internal: the topic for -contender")
 	groupFlag := fs.String("group", "", "internal: the group for -contender")
@@ -109,7 +110,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		}
 	}()
 	if *slow {
-		return benchSlow(ctx, stdout, seeds, where, *slowN, *inFlight, *rounds, &t)
+		return benchSlow(ctx, stdout, seeds, where, *slowN, *inFlight, *rounds, *pcScript, &t)
 	}
 	topic := ferrytest.UniqueName("bench")
 	fmt.Fprintf(stdout, "ferry bench: %d × %d-byte messages, %d partitions, topic %s, %s\n", *messages, *size, *partitions, topic, where)
@@ -563,7 +564,10 @@ func reportWide(w io.Writer, round int, res bench.Result) {
 // Targets: with 10,000 keys the parallel mode at least 80× faster than
 // sequential; with a heavy tail at least 5× faster than the per-batch
 // fan-out; with one key within 5 % of sequential.
-func benchSlow(ctx context.Context, stdout io.Writer, seeds []string, where string, n, inFlight, rounds int, t *targets) error {
+//
+// With a Parallel Consumer script, it runs too, and with 10,000 keys the
+// parallel mode must be at least 4× faster than it.
+func benchSlow(ctx context.Context, stdout io.Writer, seeds []string, where string, n, inFlight, rounds int, pcScript string, t *targets) error {
 	fmt.Fprintf(stdout, "ferry bench -slow: %d messages per case, one partition, %s\n", n, where)
 	fmt.Fprintf(stdout, "machine: %s/%s, %d CPUs, %s\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
 	topics := make([]string, len(bench.SlowCases))
@@ -574,7 +578,7 @@ func benchSlow(ctx context.Context, stdout io.Writer, seeds []string, where stri
 		}
 	}
 	fmt.Fprintf(stdout, "%-6s %-30s %-24s %10s %10s %9s\n", "round", "case", "contender", "seconds", "msgs/s", "speed-up")
-	var manyKeys, tail, oneKey []float64
+	var manyKeys, tail, oneKey, overPC []float64
 	for r := 1; r <= rounds; r++ {
 		for i, c := range bench.SlowCases {
 			contenders := []func() (bench.Result, error){
@@ -587,6 +591,11 @@ func benchSlow(ctx context.Context, stdout io.Writer, seeds []string, where stri
 				func() (bench.Result, error) {
 					return bench.SlowFanOut(ctx, seeds, topics[i], ferrytest.UniqueName("fan"), n, c)
 				},
+			}
+			if pcScript != "" {
+				contenders = append(contenders, func() (bench.Result, error) {
+					return bench.SlowParallelConsumer(ctx, pcScript, seeds, topics[i], ferrytest.UniqueName("pc"), n, inFlight, c)
+				})
 			}
 			took := make([]float64, len(contenders))
 			for k, run := range contenders {
@@ -606,6 +615,9 @@ func benchSlow(ctx context.Context, stdout io.Writer, seeds []string, where stri
 				oneKey = append(oneKey, seq/par)
 			case c.Keys >= n:
 				manyKeys = append(manyKeys, seq/par)
+				if pcScript != "" {
+					overPC = append(overPC, took[3]/par)
+				}
 			}
 		}
 	}
@@ -613,5 +625,6 @@ func benchSlow(ctx context.Context, stdout io.Writer, seeds []string, where stri
 	t.atLeast(stdout, "speed-up parallel/sequential, 10,000 keys", manyKeys, 80)
 	t.atLeast(stdout, "speed-up parallel/fan-out, heavy tail", tail, 5)
 	t.atLeast(stdout, "speed parallel/sequential, one key", oneKey, 0.95)
+	t.atLeast(stdout, "speed-up parallel/Parallel Consumer, 10,000 keys", overPC, 4)
 	return nil
 }

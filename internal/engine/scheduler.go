@@ -140,6 +140,7 @@ type scheduler struct {
 	started  int  // messages started since the slot was taken
 	draining bool // giving the slot back to a full pool: start nothing
 
+	done    []*kgo.Record // finished, to be marked done by applyDone
 	results chan *unit
 	wakeups chan *lane // a lane's backoff elapsed
 	wg      sync.WaitGroup
@@ -184,6 +185,8 @@ func (p *Partition) runParallel(w Worker) {
 		select {
 		case u := <-s.results:
 			s.finish(u)
+			s.finishReady() // one admission and start for every unit that ended meanwhile
+			s.applyDone()
 		case l := <-s.wakeups:
 			l.waiting = false
 			s.markReady(l)
@@ -304,7 +307,11 @@ func (s *scheduler) start() {
 		s.ready[0] = nil
 		s.ready = s.ready[1:]
 		l.queued = false
-		k := min(len(l.pending), t.MaxMessages, t.Parallel-s.inflight)
+		// The room left is shared with the other ready lanes: a unit's
+		// messages run one after another, so a long unit would hold room
+		// other lanes could run in.
+		room := t.Parallel - s.inflight
+		k := min(len(l.pending), t.MaxMessages, max(1, room/(1+len(s.ready))))
 		u := &unit{lane: l, recs: l.pending[:k:k], attempt: l.failures + 1}
 		l.pending = l.pending[k:]
 		l.busy = true
@@ -412,14 +419,7 @@ func (s *scheduler) finish(u *unit) {
 		s.admitted--
 		s.bytes -= recordSize(r)
 	}
-	p.mu.Lock()
-	if p.state.marksAccepted() { // a lost partition's completions are dropped (K6)
-		for _, r := range done {
-			p.par.doneLocked(r)
-		}
-	}
-	p.processed.Store(p.par.window.Next()) // lag counts from the oldest unfinished message
-	p.mu.Unlock()
+	s.done = append(s.done, done...)
 	if len(back) > 0 {
 		l.pending = append(back, l.pending...) // back is capped: this copies
 	}
@@ -448,6 +448,34 @@ func (s *scheduler) setFailures(l *lane, n int) {
 		}
 	}
 	l.failures = n
+}
+
+// applyDone marks the finished messages done in the window, all under one
+// lock. A lost partition's completions are dropped (K6).
+func (s *scheduler) applyDone() {
+	p := s.p
+	p.mu.Lock()
+	if p.state.marksAccepted() {
+		for _, r := range s.done {
+			p.par.doneLocked(r)
+		}
+	}
+	p.processed.Store(p.par.window.Next()) // lag counts from the oldest unfinished message
+	p.mu.Unlock()
+	clear(s.done)
+	s.done = s.done[:0]
+}
+
+// finishReady finishes the units that ended, without waiting.
+func (s *scheduler) finishReady() {
+	for {
+		select {
+		case u := <-s.results:
+			s.finish(u)
+		default:
+			return
+		}
+	}
 }
 
 // retryLater holds a failed lane back for its backoff; other lanes go on.

@@ -1,10 +1,14 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,4 +122,32 @@ func slowFerry(ctx context.Context, name string, brokers []string, topic, group 
 		return Result{}, err
 	}
 	return runUntil(ctx, app, w)
+}
+
+// SlowParallelConsumer runs Confluent's Parallel Consumer (Java, KEY
+// ordering, concurrency inFlight) through script (scripts/parallel-consumer)
+// on the case. Its window runs from its first message to its last; the JVM's
+// start and the group join are not counted.
+func SlowParallelConsumer(ctx context.Context, script string, brokers []string, topic, group string, n, inFlight int, c SlowCase) (Result, error) {
+	tail := int64(0)
+	if c.Tail {
+		tail = c.TailWait.Milliseconds()
+	}
+	cmd := exec.CommandContext(ctx, script, strings.Join(brokers, ","), topic, group, strconv.Itoa(n), strconv.Itoa(inFlight),
+		strconv.FormatInt(c.Wait.Milliseconds(), 10), strconv.FormatInt(tail, 10))
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return Result{}, fmt.Errorf("Parallel Consumer: %v\n%s", err, errb.String())
+	}
+	var firstMs, lastMs int64
+	if _, err := fmt.Sscan(out.String(), &firstMs, &lastMs); err != nil {
+		return Result{}, fmt.Errorf("Parallel Consumer printed %q: %v", out.String(), err)
+	}
+	return Result{
+		Name:     "Parallel Consumer KEY(" + strconv.Itoa(inFlight) + ")",
+		Messages: n,
+		First:    time.Duration(firstMs) * time.Millisecond,
+		Elapsed:  time.Duration(lastMs) * time.Millisecond,
+	}, nil
 }
