@@ -1,0 +1,249 @@
+package engine
+
+// The queue of a partition: fetched records wait here, chunk by chunk as
+// the poll loop pushed them, until the partition goroutine cuts a batch (B1)
+// or — in a parallel partition — admits them to lanes. It pauses and
+// resumes the partition's fetching to bound its memory (QueueBytes). It
+// knows nothing of consumers.
+
+import (
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// chunk is one fetch's records of the partition, queued as kgo returned
+// them: batches are cut from chunks without copying when they fit in one.
+type chunk struct {
+	recs     []*kgo.Record
+	at       time.Time // arrival, for MaxWait
+	bytes    int       // approximate size of the records left, for QueueBytes
+	per      int       // average record size
+	detached bool      // recs are copies that no longer hold the fetch in memory (detach)
+}
+
+// take removes the chunk's first k records and returns their bytes.
+func (c *chunk) take(k int) int {
+	c.recs = c.recs[k:]
+	b := c.bytes
+	if len(c.recs) > 0 {
+		b = min(k*c.per, c.bytes)
+	}
+	c.bytes -= b
+	return b
+}
+
+// push appends fetched records; it runs on the poll loop. Records for a
+// partition that is not owned, or that arrive before a pending seek was
+// applied, are dropped: they will be fetched again.
+func (p *Partition) push(recs []*kgo.Record, end int64, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state != owned || p.seek >= 0 || p.resync {
+		return
+	}
+	p.markReadyLocked()
+	p.end.Store(end)
+	if p.processed.Load() < 0 {
+		p.processed.Store(recs[0].Offset) // nothing processed before the first fetch
+	}
+	size := chunkSize(recs)
+	p.chunks = append(p.chunks, chunk{recs: recs, at: now, bytes: size, per: size / len(recs)})
+	p.queued += len(recs)
+	p.addBytesLocked(size)
+	p.caughtUp = end >= 0 && recs[len(recs)-1].Offset+1 >= end
+	p.eofSent = false
+	if p.queuedBytes >= p.topic.QueueBytes && !p.pausedFull {
+		p.setFullLocked(true)
+	}
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// chunkSize estimates a chunk's memory from three sampled records: exact
+// enough to bound memory, and it does not walk every record on the hot path.
+func chunkSize(recs []*kgo.Record) int {
+	n := len(recs)
+	sample := recordSize(recs[0]) + recordSize(recs[n/2]) + recordSize(recs[n-1])
+	return sample * n / 3
+}
+
+func recordSize(r *kgo.Record) int {
+	n := len(r.Key) + len(r.Value) + 64
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+// syncPauseLocked tells kgo whether to fetch this partition.
+func (p *Partition) syncPauseLocked() {
+	want := (p.pausedFull || p.pausedRetry) && p.state == owned
+	if want == p.pausedInKgo {
+		return
+	}
+	tp := map[string][]int32{p.topic.Name: {p.id}}
+	if want {
+		p.g.cl.PauseFetchPartitions(tp)
+	} else {
+		p.g.cl.ResumeFetchPartitions(tp)
+	}
+	p.pausedInKgo = want
+}
+
+// takeLocked cuts the next batch if one is due (B1): MaxMessages are queued,
+// the oldest queued record waited MaxWait, or the fetch reached the end of
+// the partition. It returns nil when no batch is due.
+func (p *Partition) takeLocked(now time.Time) []*kgo.Record {
+	n := p.queued
+	if n == 0 {
+		return nil
+	}
+	max := p.topic.MaxMessages
+	if n < max && !p.caughtUp && now.Sub(p.chunks[0].at) < p.topic.MaxWait {
+		return nil
+	}
+	return p.cutLocked(min(n, max))
+}
+
+// cutLocked removes the first k queued records (k <= p.queued) and returns
+// them.
+func (p *Partition) cutLocked(k int) []*kgo.Record {
+	max := p.topic.MaxMessages
+	var batch []*kgo.Record
+	if head := &p.chunks[0]; len(head.recs) >= k {
+		batch = head.recs[:k:k] // no copy; capped so appends cannot reach the rest
+		p.addBytesLocked(-head.take(k))
+	} else {
+		batch = make([]*kgo.Record, 0, k)
+		for len(batch) < k {
+			head := &p.chunks[0]
+			n := min(k-len(batch), len(head.recs))
+			batch = append(batch, head.recs[:n]...)
+			p.addBytesLocked(-head.take(n))
+			if len(head.recs) == 0 {
+				p.dropHeadLocked()
+			}
+		}
+	}
+	if len(p.chunks) > 0 {
+		if head := &p.chunks[0]; len(head.recs) == 0 {
+			p.dropHeadLocked()
+		} else if len(head.recs) < max && !head.detached {
+			// A tail too short for a batch may wait for the next
+			// fetch or MaxWait, and would keep the whole fetch in
+			// memory meanwhile: copy the few records left out of it.
+			head.recs, head.detached = detach(head.recs), true
+		}
+	}
+	p.queued -= k
+	if p.pausedFull && p.queuedBytes < p.topic.QueueBytes/2 {
+		p.setFullLocked(false)
+	}
+	return batch
+}
+
+// dropHeadLocked forgets the emptied oldest chunk.
+func (p *Partition) dropHeadLocked() {
+	p.addBytesLocked(-p.chunks[0].bytes)
+	p.chunks[0] = chunk{}
+	p.chunks = p.chunks[1:]
+	if len(p.chunks) == 0 {
+		p.chunks = nil
+	}
+}
+
+// clearQueueLocked forgets everything queued.
+func (p *Partition) clearQueueLocked() {
+	p.addBytesLocked(-p.queuedBytes)
+	p.chunks, p.queued = nil, 0
+	if p.pausedFull {
+		p.setFullLocked(false)
+	}
+}
+
+// addBytesLocked accounts queued bytes, in the partition and — unless the
+// partition is paused for being full — in the group's fetch-ahead total.
+func (p *Partition) addBytesLocked(delta int) {
+	p.queuedBytes += delta
+	if p.pausedFull {
+		return
+	}
+	if delta < 0 {
+		p.g.drain(-delta)
+	} else {
+		p.g.addAhead(delta)
+	}
+}
+
+// setFullLocked pauses or resumes fetching of a partition whose queue is
+// full. A full partition's bytes stop counting against the group's
+// fetch-ahead budget, so one slow partition never stops the poll loop (B3).
+func (p *Partition) setFullLocked(full bool) {
+	if full == p.pausedFull {
+		return
+	}
+	if full {
+		p.g.addAhead(-p.queuedBytes)
+	} else {
+		p.g.addAhead(p.queuedBytes)
+	}
+	p.pausedFull = full
+	p.syncPauseLocked()
+}
+
+// next waits for the next batch. It returns false once no new batch may
+// start (revocation, loss, shutdown).
+func (p *Partition) next() ([]*kgo.Record, bool) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		now := time.Now()
+		p.mu.Lock()
+		if p.state != owned {
+			p.mu.Unlock()
+			return nil, false
+		}
+		if batch := p.takeLocked(now); batch != nil {
+			p.tracker.Start(batch[0].Offset)
+			p.mu.Unlock()
+			return batch, true
+		}
+		var due <-chan time.Time
+		if p.queued > 0 {
+			wait := p.topic.MaxWait - now.Sub(p.chunks[0].at)
+			if timer == nil {
+				timer = time.NewTimer(wait)
+			} else {
+				timer.Reset(wait)
+			}
+			due = timer.C
+		}
+		p.mu.Unlock()
+		select {
+		case <-p.wake:
+		case <-due:
+		case <-p.stop:
+		}
+	}
+}
+
+// due takes the next batch if one is due now, without waiting.
+func (p *Partition) due() []*kgo.Record {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state != owned {
+		return nil
+	}
+	batch := p.takeLocked(time.Now())
+	if batch != nil {
+		p.tracker.Start(batch[0].Offset)
+	}
+	return batch
+}
