@@ -113,48 +113,35 @@ func checkExactlyOnce(t *testing.T, got map[string]int, partitions int32, perPar
 // exactly one committed output, and the input offsets are committed with
 // them.
 func TestExactlyOnceCopies(t *testing.T) {
-	c := cluster(t)
-	in, out := topic(t, c, 2), topic(t, c, 2)
-	produceN(t, c, in, 0, 150)
-	produceN(t, c, in, 1, 150)
-	group := ferrytest.UniqueName("g")
-	app := start(t, eosOpts(t, c, ferry.RouteFunc(group, in, copier(out, nil),
-		ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(40)))...)
-	waitOutputs(t, c, out, 300)
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
-	checkExactlyOnce(t, committedOutputs(t, c, out), 2, 150)
-	committed, err := c.Committed(ctxFor(t, 10*time.Second), group, in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if committed[0] != 150 || committed[1] != 150 {
-		t.Errorf("input offsets committed %v, want 150 on both", committed)
-	}
+	s := newScenario(t, cluster(t), 2) // its topic is the input
+	out := topic(t, s.c, 2)
+	s.produceEach(2, 150)
+	app := s.startTransactional(s.route(copier(out, nil), ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(40)))
+	waitOutputs(t, s.c, out, 300)
+	s.stop(app)
+	checkExactlyOnce(t, committedOutputs(t, s.c, out), 2, 150)
+	s.wantCommitted(map[int32]int64{0: 150, 1: 150}) // the input offsets, with the outputs
 }
 
 // S3, A5: a consumer that produced half its outputs and then fails aborts
 // its transaction: no partial output is visible to read_committed readers,
 // and after the retry each input has exactly one output.
 func TestExactlyOnceAbortHidesPartialOutput(t *testing.T) {
-	c := cluster(t)
-	in, out := topic(t, c, 1), topic(t, c, 1)
-	produceN(t, c, in, 0, 20)
+	s := newScenario(t, cluster(t), 1) // its topic is the input
+	out := topic(t, s.c, 1)
+	s.produce(0, 20)
 	var failed atomic.Bool
 	before := failOnceAfterFive(&failed, 300*time.Millisecond) // the 5 outputs reach the broker (linger 0)
-	app := start(t, eosOpts(t, c, ferry.RouteFunc(ferrytest.UniqueName("g"), in, copier(out, before),
-		ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(10), ferry.Retry(ferry.ConstantBackoff(200*time.Millisecond))))...)
-	waitOutputs(t, c, out, 20)
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	app := s.startTransactional(s.route(copier(out, before),
+		ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(10), ferry.Retry(ferry.ConstantBackoff(200*time.Millisecond))))
+	waitOutputs(t, s.c, out, 20)
+	s.stop(app)
 	if !failed.Load() {
 		t.Fatal("the failure never happened")
 	}
-	checkExactlyOnce(t, committedOutputs(t, c, out), 1, 20)
+	checkExactlyOnce(t, committedOutputs(t, s.c, out), 1, 20)
 	// The aborted attempt did write: read_uncommitted sees its 5 outputs.
-	if dirty := uncommittedCount(t, c, out); dirty < 25 {
+	if dirty := uncommittedCount(t, s.c, out); dirty < 25 {
 		t.Errorf("read_uncommitted sees %d records, want the 20 committed plus the 5 aborted", dirty)
 	}
 }
@@ -182,29 +169,24 @@ func uncommittedCount(t *testing.T, c *ferrytest.Cluster, topic string) int {
 func TestExactlyOnceHandOff(t *testing.T) {
 	for _, proto := range protocols() {
 		t.Run(proto.name, func(t *testing.T) {
-			c := cluster(t)
-			in, out := topic(t, c, 4), topic(t, c, 4)
+			s := newScenario(t, cluster(t), 4) // its topic is the input
+			out := topic(t, s.c, 4)
 			const per = 400
-			if err := produceSlowly(c, in, 4, 0, per/2, time.Second); err != nil {
+			if err := produceSlowly(s.c, s.topic, 4, 0, per/2, time.Second); err != nil {
 				t.Fatal(err)
 			}
-			group := ferrytest.UniqueName("g")
 			slow := func(context.Context, *ferry.Batch, int) error { time.Sleep(200 * time.Microsecond); return nil }
-			route := ferry.RouteFunc(group, in, copier(out, slow), ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(20))
-			a := start(t, append(opts(t, c, ferry.TransactionalID(ferrytest.UniqueName("a")), route), ferry.ClientOptions(proto.opts...))...)
-			waitOutputs(t, c, out, 300)
-			b := start(t, append(opts(t, c, ferry.TransactionalID(ferrytest.UniqueName("b")), route), ferry.ClientOptions(proto.opts...))...)
-			if err := produceSlowly(c, in, 4, per/2, per, 2*time.Second); err != nil {
+			route := s.route(copier(out, slow), ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(20))
+			a := s.startTransactional(route, ferry.ClientOptions(proto.opts...))
+			waitOutputs(t, s.c, out, 300)
+			b := s.startTransactional(route, ferry.ClientOptions(proto.opts...))
+			if err := produceSlowly(s.c, s.topic, 4, per/2, per, 2*time.Second); err != nil {
 				t.Fatal(err)
 			}
-			waitOutputs(t, c, out, 4*per)
-			if err := b.stop(t); err != nil {
-				t.Error(err)
-			}
-			if err := a.stop(t); err != nil {
-				t.Error(err)
-			}
-			checkExactlyOnce(t, committedOutputs(t, c, out), 4, per)
+			waitOutputs(t, s.c, out, 4*per)
+			s.stop(b)
+			s.stop(a)
+			checkExactlyOnce(t, committedOutputs(t, s.c, out), 4, per)
 		})
 	}
 }
@@ -212,24 +194,21 @@ func TestExactlyOnceHandOff(t *testing.T) {
 // E1 under S3: a poison message is dead-lettered inside the transaction and
 // the rest of its batch still yields exactly one output each.
 func TestExactlyOnceDeadLetter(t *testing.T) {
-	c := cluster(t)
-	in, out, dlq := topic(t, c, 1), topic(t, c, 1), topic(t, c, 1)
-	produceN(t, c, in, 0, 10)
+	s := newScenario(t, cluster(t), 1) // its topic is the input
+	out, dlq := topic(t, s.c, 1), topic(t, s.c, 1)
+	s.produce(0, 10)
 	before := func(_ context.Context, b *ferry.Batch, i int) error {
 		if m := b.Messages[i]; string(m.Value) == "4" {
 			return ferry.FailedAt(m, errors.New("poison"))
 		}
 		return nil
 	}
-	app := start(t, eosOpts(t, c, ferry.RouteFunc(ferrytest.UniqueName("g"), in, copier(out, before),
-		ferry.WithDelivery(ferry.ExactlyOnce), ferry.DeadLetter(dlq), ferry.MaxRetries(1),
-		ferry.Retry(ferry.ConstantBackoff(50*time.Millisecond))))...)
-	waitOutputs(t, c, out, 9)
-	dead := readAll(t, c, dlq, 1)
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
-	got := committedOutputs(t, c, out)
+	app := s.startTransactional(s.route(copier(out, before), ferry.WithDelivery(ferry.ExactlyOnce), ferry.DeadLetter(dlq),
+		ferry.MaxRetries(1), ferry.Retry(ferry.ConstantBackoff(50*time.Millisecond))))
+	waitOutputs(t, s.c, out, 9)
+	dead := readAll(t, s.c, dlq, 1)
+	s.stop(app)
+	got := committedOutputs(t, s.c, out)
 	for o := range 10 {
 		want := 1
 		if o == 4 {

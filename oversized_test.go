@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/ferrykit/ferry"
-	"github.com/ferrykit/ferry/ferrytest"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -49,7 +48,7 @@ func TestOversizedMessageIsDeadLetteredWhole(t *testing.T) {
 			s := newScenarioWithLimit(t, cluster(t), bigTopicBytes)
 			dlq := topicWithLimit(t, s.c, bigTopicBytes+64<<10)
 			s.produceLarge(2<<20, 10)
-			app := s.start(ferry.TransactionalID(ferrytest.UniqueName("tx")), s.route(failing, ferry.WithDelivery(delivery),
+			app := s.startTransactional(s.route(failing, ferry.WithDelivery(delivery),
 				ferry.DeadLetter(dlq), ferry.MaxRetries(1), ferry.Retry(ferry.ConstantBackoff(20*time.Millisecond))))
 			dead := readAll(t, s.c, dlq, 1)
 			s.waitCommitted(map[int32]int64{0: 2})
@@ -153,7 +152,7 @@ func TestExactlyOnceProduceTooLargeIsDeadLettered(t *testing.T) {
 		}
 		return nil
 	}
-	app := s.start(ferry.TransactionalID(ferrytest.UniqueName("tx")), s.route(fn, ferry.WithDelivery(ferry.ExactlyOnce),
+	app := s.startTransactional(s.route(fn, ferry.WithDelivery(ferry.ExactlyOnce),
 		ferry.DeadLetter(dlq), ferry.MaxRetries(1), ferry.Retry(ferry.ConstantBackoff(20*time.Millisecond))))
 	dead := readAll(t, s.c, dlq, 1)
 	s.waitCommitted(map[int32]int64{0: 3})

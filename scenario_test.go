@@ -102,6 +102,13 @@ func (s *scenario) start(more ...ferry.Option) *running {
 	return start(s.t, opts(s.t, s.c, more...)...)
 }
 
+// startTransactional runs an app with a transactional id of its own, as
+// exactly-once topics need.
+func (s *scenario) startTransactional(more ...ferry.Option) *running {
+	s.t.Helper()
+	return s.start(append([]ferry.Option{ferry.TransactionalID(ferrytest.UniqueName("txn"))}, more...)...)
+}
+
 // stop stops an app and fails the test if Run returned an error.
 func (s *scenario) stop(app *running) {
 	s.t.Helper()
