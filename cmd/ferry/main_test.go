@@ -232,6 +232,11 @@ func TestNonsenseFlagsAreRefused(t *testing.T) {
 		{"verify", "-workers", "0"},
 		{"verify", "-partitions", "-2"},
 		{"verify", "-every", "0s"},
+		{"verify", "-broker-faults", "-1"},
+		{"verify", "-broker-faults", "1"}, // without a broker to fault (-kafka)
+		{"verify", "-broker-fault", "melt"},
+		{"verify", "-broker-faults", "1", "-broker-fault", "stop", "-broker-stop", "0s"},
+		{"verify", "-kafka", "scripts/kafka"}, // a broker -brokers does not name, or none at all
 		{"bench", "-messages", "0"},
 		{"bench", "-rounds", "0"},
 		{"bench", "-only", "both"},

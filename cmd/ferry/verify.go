@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,6 +28,11 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	partitions := fs.Int("partitions", 6, "partitions of the input topic")
 	workers := fs.Int("workers", 3, "worker processes")
 	kills := fs.Int("kills", 20, "SIGKILLs per mode")
+	brokerFaults := fs.Int("broker-faults", 0, "broker faults per mode, among the kills (needs -kafka)")
+	brokerFault := fs.String("broker-fault", "restart", "restart: SIGKILL the broker and start it again; stop: SIGSTOP it for -broker-stop")
+	brokerStop := fs.Duration("broker-stop", 20*time.Second, "how long a stop fault freezes the broker")
+	kafka := fs.String("kafka", "", "scripts/kafka, which runs the broker to fault (in -kafka-dir); it must be the one -brokers names")
+	kafkaDir := fs.String("kafka-dir", cmp.Or(os.Getenv("FERRY_KAFKA_DIR"), "/tmp/ferry-kafka"), "the faulted broker's run dir (scripts/kafka's FERRY_KAFKA_DIR)")
 	every := fs.Duration("every", 500*time.Millisecond, "mean time between chaos events")
 	work := fs.Duration("work", 30*time.Millisecond, "simulated work per batch")
 	rebalance := fs.Bool("rebalance", true, "also add and remove workers")
@@ -47,6 +54,21 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Partitions: int32(*partitions), Messages: *messages, Workers: *workers, Kills: *kills,
 		Every: *every, Work: *work, Rebalance: *rebalance, Deadline: *deadline, Progress: stderr,
 		Postgres: *postgres, Freeze: *freeze, Dir: *dir,
+		BrokerFaults: *brokerFaults, StopFor: *brokerStop,
+	}
+	if cfg.BrokerFault, err = verify.ParseBrokerFault(*brokerFault); err != nil {
+		return fmt.Errorf("-broker-fault: %w", err)
+	}
+	if *kafka != "" {
+		b := &verify.Broker{Script: *kafka, Dir: *kafkaDir}
+		addr, err := b.Addr()
+		if err != nil {
+			return fmt.Errorf("-kafka: %w", err)
+		}
+		if !slices.Contains(strings.Split(*brokers, ","), addr) {
+			return fmt.Errorf("-kafka: the broker in %s listens on %s, which -brokers does not name: faults would hit another cluster than the one verified", *kafkaDir, addr)
+		}
+		cfg.Broker = b
 	}
 	if *brokers != "" { // the embedded cluster is plaintext
 		cfg.ClientOpts, cfg.Env = settings.Opts(), sec.env()
@@ -84,8 +106,12 @@ func verifyAndPrint(ctx context.Context, cfg verify.Config, brokers, jsonPath st
 		}
 		cfg.Binary = self
 	}
-	fmt.Fprintf(stdout, "ferry verify: %d messages per mode over %d partitions, %d worker processes, %d SIGKILLs per mode, %s\n\n",
-		cfg.Messages, cfg.Partitions, cfg.Workers, cfg.Kills, where)
+	faults := ""
+	if cfg.Broker != nil && cfg.BrokerFaults > 0 {
+		faults = fmt.Sprintf(", %d broker faults (%s) per mode", cfg.BrokerFaults, cfg.BrokerFault)
+	}
+	fmt.Fprintf(stdout, "ferry verify: %d messages per mode over %d partitions, %d worker processes, %d SIGKILLs per mode%s, %s\n\n",
+		cfg.Messages, cfg.Partitions, cfg.Workers, cfg.Kills, faults, where)
 	rep, err := verify.Run(ctx, cfg)
 	if len(rep.Results) > 0 {
 		verify.PrintTable(stdout, rep)

@@ -81,18 +81,25 @@ type Config struct {
 	ClientOpts []kgo.Opt // how the run's own clients reach the brokers: TLS, SASL
 	Env        []string  // added to the workers' environment ("KEY=value"): FERRY_TLS*, FERRY_SASL*
 	Modes      []Mode
-	Messages   int           // messages per mode
-	Partitions int32         // partitions of the input topic
-	Workers    int           // worker processes
-	Kills      int           // SIGKILLs per mode
-	Every      time.Duration // mean time between chaos events
-	Rebalance  bool          // also add and remove workers
-	Work       time.Duration // simulated work per batch in the workers
-	Deadline   time.Duration // per mode; the run stops by itself
-	Binary     string        // the ferry binary (runs `ferry worker`)
-	Dir        string        // worker logs; a temp dir when empty
-	Progress   io.Writer     // a progress line while it runs; nil for none
-	Seed       uint64
+	Messages   int   // messages per mode
+	Partitions int32 // partitions of the input topic
+	Workers    int   // worker processes
+	Kills      int   // SIGKILLs per mode
+	// Broker, if set, is a broker the run controls; BrokerFaults faults
+	// of kind BrokerFault are injected into it per mode, among the kills
+	// (a BrokerStop lasts StopFor).
+	Broker       *Broker
+	BrokerFaults int
+	BrokerFault  BrokerFault
+	StopFor      time.Duration
+	Every        time.Duration // mean time between chaos events
+	Rebalance    bool          // also add and remove workers
+	Work         time.Duration // simulated work per batch in the workers
+	Deadline     time.Duration // per mode; the run stops by itself
+	Binary       string        // the ferry binary (runs `ferry worker`)
+	Dir          string        // worker logs; a temp dir when empty
+	Progress     io.Writer     // a progress line while it runs; nil for none
+	Seed         uint64
 	// Postgres is the PostgreSQL URL the eos-db mode writes to.
 	Postgres string
 	// Freeze, if positive, makes every fourth chaos event of the eos-db
@@ -114,9 +121,18 @@ type Result struct {
 	Kills      int    `json:"kills"`
 	Freezes    int    `json:"freezes,omitempty"`
 	Rebalances int    `json:"rebalances"`
-	Processed  int    `json:"processed_distinct"`
-	Lost       int    `json:"lost"`
-	Duplicated int    `json:"duplicated"`
+	// BrokerFaults counts the broker faults injected.
+	BrokerFaults int `json:"broker_faults"`
+	// WorkerExits counts workers that exited with an error — by
+	// themselves, or on a graceful stop — and WorkerErrors says why.
+	WorkerExits  int      `json:"worker_exits"`
+	WorkerErrors []string `json:"worker_errors,omitempty"`
+	// LongestStall is the longest time, in seconds, the group's committed
+	// position stood still while input was left to commit.
+	LongestStall float64 `json:"longest_stall_seconds"`
+	Processed    int     `json:"processed_distinct"`
+	Lost         int     `json:"lost"`
+	Duplicated   int     `json:"duplicated"`
 	// OutOfOrder counts keys whose messages were first processed out of
 	// offset order (parallel mode).
 	OutOfOrder  int     `json:"keys_out_of_order,omitempty"`
@@ -157,6 +173,13 @@ func (cfg Config) Validate() error {
 	atLeast("partitions", int(cfg.Partitions), 1)
 	atLeast("workers", cfg.Workers, 1)
 	atLeast("kills", cfg.Kills, 0)
+	atLeast("broker-faults", cfg.BrokerFaults, 0)
+	if cfg.BrokerFaults > 0 && cfg.Broker == nil {
+		errs = append(errs, errors.New("-broker-faults: needs a broker the run controls (-kafka)"))
+	}
+	if cfg.BrokerFaults > 0 && cfg.BrokerFault == BrokerStop && cfg.StopFor <= 0 {
+		errs = append(errs, fmt.Errorf("-broker-stop %s: must be positive", cfg.StopFor))
+	}
 	if cfg.Every <= 0 {
 		errs = append(errs, fmt.Errorf("-every %s: must be positive", cfg.Every))
 	}
@@ -216,6 +239,8 @@ type fleet struct {
 	mu     sync.Mutex
 	procs  map[int]*exec.Cmd
 	exited map[int]chan struct{}
+	status map[int]error // how each slot's last worker exited
+	errors []string      // workers that exited with an error
 }
 
 func (f *fleet) logPath(slot int) string {
@@ -254,7 +279,14 @@ func (f *fleet) start(slot int) error {
 		return fmt.Errorf("starting worker: %w", err)
 	}
 	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); errf.Close(); close(exited) }()
+	go func() {
+		err := cmd.Wait()
+		errf.Close()
+		f.mu.Lock()
+		f.status[slot] = err
+		f.mu.Unlock()
+		close(exited)
+	}()
 	f.mu.Lock()
 	f.procs[slot], f.exited[slot] = cmd, exited
 	f.mu.Unlock()
@@ -277,9 +309,24 @@ func (f *fleet) stop(slot int, kill bool) {
 	}
 	select {
 	case <-exited:
+		if !kill {
+			f.mu.Lock()
+			f.exitedWithError(slot, "on a graceful stop")
+			f.mu.Unlock()
+		}
 	case <-time.After(30 * time.Second):
 		_ = cmd.Process.Kill()
 		<-exited
+		f.mu.Lock()
+		f.errors = append(f.errors, fmt.Sprintf("worker %d did not stop within 30 s of SIGTERM", slot))
+		f.mu.Unlock()
+	}
+}
+
+// exitedWithError records the exit of a slot's worker if it failed.
+func (f *fleet) exitedWithError(slot int, when string) {
+	if err := f.status[slot]; err != nil {
+		f.errors = append(f.errors, fmt.Sprintf("worker %d exited %s: %v: %s", slot, when, err, errTail(f.logPath(slot)+".stderr")))
 	}
 }
 
@@ -293,7 +340,8 @@ func (f *fleet) slots() []int {
 	return out
 }
 
-// alive restarts workers that died by themselves (they should not).
+// reap finds the workers that exited by themselves (they should not), to
+// restart them; each such exit is recorded.
 func (f *fleet) reap() []int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -306,6 +354,10 @@ func (f *fleet) reap() []int {
 		case <-ch:
 			dead = append(dead, s)
 			delete(f.procs, s)
+			if f.status[s] == nil {
+				f.errors = append(f.errors, fmt.Sprintf("worker %d exited by itself with status 0", s))
+			}
+			f.exitedWithError(s, "by itself")
 		default:
 		}
 	}
@@ -317,7 +369,7 @@ func runMode(ctx context.Context, cfg Config, m Mode) (Result, error) {
 	defer cancel()
 	rng := rand.New(rand.NewPCG(cfg.Seed, uint64(m)))
 	run := fmt.Sprintf("v%06d", rng.IntN(1_000_000))
-	f := &fleet{cfg: cfg, mode: m, run: run, procs: map[int]*exec.Cmd{}, exited: map[int]chan struct{}{},
+	f := &fleet{cfg: cfg, mode: m, run: run, procs: map[int]*exec.Cmd{}, exited: map[int]chan struct{}{}, status: map[int]error{},
 		input: run + "-" + m.Short() + "-in", output: run + "-" + m.Short() + "-out", group: run + "-" + m.Short()}
 
 	cl, err := kgo.NewClient(append(cfg.clientOpts(), kgo.ProducerLinger(5*time.Millisecond))...)
@@ -351,6 +403,8 @@ func runMode(ctx context.Context, cfg Config, m Mode) (Result, error) {
 		return err
 	}
 	began := time.Now()
+	watch := watchStalls(adm, f.group, f.input, 200*time.Millisecond)
+	defer watch.Stop()
 	for s := range cfg.Workers {
 		if err := f.start(s); err != nil {
 			return Result{}, err
@@ -362,6 +416,10 @@ func runMode(ctx context.Context, cfg Config, m Mode) (Result, error) {
 		}
 	}()
 	var ends kadm.ListedOffsets
+	faults := 0
+	if cfg.Broker != nil {
+		faults = cfg.BrokerFaults
+	}
 	res := Result{Mode: m.String(), Commit: m.commitTiming(), Messages: cfg.Messages}
 	progress := func(phase string) {
 		if cfg.Progress == nil {
@@ -369,19 +427,22 @@ func runMode(ctx context.Context, cfg Config, m Mode) (Result, error) {
 		}
 		done := committedShare(ctx, adm, f.group, f.input, cfg.Messages)
 		bar := strings.Repeat("█", int(done*20)) + strings.Repeat("░", 20-int(done*20))
-		fmt.Fprintf(cfg.Progress, "\r%-14s %s %3.0f%%  kills %d/%d  rebalances %d  %s  %-10s",
-			m, bar, done*100, res.Kills, cfg.Kills, res.Rebalances, time.Since(began).Round(time.Second), phase)
+		fmt.Fprintf(cfg.Progress, "\r%-14s %s %3.0f%%  kills %d/%d  broker faults %d/%d  rebalances %d  %s  %-14s",
+			m, bar, done*100, res.Kills, cfg.Kills, res.BrokerFaults, faults, res.Rebalances, time.Since(began).Round(time.Second), phase)
 	}
 
 	// Chaos: SIGKILL a random worker at a random moment and restart it in
-	// its slot; now and then add a worker, or drain one away (rebalances).
+	// its slot, or hit the broker when a broker fault is due; now and then
+	// add a worker, or drain one away (rebalances).
 	extra := cfg.Workers
 	events := 0
-	for res.Kills < cfg.Kills {
-		// Until the next event, produce this kill's slice of messages in
-		// small steps, so the workers are busy whenever it strikes.
+	strikes := cfg.Kills + faults
+	for res.Kills+res.BrokerFaults < strikes {
+		// Until the next event, produce this strike's slice of messages
+		// in small steps, so the workers are busy whenever it strikes.
+		strike := res.Kills + res.BrokerFaults
 		wait := time.Duration(float64(cfg.Every) * (0.3 + 1.4*rng.Float64()))
-		from, to := sent, cfg.Messages*(res.Kills+1)/cfg.Kills
+		from, to := sent, cfg.Messages*(strike+1)/strikes
 		const steps = 8
 		for i := 1; i <= steps; i++ {
 			if err := produceUpTo(from + (to-from)*i/steps); err != nil {
@@ -389,7 +450,7 @@ func runMode(ctx context.Context, cfg Config, m Mode) (Result, error) {
 			}
 			select {
 			case <-ctx.Done():
-				return res, fmt.Errorf("deadline passed after %d kills", res.Kills)
+				return res, fmt.Errorf("deadline passed after %d kills and %d broker faults", res.Kills, res.BrokerFaults)
 			case <-time.After(wait / steps):
 			}
 		}
@@ -424,6 +485,12 @@ func runMode(ctx context.Context, cfg Config, m Mode) (Result, error) {
 					break
 				}
 			}
+		case faultDue(strike, strikes, faults):
+			progress("broker " + cfg.BrokerFault.String())
+			if err := cfg.Broker.inject(ctx, cfg.BrokerFault, cfg.StopFor); err != nil {
+				return res, fmt.Errorf("broker fault (%s): %w", cfg.BrokerFault, err)
+			}
+			res.BrokerFaults++
 		default:
 			// Kill one of the fleet's own (static) workers: a killed
 			// dynamic member would stall its partitions for a whole
@@ -460,9 +527,13 @@ func runMode(ctx context.Context, cfg Config, m Mode) (Result, error) {
 		progress("draining")
 	}
 	elapsed := time.Since(began)
+	res.LongestStall = watch.Stop().Seconds()
 	for _, s := range f.slots() {
 		f.stop(s, false)
 	}
+	f.mu.Lock()
+	res.WorkerExits, res.WorkerErrors = len(f.errors), f.errors
+	f.mu.Unlock()
 	progress("done")
 	if cfg.Progress != nil {
 		fmt.Fprintln(cfg.Progress)
@@ -661,8 +732,8 @@ func countOutputs(ctx context.Context, cfg Config, topic string, counts []int) e
 // PrintTable prints the loss/duplicate table of the processing architectures
 // with the measured counts.
 func PrintTable(w io.Writer, rep Report) {
-	fmt.Fprintf(w, "%-22s %-36s %9s %6s %10s %6s %11s %9s  %s\n",
-		"mode", "offset commit timing", "messages", "kills", "rebalances", "lost", "duplicated", "msgs/s", "guarantee")
+	fmt.Fprintf(w, "%-22s %-36s %9s %6s %7s %10s %6s %11s %6s %9s %9s  %s\n",
+		"mode", "offset commit timing", "messages", "kills", "broker", "rebalances", "lost", "duplicated", "exits", "stall", "msgs/s", "guarantee")
 	for _, r := range rep.Results {
 		verdict := "✓ " + r.Expectation
 		if !r.OK {
@@ -671,8 +742,14 @@ func PrintTable(w io.Writer, rep Report) {
 		if r.OutOfOrder > 0 {
 			verdict += fmt.Sprintf(" (%d keys out of order)", r.OutOfOrder)
 		}
-		fmt.Fprintf(w, "%-22s %-36s %9d %6d %10d %6d %11d %9.0f  %s\n",
-			r.Mode, r.Commit, r.Messages, r.Kills, r.Rebalances, r.Lost, r.Duplicated, r.PerSecond, verdict)
+		fmt.Fprintf(w, "%-22s %-36s %9d %6d %7d %10d %6d %11d %6d %8.1fs %9.0f  %s\n",
+			r.Mode, r.Commit, r.Messages, r.Kills, r.BrokerFaults, r.Rebalances, r.Lost, r.Duplicated, r.WorkerExits,
+			r.LongestStall, r.PerSecond, verdict)
+	}
+	for _, r := range rep.Results {
+		for _, e := range r.WorkerErrors {
+			fmt.Fprintf(w, "%s: %s\n", r.Mode, e)
+		}
 	}
 	for _, r := range rep.Results {
 		if r.Freezes > 0 {
