@@ -184,12 +184,13 @@ func TestDemo(t *testing.T) {
 	if strings.Contains(out.String(), "✗") || len(rows) != 3 {
 		t.Fatalf("demo table:\n%s", out.String())
 	}
-	// Fields after the commit-timing words: messages kills rebalances lost duplicated msgs/s ✓ …
+	// Fields after the commit-timing words: messages kills broker rebalances lost duplicated exits
+	// stall msgs/s ✓ …
 	nums := func(mode string) (lost, dup string) {
 		f := rows[mode]
 		for i, s := range f {
 			if s == "✓" {
-				return f[i-3], f[i-2]
+				return f[i-5], f[i-4]
 			}
 		}
 		t.Fatalf("no verdict in %q", f)

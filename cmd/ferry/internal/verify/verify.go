@@ -309,11 +309,13 @@ func (f *fleet) stop(slot int, kill bool) {
 	}
 	select {
 	case <-exited:
-		if !kill {
-			f.mu.Lock()
+		f.mu.Lock()
+		if !kill && !diedOf(f.status[slot], syscall.SIGTERM) {
+			// (A worker that died of the SIGTERM itself got it before
+			// it could handle it: it was just starting.)
 			f.exitedWithError(slot, "on a graceful stop")
-			f.mu.Unlock()
 		}
+		f.mu.Unlock()
 	case <-time.After(30 * time.Second):
 		_ = cmd.Process.Kill()
 		<-exited
@@ -321,6 +323,16 @@ func (f *fleet) stop(slot int, kill bool) {
 		f.errors = append(f.errors, fmt.Sprintf("worker %d did not stop within 30 s of SIGTERM", slot))
 		f.mu.Unlock()
 	}
+}
+
+// diedOf reports whether a worker's exit was death by sig.
+func diedOf(err error, sig syscall.Signal) bool {
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) {
+		return false
+	}
+	ws, ok := exit.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == sig
 }
 
 // exitedWithError records the exit of a slot's worker if it failed.
