@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/ferrykit/ferry"
-	"github.com/ferrykit/ferry/ferrytest"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -20,11 +19,10 @@ import (
 // message but marks only those before offset 25: the committed offset stops
 // there, with its metadata, and the next member of the group starts there.
 func TestExactlyOnceManualMarksJoinTheTransaction(t *testing.T) {
-	c := cluster(t)
-	in, out := topic(t, c, 1), topic(t, c, 1)
 	const n, marked = 30, 25
-	produceN(t, c, in, 0, n)
-	group := ferrytest.UniqueName("g")
+	s := newScenario(t, cluster(t), 1) // its topic is the input
+	out := topic(t, s.c, 1)
+	s.produce(0, n)
 	var mu sync.Mutex
 	syncWrong := ""
 	var delivered []int64
@@ -50,22 +48,15 @@ func TestExactlyOnceManualMarksJoinTheTransaction(t *testing.T) {
 		}
 	}
 	route := func(markBelow int64) ferry.Option {
-		return ferry.RouteFunc(group, in, consume(markBelow), ferry.WithDelivery(ferry.ExactlyOnce), ferry.ManualOffsets(), ferry.MaxMessages(10))
+		return s.route(consume(markBelow), ferry.WithDelivery(ferry.ExactlyOnce), ferry.ManualOffsets(), ferry.MaxMessages(10))
 	}
-	first := start(t, eosOpts(t, c, route(marked))...)
-	waitOutputs(t, c, out, n)
-	if err := first.stop(t); err != nil {
-		t.Fatal(err)
-	}
-	ctx := ctxFor(t, 10*time.Second)
-	committed, err := c.Committed(ctx, group, in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if committed[0] != marked {
+	first := s.startTransactional(route(marked))
+	waitOutputs(t, s.c, out, n)
+	s.stop(first)
+	if committed := s.committed(); committed[0] != marked {
 		t.Errorf("committed %d, want %d: the last mark, not the last message delivered", committed[0], marked)
 	}
-	md, err := c.CommittedMetadata(ctx, group, in, 0)
+	md, err := s.c.CommittedMetadata(ctxFor(t, 10*time.Second), s.group, s.topic, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,16 +69,9 @@ func TestExactlyOnceManualMarksJoinTheTransaction(t *testing.T) {
 	mu.Lock()
 	delivered = nil
 	mu.Unlock()
-	second := start(t, eosOpts(t, c, route(n))...)
-	if err := ferrytest.WaitFor(ctxFor(t, 30*time.Second), func() bool {
-		got, err := c.Committed(ctxFor(t, 5*time.Second), group, in)
-		return err == nil && got[0] == n
-	}); err != nil {
-		t.Fatalf("the second member never committed offset %d", n)
-	}
-	if err := second.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	second := s.startTransactional(route(n))
+	s.waitCommittedAt(0, n) // by the second member
+	s.stop(second)
 	mu.Lock()
 	defer mu.Unlock()
 	if syncWrong != "" {
@@ -96,7 +80,7 @@ func TestExactlyOnceManualMarksJoinTheTransaction(t *testing.T) {
 	if len(delivered) == 0 || delivered[0] != marked {
 		t.Errorf("the second member's deliveries %v, want them to start at %d", delivered, marked)
 	}
-	outs := committedOutputs(t, c, out)
+	outs := committedOutputs(t, s.c, out)
 	for o := range n {
 		want := 1
 		if o >= marked {
@@ -113,9 +97,9 @@ func TestExactlyOnceManualMarksJoinTheTransaction(t *testing.T) {
 // so messages an earlier transaction delivered but the consumer never marked
 // come again.
 func TestExactlyOnceManualRetryResumesAfterLastMark(t *testing.T) {
-	c := cluster(t)
-	in, out := topic(t, c, 1), topic(t, c, 1)
-	produceN(t, c, in, 0, 10)
+	s := newScenario(t, cluster(t), 1) // its topic is the input
+	out := topic(t, s.c, 1)
+	s.produce(0, 10)
 	var mu sync.Mutex
 	type batch struct {
 		first   int64
@@ -143,26 +127,12 @@ func TestExactlyOnceManualRetryResumesAfterLastMark(t *testing.T) {
 		}
 		return nil
 	}
-	group := ferrytest.UniqueName("g")
-	app := start(t, eosOpts(t, c, ferry.RouteFunc(group, in, consume, ferry.WithDelivery(ferry.ExactlyOnce),
-		ferry.ManualOffsets(), ferry.MaxMessages(10), ferry.Retry(ferry.ConstantBackoff(100*time.Millisecond))))...)
-	// The first transaction commits offset 5; only then the next ten.
-	if err := ferrytest.WaitFor(ctxFor(t, 30*time.Second), func() bool {
-		got, err := c.Committed(ctxFor(t, 5*time.Second), group, in)
-		return err == nil && got[0] == 5
-	}); err != nil {
-		t.Fatal("the first transaction never committed offset 5")
-	}
-	produceN(t, c, in, 0, 10)
-	if err := ferrytest.WaitFor(ctxFor(t, 30*time.Second), func() bool {
-		got, err := c.Committed(ctxFor(t, 5*time.Second), group, in)
-		return err == nil && got[0] == 20
-	}); err != nil {
-		t.Fatal("offset 20 was never committed")
-	}
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	app := s.startTransactional(s.route(consume, ferry.WithDelivery(ferry.ExactlyOnce),
+		ferry.ManualOffsets(), ferry.MaxMessages(10), ferry.Retry(ferry.ConstantBackoff(100*time.Millisecond))))
+	s.waitCommittedAt(0, 5) // the first transaction; only then the next ten
+	s.produce(0, 10)
+	s.waitCommittedAt(0, 20)
+	s.stop(app)
 	mu.Lock()
 	defer mu.Unlock()
 	// Deliveries: [0..9], [10..19] failing at 15, then the retry from 5.
@@ -184,12 +154,10 @@ func TestExactlyOnceManualRetryResumesAfterLastMark(t *testing.T) {
 // The members balance eagerly, so the second one joining revokes every
 // partition of the first, whichever it holds.
 func TestExactlyOnceMarkAfterRevocationAborts(t *testing.T) {
-	c := cluster(t)
-	in, out := topic(t, c, 2), topic(t, c, 2)
 	const per = 50
-	produceN(t, c, in, 0, per)
-	produceN(t, c, in, 1, per)
-	group := ferrytest.UniqueName("g")
+	s := newScenario(t, cluster(t), 2) // its topic is the input
+	out := topic(t, s.c, 2)
+	s.produceEach(2, per)
 	var held, refused, accepted atomic.Int32
 	var once sync.Once
 	consume := func(ctx context.Context, b *ferry.Batch) error {
@@ -216,63 +184,62 @@ func TestExactlyOnceMarkAfterRevocationAborts(t *testing.T) {
 		b.Claim().MarkAsConsumed(b.Last())
 		return nil
 	}
-	member := func(name string) []ferry.Option {
-		return opts(t, c, ferry.TransactionalID(ferrytest.UniqueName(name)),
-			ferry.ClientOptions(kgo.Balancers(kgo.RoundRobinBalancer())), // eager
-			ferry.RouteFunc(group, in, consume, ferry.WithDelivery(ferry.ExactlyOnce), ferry.ManualOffsets(), ferry.MaxMessages(per)))
+	member := func() *running {
+		return s.startTransactional(ferry.ClientOptions(kgo.Balancers(kgo.RoundRobinBalancer())), // eager
+			s.route(consume, ferry.WithDelivery(ferry.ExactlyOnce), ferry.ManualOffsets(), ferry.MaxMessages(per)))
 	}
-	a := start(t, member("a")...)
-	if err := ferrytest.WaitFor(ctxFor(t, 30*time.Second), func() bool { return held.Load() > 0 }); err != nil {
-		t.Fatal("member a never got a batch")
-	}
-	b := start(t, member("b")...)
-	waitOutputs(t, c, out, 2*per)
-	if err := b.stop(t); err != nil {
-		t.Error(err)
-	}
-	if err := a.stop(t); err != nil {
-		t.Error(err)
-	}
+	a := member()
+	s.waitUntil("gave member a a batch", func() bool { return held.Load() > 0 })
+	b := member()
+	waitOutputs(t, s.c, out, 2*per)
+	s.stop(b)
+	s.stop(a)
 	if refused.Load() != 1 || accepted.Load() != 0 {
 		t.Errorf("the held batch's mark after revocation: refused %d, accepted %d; want refused once", refused.Load(), accepted.Load())
 	}
-	checkExactlyOnce(t, committedOutputs(t, c, out), 2, per)
+	checkExactlyOnce(t, committedOutputs(t, s.c, out), 2, per)
+}
+
+// transactionCount counts batches (through copier's hook) and the
+// transactions that committed (through OnCommit).
+type transactionCount struct{ batches, txns atomic.Int32 }
+
+func (c *transactionCount) countBatches(_ context.Context, _ *ferry.Batch, i int) error {
+	if i == 0 {
+		c.batches.Add(1)
+	}
+	return nil
+}
+
+func (c *transactionCount) option() ferry.Option {
+	return ferry.OnCommit(func(cm ferry.Commit) {
+		if cm.Reason == "transaction" {
+			c.txns.Add(1)
+		}
+	})
 }
 
 // S3: TransactionInterval keeps a transaction open across polls: messages
 // trickling in over about 2 s, in batches of 5, commit in a few
 // transactions, not one per batch, and still exactly once.
 func TestExactlyOnceTransactionInterval(t *testing.T) {
-	c := cluster(t)
-	in, out := topic(t, c, 1), topic(t, c, 1)
 	const n = 60
-	var batches, txns atomic.Int32
-	count := func(ctx context.Context, b *ferry.Batch, i int) error {
-		if i == 0 {
-			batches.Add(1)
-		}
-		return nil
-	}
-	onCommit := ferry.OnCommit(func(cm ferry.Commit) {
-		if cm.Reason == "transaction" {
-			txns.Add(1)
-		}
-	})
-	app := start(t, eosOpts(t, c, onCommit, ferry.RouteFunc(ferrytest.UniqueName("g"), in, copier(out, count),
+	s := newScenario(t, cluster(t), 1) // its topic is the input
+	out := topic(t, s.c, 1)
+	var count transactionCount
+	app := s.startTransactional(count.option(), s.route(copier(out, count.countBatches),
 		ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(5), ferry.MaxWait(20*time.Millisecond),
-		ferry.TransactionInterval(time.Second)))...)
-	if err := produceSlowly(c, in, 1, 0, n, 2*time.Second); err != nil {
+		ferry.TransactionInterval(time.Second)))
+	if err := produceSlowly(s.c, s.topic, 1, 0, n, 2*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	waitOutputs(t, c, out, n)
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
-	checkExactlyOnce(t, committedOutputs(t, c, out), 1, n)
+	waitOutputs(t, s.c, out, n)
+	s.stop(app)
+	checkExactlyOnce(t, committedOutputs(t, s.c, out), 1, n)
 	// About 2 s of input spans 2-3 one-second transactions (one more if a
 	// poll straddles a boundary); without the interval each poll — a few
 	// messages here — would be its own.
-	if b, x := batches.Load(), txns.Load(); x > 5 || b < 2*x {
+	if b, x := count.batches.Load(), count.txns.Load(); x > 5 || b < 2*x {
 		t.Errorf("%d batches in %d transactions, want several batches per transaction and at most 5 transactions", b, x)
 	}
 }
@@ -291,30 +258,17 @@ func TestExactlyOnceDefaultTransactionSpan(t *testing.T) {
 		{name: "TransactionInterval(0)", opts: []ferry.TopicOption{ferry.TransactionInterval(0)}, perPoll: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := cluster(t)
-			in, out := topic(t, c, 1), topic(t, c, 1)
 			const n = 200
-			produceN(t, c, in, 0, n)
-			var batches, txns atomic.Int32
-			count := func(ctx context.Context, b *ferry.Batch, i int) error {
-				if i == 0 {
-					batches.Add(1)
-				}
-				return nil
-			}
-			onCommit := ferry.OnCommit(func(cm ferry.Commit) {
-				if cm.Reason == "transaction" {
-					txns.Add(1)
-				}
-			})
+			s := newScenario(t, cluster(t), 1) // its topic is the input
+			out := topic(t, s.c, 1)
+			s.produce(0, n)
+			var count transactionCount
 			topicOpts := append([]ferry.TopicOption{ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(5)}, tc.opts...)
-			app := start(t, eosOpts(t, c, onCommit, ferry.RouteFunc(ferrytest.UniqueName("g"), in, copier(out, count), topicOpts...))...)
-			waitOutputs(t, c, out, n)
-			if err := app.stop(t); err != nil {
-				t.Fatal(err)
-			}
-			checkExactlyOnce(t, committedOutputs(t, c, out), 1, n)
-			b, x := batches.Load(), txns.Load()
+			app := s.startTransactional(count.option(), s.route(copier(out, count.countBatches), topicOpts...))
+			waitOutputs(t, s.c, out, n)
+			s.stop(app)
+			checkExactlyOnce(t, committedOutputs(t, s.c, out), 1, n)
+			b, x := count.batches.Load(), count.txns.Load()
 			if tc.perPoll && b != x {
 				t.Errorf("%d batches in %d transactions, want one transaction per batch", b, x)
 			}
