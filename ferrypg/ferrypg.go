@@ -47,6 +47,12 @@
 // lands before the new owner's bump, the bump waits for it on the row's lock
 // and the new owner starts after that batch. Nothing is applied twice.
 //
+// The offset write comes last in the transaction, so the row is locked only
+// while a batch commits. A member frozen in exactly that moment holds the
+// new owner's assignment until it wakes or its connection drops; to bound
+// that, give the pool's connections an idle_in_transaction_session_timeout
+// (pgxpool.Config.ConnConfig.RuntimeParams) longer than your slowest batch.
+//
 // # The offsets table
 //
 // Created if missing (name set with Table, default ferry_offsets):
