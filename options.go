@@ -379,7 +379,10 @@ func MaxWait(d time.Duration) TopicOption {
 }
 
 // InitialOffset sets where partitions without a committed offset start (B6).
-// Default Earliest.
+// Default Earliest. Unless the topic has ManualOffsets (or is ExactlyOnce,
+// whose offsets travel in transactions), ferry commits that start position
+// as soon as the partition is assigned (A8): a restart after a first batch
+// that failed resumes there rather than at the newest message again.
 func InitialOffset(s StartOffset) TopicOption {
 	return func(t *topicConfig) { t.start = s }
 }

@@ -49,6 +49,42 @@ func (p *Partition) startAt(offset int64, set bool) {
 	p.markReadyLocked()
 }
 
+// setStart records where a partition with no committed offset starts.
+func (p *Partition) setStart(offset int64) {
+	p.mu.Lock()
+	p.start = offset
+	p.mu.Unlock()
+}
+
+// startOffset returns where a partition with no committed offset starts, or
+// -1 if unknown.
+func (p *Partition) startOffset() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.start
+}
+
+// learnStart readies a partition the group has no committed offset for. Its
+// start position, when known, is stored as if marked, so the next commit
+// sends it and a restart resumes there even if nothing is ever processed
+// (A8).
+func (p *Partition) learnStart() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.start >= 0 {
+		m := offsets.Mark{Offset: p.start, Epoch: -1}
+		p.tracker.Mark(m)
+		p.processed.Store(p.start)
+		if p.par != nil {
+			p.par.restoreLocked(m, p.log.Warn)
+			p.par.committed = offsets.Mark{Offset: -1, Epoch: -1} // not committed yet
+		}
+	}
+	if p.topic.StartOffsets == nil {
+		p.markReadyLocked() // else startAt, once the start is chosen
+	}
+}
+
 // errNothingOwned cancels a commit whose partitions were all lost before it
 // could be sent.
 var errNothingOwned = errors.New("ferry: partitions lost before the commit was sent")
@@ -252,6 +288,12 @@ func (p *Partition) resyncFromGroup() {
 		p.log.Warn("ferry: cannot read the committed offset; resuming from the last one this member knew", "err", err)
 	}
 	p.learnCommitted(from.Offset, from.Epoch, &from.Metadata)
+	if p.topic.StartOffsets != nil { // the topic chooses where it starts, as on assignment
+		parts := map[int32]kgo.Offset{p.id: kgo.NewOffset().At(from.Offset)}
+		if err := p.g.startOffsets(p.ctx, p.topic, map[int32]int64{p.id: max(from.Offset, -1)}, parts); err == nil {
+			from.Offset = parts[p.id].EpochOffset().Offset
+		}
+	}
 	p.mu.Lock()
 	p.seek = max(from.Offset, 0) // nothing committed anywhere: kgo resets an offset out of range to the start
 	p.resync = false

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -570,11 +571,29 @@ func (g *group) restartKept(old *Partition) {
 }
 
 // onFetched learns the committed offset and metadata of each newly assigned
-// partition (M8) before its consumer is built.
-func (g *group) onFetched(_ context.Context, _ *kgo.Client, resp *kmsg.OffsetFetchResponse) error {
+// partition (M8) before its consumer is built. A partition the group has no
+// committed offset for starts from a reset position, which ferry looks up
+// itself, starts kgo at (adjustOffsets) and commits at once (A8).
+func (g *group) onFetched(ctx context.Context, cl *kgo.Client, resp *kmsg.OffsetFetchResponse) error {
+	type fetched struct {
+		p        *Partition
+		offset   int64
+		epoch    int32
+		metadata *string
+	}
+	var all []fetched
+	unset := make(map[string][]*Partition) // topic → partitions with no committed offset
 	learn := func(topic string, partition int32, offset int64, epoch int32, metadata *string) {
-		if p := g.partition(topic, partition); p != nil {
-			p.learnCommitted(offset, epoch, metadata)
+		p := g.partition(topic, partition)
+		if p == nil {
+			return
+		}
+		all = append(all, fetched{p, offset, epoch, metadata})
+		if offset < 0 && !g.eos && !p.topic.Manual && p.topic.StartOffsets == nil {
+			// Exactly-once groups commit in transactions only; with
+			// manual offsets only the consumer's marks are committed;
+			// a StartOffsets function chooses its topic's start.
+			unset[topic] = append(unset[topic], p)
 		}
 	}
 	for _, t := range resp.Topics {
@@ -589,12 +608,69 @@ func (g *group) onFetched(_ context.Context, _ *kgo.Client, resp *kmsg.OffsetFet
 			}
 		}
 	}
+	started := g.startPositions(ctx, cl, unset)
+	for _, f := range all {
+		if f.offset < 0 {
+			f.p.learnStart() // A8: its start position, if known, is stored to commit
+		} else {
+			f.p.learnCommitted(f.offset, f.epoch, f.metadata)
+		}
+	}
+	if started {
+		g.commitSoon()
+	}
 	return nil
 }
 
-// adjustOffsets starts partitions of "latest" topics that have no committed
-// offset at the end of the partition (B6), and lets topics with a
-// StartOffsets function choose where their partitions start.
+// startPositions looks up where partitions without a committed offset start
+// (B6): the log start for earliest topics, the last stable offset for latest
+// ones (what kgo itself would pick, reading committed data only), and
+// records it in each partition. It reports whether it found any; a
+// partition it cannot look up starts wherever kgo resets it, as before.
+func (g *group) startPositions(ctx context.Context, cl *kgo.Client, unset map[string][]*Partition) bool {
+	if len(unset) == 0 {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.ConnectTimeout)
+	defer cancel()
+	var earliest, latest []string
+	for topic := range unset {
+		if g.topic(topic).StartLatest {
+			latest = append(latest, topic)
+		} else {
+			earliest = append(earliest, topic)
+		}
+	}
+	adm := kadm.NewClient(cl) // kgo may call back before g.cl is set
+	found := false
+	for _, q := range []struct {
+		topics []string
+		list   func(context.Context, ...string) (kadm.ListedOffsets, error)
+	}{{earliest, adm.ListStartOffsets}, {latest, adm.ListCommittedOffsets}} {
+		if len(q.topics) == 0 {
+			continue
+		}
+		listed, err := q.list(ctx, q.topics...)
+		if err != nil {
+			g.log.Warn("ferry: cannot look up where new partitions start; their start is committed with their first batch", "topics", q.topics, "err", err)
+			continue
+		}
+		for _, topic := range q.topics {
+			for _, p := range unset[topic] {
+				if o, ok := listed.Lookup(topic, p.id); ok && o.Err == nil && o.Offset >= 0 {
+					p.setStart(o.Offset)
+					found = true
+				}
+			}
+		}
+	}
+	return found
+}
+
+// adjustOffsets starts partitions that have no committed offset where
+// startPositions found they start — partitions of "latest" topics it could
+// not look up start at the end of the partition (B6) — and lets topics with
+// a StartOffsets function choose where their partitions start.
 func (g *group) adjustOffsets(ctx context.Context, offs map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	for topic, parts := range offs {
 		t := g.topic(topic)
@@ -609,7 +685,16 @@ func (g *group) adjustOffsets(ctx context.Context, offs map[string]map[int32]kgo
 			}
 		}
 		for id, o := range parts {
-			if t.StartLatest && o.EpochOffset().Offset < 0 {
+			if o.EpochOffset().Offset >= 0 {
+				continue
+			}
+			if p := g.partition(topic, id); p != nil {
+				if at := p.startOffset(); at >= 0 {
+					parts[id] = kgo.NewOffset().At(at)
+					continue
+				}
+			}
+			if t.StartLatest {
 				parts[id] = kgo.NewOffset().AtEnd()
 			}
 		}

@@ -55,6 +55,9 @@ type Partition struct {
 	// gone, not through kgo; letGo: kgo revoked or lost it since.
 	lostToCommit bool
 	letGo        bool
+	// start: where a partition with no committed offset starts; -1
+	// unknown (A8).
+	start int64
 	// resync: a restart after lostToCommit; records are refused until
 	// the partition is positioned at the group's committed offset.
 	resync bool
@@ -93,6 +96,7 @@ func newPartition(g *group, t *Topic, id int32, prev *Partition) *Partition {
 		cancel:    cancel,
 		tracker:   offsets.New(offsets.Mark{Offset: -1, Epoch: -1}),
 		seek:      -1,
+		start:     -1,
 		txnFirst:  -1,
 		ready:     make(chan struct{}),
 		wake:      make(chan struct{}, 1),
