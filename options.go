@@ -203,7 +203,8 @@ func CommitInterval(d time.Duration) Option {
 }
 
 // ShutdownTimeout bounds a graceful shutdown (A4). Past it Run returns an
-// error wrapping ErrShutdownTimeout and nothing unfinished is committed.
+// error wrapping ErrShutdownTimeout; the batches that finished are still
+// committed, the ones that did not finish never are.
 // Default 60 s.
 func ShutdownTimeout(d time.Duration) Option {
 	return func(c *config) { c.shutdownTimeout = d }

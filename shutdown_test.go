@@ -111,3 +111,34 @@ func TestShutdownTimeout(t *testing.T) {
 	}
 	s.wantCommitted(map[int32]int64{0: 10}) // the unfinished batch is not committed
 }
+
+// A4: past ShutdownTimeout, what finished is still committed — here the
+// first batch, with no periodic commit due — and the batch that outlived
+// the timeout is not, even when it returns nil once its context is
+// cancelled. A restart resumes right after the finished batch.
+func TestShutdownTimeoutCommitsWhatFinished(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	s.produce(0, 20)
+	stuck := make(chan struct{})
+	fn := func(ctx context.Context, b *ferry.Batch) error {
+		if b.Messages[0].Offset == 10 {
+			close(stuck)
+			<-ctx.Done() // ignores shutdown until its context is cancelled, then claims success
+		}
+		return nil
+	}
+	app := s.start(ferry.CommitInterval(time.Hour), ferry.ShutdownTimeout(time.Second),
+		s.route(fn, ferry.MaxMessages(10)))
+	s.waitClosed("started the second batch", stuck)
+	if err := app.stop(t); !errors.Is(err, ferry.ErrShutdownTimeout) {
+		t.Fatalf("Run = %v, want ErrShutdownTimeout", err)
+	}
+	s.wantCommitted(map[int32]int64{0: 10})
+
+	again := s.start(s.route(s.rec.fn()))
+	s.waitSeen(10)
+	s.stop(again)
+	if first := s.rec.snapshot()[0].offsets[0]; first != 10 {
+		t.Errorf("restart began at offset %d, want 10, right after the finished batch", first)
+	}
+}

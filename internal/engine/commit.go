@@ -93,6 +93,9 @@ var errNothingOwned = errors.New("ferry: partitions lost before the commit was s
 type sent struct {
 	p    *Partition
 	mark offsets.Mark
+	// abandoned: the partition was given up at the shutdown timeout; the
+	// mark is what its finished batches stored (A4).
+	abandoned bool
 }
 
 // commitSoon asks the commit loop for a commit without waiting (M4).
@@ -151,14 +154,18 @@ func (g *group) commitLocked(ctx context.Context, confirm *Partition) (map[tp]se
 	batch := make(map[tp]sent, len(g.parts))
 	for k, p := range g.parts {
 		if m, ok := p.pending(); ok {
-			batch[k] = sent{p, m}
+			batch[k] = sent{p: p, mark: m}
 		} else if p == confirm {
 			if m, ok := p.stored(); ok {
-				batch[k] = sent{p, m}
+				batch[k] = sent{p: p, mark: m}
 			}
 		}
 	}
 	g.mu.RUnlock()
+	for k, s := range g.abandoned {
+		batch[k] = s
+	}
+	g.abandoned = nil
 	if len(batch) == 0 {
 		return nil, nil
 	}
@@ -185,7 +192,7 @@ func (g *group) commitLocked(ctx context.Context, confirm *Partition) (map[tp]se
 			for _, pp := range t.Partitions {
 				k := tp{t.Topic, pp.Partition}
 				s, ok := batch[k]
-				if !ok || !s.p.Owned() {
+				if !ok || !(s.abandoned || s.p.Owned()) {
 					dropped[k] = true
 					continue
 				}

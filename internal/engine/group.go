@@ -53,6 +53,7 @@ type group struct {
 	workers  sync.WaitGroup // partition goroutines
 
 	commitMu  sync.Mutex    // one commit at a time; revocation commits under it too
+	abandoned map[tp]sent   // under commitMu: finished marks of partitions given up at shutdown
 	commitNow chan struct{} // poked by Partition.Commit
 
 	joined    atomic.Bool  // assigned since the last join, for readiness (X4)
@@ -369,22 +370,26 @@ func (g *group) run(ctx context.Context) error {
 }
 
 // abandon gives up on partitions whose work outlived the shutdown timeout:
-// their marks are dropped and their context is cancelled.
+// they refuse marks and their context is cancelled; what their finished
+// batches marked is kept for the final commit (A4).
 func (g *group) abandon(parts []*Partition) error {
 	stuck := partitionList{}
+	finished := make(map[tp]sent)
 	for _, p := range parts {
 		select {
 		case <-p.done:
 			continue
 		default:
 		}
-		p.mu.Lock()
-		p.state = lost
-		p.mu.Unlock()
-		p.cancel()
+		if m, ok := p.abandon(); ok {
+			finished[tp{p.topic.Name, p.id}] = sent{p: p, mark: m, abandoned: true}
+		}
 		stuck[p.topic.Name] = append(stuck[p.topic.Name], p.id)
 	}
-	return fmt.Errorf("%w after %s: still running on %s; their work was not committed",
+	g.commitMu.Lock()
+	g.abandoned = finished
+	g.commitMu.Unlock()
+	return fmt.Errorf("%w after %s: still running on %s; their unfinished batches were not committed",
 		ErrShutdownTimeout, g.cfg.ShutdownTimeout, stuck)
 }
 

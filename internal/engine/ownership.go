@@ -148,6 +148,10 @@ func (p *Partition) CommitSync(ctx context.Context) (bool, error) {
 func (p *Partition) pending() (offsets.Mark, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.pendingLocked()
+}
+
+func (p *Partition) pendingLocked() (offsets.Mark, bool) {
 	if !p.state.marksAccepted() {
 		return offsets.Mark{}, false
 	}
@@ -193,6 +197,20 @@ func (p *Partition) lose() {
 	}
 	p.mu.Unlock()
 	p.cancel()
+}
+
+// abandon gives up on a partition whose work outlived the shutdown timeout
+// (A4): it refuses marks from now on — the stuck batch is never committed,
+// even if it returns nil once its context is cancelled — and its context is
+// cancelled. It returns what the batches that finished before stored, for
+// the final commit.
+func (p *Partition) abandon() (offsets.Mark, bool) {
+	p.mu.Lock()
+	m, ok := p.pendingLocked()
+	p.state = lost
+	p.mu.Unlock()
+	p.cancel()
+	return m, ok
 }
 
 // loseToCommit drops the partition when the coordinator answered its
