@@ -75,6 +75,8 @@ type group struct {
 	pollCancel context.CancelFunc // cancels the poll in progress
 	seekWanted bool               // a partition asked the poll loop to seek
 	seekCh     chan struct{}      // poked with seekWanted
+
+	fetchLogs logLimit // repeated fetch errors are logged once per interval
 }
 
 // The fetch-ahead budget bounds the bytes the poll loop lets pile up in the
@@ -297,8 +299,9 @@ func (g *group) run(ctx context.Context) error {
 		}
 	}()
 	var loops sync.WaitGroup
-	loops.Add(1)
+	loops.Add(2)
 	go func() { defer loops.Done(); g.commitLoop(commitStop) }()
+	go func() { defer loops.Done(); g.watchTopics(pollCtx) }() // B7
 
 	var runErr error
 	select {
@@ -437,6 +440,12 @@ func (g *group) pollLoop(ctx context.Context) error {
 		}
 		if err := g.logFetchErrors(fetches); err != nil {
 			return err
+		}
+		if onlyErrors(fetches) {
+			select {
+			case <-ctx.Done():
+			case <-time.After(errorPause):
+			}
 		}
 		now := time.Now()
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {

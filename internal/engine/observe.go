@@ -112,8 +112,10 @@ func (g *group) logFetchErrors(fetches kgo.Fetches) error {
 			if denied == nil {
 				denied = d
 			}
-		} else {
-			g.log.Error("ferry: fetch error", "topic", topic, "partition", partition, "err", err)
+		} else if ok, held := g.fetchLogs.allow(topic+"\x00"+err.Error(), time.Now()); ok {
+			// B7: a failing topic errs on every fetch; say it once, then
+			// at a slow interval.
+			g.log.Error("ferry: fetch error", "topic", topic, "partition", partition, "err", err, "repeats_not_logged", held)
 		}
 		if g.observed() {
 			g.emit(event.FetchFailed{Group: g.cfg.Name, Topic: topic, Partition: partition, Err: err})
