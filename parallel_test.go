@@ -242,14 +242,20 @@ func TestParallelCleanHandOffProcessesNothingTwice(t *testing.T) {
 		}
 		cl.Close()
 	}
-	fn := func(_ context.Context, b *ferry.Batch) error {
-		time.Sleep(time.Duration(len(b.Messages)) * 15 * time.Millisecond)
-		s.rec.record(b)
-		return nil
+	var bySecond atomic.Int32
+	member := func(second bool) ferry.ConsumerFunc {
+		return func(_ context.Context, b *ferry.Batch) error {
+			time.Sleep(time.Duration(len(b.Messages)) * 60 * time.Millisecond)
+			s.rec.record(b)
+			if second {
+				bySecond.Add(int32(len(b.Messages)))
+			}
+			return nil
+		}
 	}
-	first := s.start(s.route(fn, ferry.Parallel(8)))
+	first := s.start(s.route(member(false), ferry.Parallel(4)))
 	s.rec.waitDistinct(t, s.topic, 40, 30*time.Second)
-	second := s.start(s.route(fn, ferry.Parallel(8)))
+	second := s.start(s.route(member(true), ferry.Parallel(4))) // a partition moves to it
 	s.rec.waitDistinct(t, s.topic, 150, 30*time.Second)
 	s.stop(first) // the second member takes every partition
 	s.waitSeen(300)
@@ -257,6 +263,9 @@ func TestParallelCleanHandOffProcessesNothingTwice(t *testing.T) {
 	s.stop(second)
 	if d := s.rec.duplicates(s.topic); d != 0 {
 		t.Errorf("%d messages processed twice across the hand-offs", d)
+	}
+	if bySecond.Load() == 0 || bySecond.Load() == 300 {
+		t.Errorf("the second member processed %d of 300 messages: no hand-off happened while work was in flight", bySecond.Load())
 	}
 }
 
