@@ -364,3 +364,55 @@ func ExampleClientOptions() {
 	// Output:
 	// invoices handled: 3
 }
+
+// Parallel processing inside a partition: 400 payments of 40 customers on one
+// partition, up to 32 at once, each customer's payments one at a time in
+// offset order. The committed offset never passes a payment still running.
+func ExampleParallel() {
+	cluster := exampleCluster("payments", 0)
+	defer cluster.Close()
+	payments := make([]*kgo.Record, 400)
+	for i := range payments {
+		payments[i] = &kgo.Record{Key: fmt.Appendf(nil, "customer-%d", i%40), Value: fmt.Append(nil, i)}
+	}
+	if err := cluster.Produce(context.Background(), "payments", payments...); err != nil {
+		log.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	charged := map[string][]int64{} // customer → offsets, in the order charged
+	inOrder, done := true, 0
+	app, err := ferry.New(
+		ferry.Brokers(cluster.Brokers()...),
+		ferry.Logger(quiet),
+		ferry.RouteFunc("billing", "payments", func(ctx context.Context, b *ferry.Batch) error {
+			// b holds consecutive payments of one customer; batches of
+			// different customers run concurrently.
+			for _, m := range b.Messages {
+				time.Sleep(5 * time.Millisecond) // the payment provider's call
+				mu.Lock()
+				seen := charged[string(m.Key)]
+				if len(seen) > 0 && seen[len(seen)-1] > m.Offset {
+					inOrder = false
+				}
+				charged[string(m.Key)] = append(seen, m.Offset)
+				done++
+				mu.Unlock()
+			}
+			return nil
+		}, ferry.Parallel(32)),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	runUntil(app, func() bool { mu.Lock(); defer mu.Unlock(); return done == 400 })
+
+	committed, _ := cluster.Committed(context.Background(), "billing", "payments")
+	fmt.Println("customers:", len(charged))
+	fmt.Println("each customer's payments in offset order:", inOrder)
+	fmt.Println("committed offset:", committed[0])
+	// Output:
+	// customers: 40
+	// each customer's payments in offset order: true
+	// committed offset: 400
+}
