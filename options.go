@@ -453,7 +453,9 @@ func ByLane(lane func(msg *Message) string) Order {
 //
 // In parallel mode Consume is called concurrently for one partition: each
 // Batch holds consecutive messages of one lane (at most MaxMessages), so
-// the Consumer must be safe for concurrent use. A partition holds one
+// the Consumer must be safe for concurrent use. Batch.Attempt counts the
+// attempts of the batch's first message. The Initialized, EOF, Revoked and
+// Shutdown hooks still never run concurrently with Consume. A partition holds one
 // worker slot of the app (Concurrency) while it has messages in flight, so
 // up to Concurrency × n messages run at once across the app.
 //
