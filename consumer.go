@@ -22,11 +22,14 @@ type Header = kgo.RecordHeader
 // batch of that partition until the partition is revoked or the app stops,
 // so it may keep state such as a buffer (B4). Consume is never called
 // concurrently for one partition, and batch N+1 is handed over only after
-// Consume returned for batch N (B2).
+// Consume returned for batch N (B2) — unless the topic is routed with
+// Parallel: then batches of different lanes (keys) run concurrently, and
+// only batches of one lane follow each other (K1).
 //
 // Returning nil marks the batch's last message as consumed (automatic
 // offsets, A1). Returning an error, or panicking, retries the partition from
-// its first unmarked message after a backoff (A5, A6).
+// its first unmarked message after a backoff (A5, A6); with Parallel, only
+// the failed message's lane waits and retries (K5).
 type Consumer interface {
 	Consume(ctx context.Context, batch *Batch) error
 }
