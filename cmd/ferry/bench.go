@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -23,16 +22,16 @@ import (
 	"github.com/ferrykit/ferry/cmd/ferry/internal/bench"
 	"github.com/ferrykit/ferry/ferryprom"
 	"github.com/ferrykit/ferry/ferrytest"
+	"github.com/peterbourgon/ff/v3/ffcli"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // runBench measures ferry against a raw franz-go loop — and, when asked,
 // other Go clients and Kafka's Java consumer — on one topic, each contender
 // in a process of its own, rotating their order every round.
-func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	brokers := fs.String("brokers", os.Getenv("FERRY_BROKERS"), "cluster to use (default: an embedded cluster in a child process)")
+func benchCmd(stdout, stderr io.Writer) *ffcli.Command {
+	fs := newFlags("bench", stderr)
+	brokers := fs.String("brokers", "", "cluster to use, plaintext (default: $FERRY_BROKERS, else an embedded cluster in a child process)")
 	messages := fs.Int("messages", 1_000_000, "messages to produce and consume per round")
 	partitions := fs.Int("partitions", 8, "partitions of the topic")
 	size := fs.Int("size", 100, "message size in bytes")
@@ -60,202 +59,223 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	oneContender := fs.String("contender", "", "internal: consume -topic as -group with this contender (raw, ferry, events or prometheus), print its result as JSON")
 	topicFlag := fs.String("topic", "", "internal: the topic for -contender")
 	groupFlag := fs.String("group", "", "internal: the group for -contender")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	var bad flagErrors
-	bad.atLeast("messages", *messages, 1)
-	bad.atLeast("partitions", *partitions, 1)
-	bad.atLeast("size", *size, 0)
-	bad.atLeast("rounds", *rounds, 1)
-	bad.notNegative("max-wait", *maxWait)
-	bad.notNegative("work", *work)
-	bad.atLeast("queue-bytes", *queueBytes, 0)
-	bad.atLeast("slow-messages", *slowN, 1)
-	bad.atLeast("in-flight", *inFlight, 1)
-	if *only != "" && *only != "raw" && *only != "ferry" {
-		bad = append(bad, fmt.Errorf("-only %q: must be raw or ferry", *only))
-	}
-	if err := bad.err(); err != nil {
-		return err
-	}
-	var topts []ferry.TopicOption
-	if *maxWait > 0 {
-		topts = append(topts, ferry.MaxWait(*maxWait))
-	}
-	if *queueBytes > 0 {
-		topts = append(topts, ferry.QueueBytes(*queueBytes))
-	}
-	how := bench.Contender{KIP848: *kip848, Work: *work, TopicOptions: topts}
-	if *oneContender != "" {
-		return runContender(ctx, stdout, *oneContender, strings.Split(*brokers, ","), *topicFlag, *groupFlag, *messages, how)
-	}
-	var seeds []string
-	where := "external cluster " + *brokers
-	if *brokers != "" {
-		seeds = strings.Split(*brokers, ",")
-	} else {
-		addr, stop, err := childCluster(ctx, stderr)
-		if err != nil {
-			return err
-		}
-		defer stop()
-		seeds = []string{addr}
-		where = "embedded cluster (kfake) in a child process at " + addr
-	}
-	var t targets
-	defer func() {
-		if err == nil && *check {
-			err = t.err()
-		}
-	}()
-	if *slow {
-		return benchSlow(ctx, stdout, seeds, where, *slowN, *inFlight, *rounds, *pcScript, &t)
-	}
-	topic := ferrytest.UniqueName("bench")
-	fmt.Fprintf(stdout, "ferry bench: %d × %d-byte messages, %d partitions, topic %s, %s\n", *messages, *size, *partitions, topic, where)
-	fmt.Fprintf(stdout, "machine: %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
-	began := time.Now()
-	if err := bench.Produce(ctx, seeds, topic, int32(*partitions), *messages, *size, *distinct); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "produced in %s\n\n", time.Since(began).Round(time.Millisecond))
-	if *db != "" {
-		return benchDB(ctx, stdout, seeds, topic, *messages, *rounds, *db, &t)
-	}
-	if *pipeline != "" {
-		return benchPipeline(ctx, stdout, seeds, topic, int32(*partitions), *messages, *rounds, *pipeline, *kafkaScript, &t)
-	}
-	// Warm-up: the first read of a fresh topic is slower for whoever goes
-	// first; it is not measured.
-	if _, err := bench.Raw(ctx, seeds, topic, ferrytest.UniqueName("warmup"), *messages, bench.Contender{}); err != nil {
-		return err
-	}
-	inProcess := *cpuprofile != "" || *traceFile != ""
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
-	}
-	if *traceFile != "" {
-		f, err := os.Create(*traceFile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := trace.Start(f); err != nil {
-			return err
-		}
-		defer trace.Stop()
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	// A contender consumes the whole topic as a fresh group.
-	type contender struct {
-		name string
-		run  func(group string) (bench.Result, error)
-	}
-	own := func(name string, fn func(context.Context, []string, string, string, int, bench.Contender) (bench.Result, error)) contender {
-		return contender{name, func(group string) (res bench.Result, err error) {
-			if !inProcess {
-				bin, as := self, name
-				if name == "compare" {
-					bin, as = *compare, "ferry"
-				}
-				argv := []string{bin, "bench", "-contender", as, "-brokers", strings.Join(seeds, ","), "-topic", topic, "-group", group,
-					"-messages", strconv.Itoa(*messages), "-work", work.String(), "-max-wait", maxWait.String(), "-queue-bytes", strconv.Itoa(*queueBytes)}
-				if *kip848 {
-					argv = append(argv, "-kip848")
-				}
-				res, err := bench.Child(ctx, self, argv...)
-				if name == "compare" {
-					res.Name = "ferry (" + filepath.Base(bin) + ")"
-				}
-				return res, err
+	return &ffcli.Command{
+		Name:       "bench",
+		ShortUsage: "ferry bench [-brokers B] [-messages N] [-rounds N] [-check] ...",
+		ShortHelp:  "measure ferry against a raw franz-go poll loop (and, when asked, other clients)",
+		LongHelp: `Each contender consumes the same topic in a process of its own, their order
+rotating every round; the medians are compared with the targets of
+docs/BENCHMARKS.md (-check exits 1 when one is missed). Without -brokers (and
+$FERRY_BROKERS) the cluster is embedded in a child process.
+
+EXAMPLES
+  ferry bench -messages 200000 -rounds 3
+  ferry bench -brokers 127.0.0.1:9092 -distinct -messages 2000000 -rounds 5 -check
+  ferry bench -slow
+  ferry bench -pipeline default,1,16,250ms`,
+		FlagSet: fs,
+		Exec: func(ctx context.Context, args []string) (err error) {
+			if _, err := arguments(fs, args, 0); err != nil {
+				return err
 			}
-			// Labels (inherited by kgo's goroutines) split the profile
-			// by contender: pprof -tagfocus contender=raw.
-			pprof.Do(ctx, pprof.Labels("contender", name), func(ctx context.Context) {
-				defer trace.StartRegion(ctx, name).End()
-				res, err = fn(ctx, seeds, topic, group, *messages, how)
-			})
-			runtime.GC()
-			return res, err
-		}}
-	}
-	var contenders []contender
-	if *only != "ferry" {
-		contenders = append(contenders, own("raw", bench.Raw))
-	}
-	if *only != "raw" {
-		contenders = append(contenders, own("ferry", bench.Ferry))
-	}
-	if *events && *only == "" {
-		contenders = append(contenders, own("events", ferryEvents), own("prometheus", ferryPrometheus))
-	}
-	if *compare != "" && !inProcess {
-		contenders = append(contenders, own("compare", bench.Ferry))
-	}
-	if *peers != "" && *only == "" {
-		bin, err := buildPeers(ctx, *peersDir)
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(filepath.Dir(bin))
-		for _, client := range strings.Split(*peers, ",") {
-			client = strings.TrimSpace(client)
-			contenders = append(contenders, contender{client, func(group string) (bench.Result, error) {
-				return bench.Child(ctx, self, bin, "-client", client, "-brokers", strings.Join(seeds, ","), "-topic", topic, "-group", group, "-messages", strconv.Itoa(*messages))
-			}})
-		}
-	}
-	if *kafkaScript != "" && *only == "" {
-		contenders = append(contenders, contender{"java", func(group string) (bench.Result, error) {
-			return bench.ConsumerPerformance(ctx, self, *kafkaScript, seeds, topic, group, *messages)
-		}})
-	}
-	fmt.Fprintf(stdout, "%-6s %-26s %12s %10s %10s %10s %9s %11s %9s\n", "round", "contender", "msgs/s", "elapsed", "join", "1st msg", "CPU/msg", "allocs/msg", "peak RSS")
-	all := map[string][]bench.Result{}
-	for r := 1; r <= *rounds; r++ {
-		// Rotate who goes first, and reverse the order every other
-		// round, so no one always finds the cluster in the state the
-		// same other left it in.
-		got := map[string]bench.Result{}
-		for i := range contenders {
-			k := (i + r - 1) % len(contenders)
-			if r%2 == 0 {
-				k = (len(contenders) - 1 - i + r - 1) % len(contenders)
+			if *brokers == "" {
+				*brokers = os.Getenv("FERRY_BROKERS")
 			}
-			c := contenders[k]
-			res, err := c.run(ferrytest.UniqueName(c.name))
+			var bad flagErrors
+			bad.atLeast("messages", *messages, 1)
+			bad.atLeast("partitions", *partitions, 1)
+			bad.atLeast("size", *size, 0)
+			bad.atLeast("rounds", *rounds, 1)
+			bad.notNegative("max-wait", *maxWait)
+			bad.notNegative("work", *work)
+			bad.atLeast("queue-bytes", *queueBytes, 0)
+			bad.atLeast("slow-messages", *slowN, 1)
+			bad.atLeast("in-flight", *inFlight, 1)
+			if *only != "" && *only != "raw" && *only != "ferry" {
+				bad = append(bad, fmt.Errorf("-only %q: must be raw or ferry", *only))
+			}
+			if err := bad.err(); err != nil {
+				return err
+			}
+			var topts []ferry.TopicOption
+			if *maxWait > 0 {
+				topts = append(topts, ferry.MaxWait(*maxWait))
+			}
+			if *queueBytes > 0 {
+				topts = append(topts, ferry.QueueBytes(*queueBytes))
+			}
+			how := bench.Contender{KIP848: *kip848, Work: *work, TopicOptions: topts}
+			if *oneContender != "" {
+				return runContender(ctx, stdout, *oneContender, strings.Split(*brokers, ","), *topicFlag, *groupFlag, *messages, how)
+			}
+			var seeds []string
+			where := "external cluster " + *brokers
+			if *brokers != "" {
+				seeds = strings.Split(*brokers, ",")
+			} else {
+				addr, stop, err := childCluster(ctx, stderr)
+				if err != nil {
+					return err
+				}
+				defer stop()
+				seeds = []string{addr}
+				where = "embedded cluster (kfake) in a child process at " + addr
+			}
+			var t targets
+			defer func() {
+				if err == nil && *check {
+					err = t.err()
+				}
+			}()
+			if *slow {
+				return benchSlow(ctx, stdout, seeds, where, *slowN, *inFlight, *rounds, *pcScript, &t)
+			}
+			topic := ferrytest.UniqueName("bench")
+			fmt.Fprintf(stdout, "ferry bench: %d × %d-byte messages, %d partitions, topic %s, %s\n", *messages, *size, *partitions, topic, where)
+			fmt.Fprintf(stdout, "machine: %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+			began := time.Now()
+			if err := bench.Produce(ctx, seeds, topic, int32(*partitions), *messages, *size, *distinct); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "produced in %s\n\n", time.Since(began).Round(time.Millisecond))
+			if *db != "" {
+				return benchDB(ctx, stdout, seeds, topic, *messages, *rounds, *db, &t)
+			}
+			if *pipeline != "" {
+				return benchPipeline(ctx, stdout, seeds, topic, int32(*partitions), *messages, *rounds, *pipeline, *kafkaScript, &t)
+			}
+			// Warm-up: the first read of a fresh topic is slower for whoever goes
+			// first; it is not measured.
+			if _, err := bench.Raw(ctx, seeds, topic, ferrytest.UniqueName("warmup"), *messages, bench.Contender{}); err != nil {
+				return err
+			}
+			inProcess := *cpuprofile != "" || *traceFile != ""
+			if *cpuprofile != "" {
+				f, err := os.Create(*cpuprofile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
+			if *traceFile != "" {
+				f, err := os.Create(*traceFile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := trace.Start(f); err != nil {
+					return err
+				}
+				defer trace.Stop()
+			}
+			self, err := os.Executable()
 			if err != nil {
 				return err
 			}
-			report(stdout, r, res)
-			got[c.name] = res
-			all[c.name] = append(all[c.name], res)
-		}
-		fer, ok := got["ferry"]
-		if !ok {
-			continue
-		}
-		for _, c := range contenders {
-			if c.name != "ferry" {
-				fmt.Fprintf(stdout, "%-6d %-26s %12.3f\n", r, "ratio ferry/"+c.name, fer.Rate()/got[c.name].Rate())
+			// A contender consumes the whole topic as a fresh group.
+			type contender struct {
+				name string
+				run  func(group string) (bench.Result, error)
 			}
-		}
+			own := func(name string, fn func(context.Context, []string, string, string, int, bench.Contender) (bench.Result, error)) contender {
+				return contender{name, func(group string) (res bench.Result, err error) {
+					if !inProcess {
+						bin, as := self, name
+						if name == "compare" {
+							bin, as = *compare, "ferry"
+						}
+						argv := []string{bin, "bench", "-contender", as, "-brokers", strings.Join(seeds, ","), "-topic", topic, "-group", group,
+							"-messages", strconv.Itoa(*messages), "-work", work.String(), "-max-wait", maxWait.String(), "-queue-bytes", strconv.Itoa(*queueBytes)}
+						if *kip848 {
+							argv = append(argv, "-kip848")
+						}
+						res, err := bench.Child(ctx, self, argv...)
+						if name == "compare" {
+							res.Name = "ferry (" + filepath.Base(bin) + ")"
+						}
+						return res, err
+					}
+					// Labels (inherited by kgo's goroutines) split the profile
+					// by contender: pprof -tagfocus contender=raw.
+					pprof.Do(ctx, pprof.Labels("contender", name), func(ctx context.Context) {
+						defer trace.StartRegion(ctx, name).End()
+						res, err = fn(ctx, seeds, topic, group, *messages, how)
+					})
+					runtime.GC()
+					return res, err
+				}}
+			}
+			var contenders []contender
+			if *only != "ferry" {
+				contenders = append(contenders, own("raw", bench.Raw))
+			}
+			if *only != "raw" {
+				contenders = append(contenders, own("ferry", bench.Ferry))
+			}
+			if *events && *only == "" {
+				contenders = append(contenders, own("events", ferryEvents), own("prometheus", ferryPrometheus))
+			}
+			if *compare != "" && !inProcess {
+				contenders = append(contenders, own("compare", bench.Ferry))
+			}
+			if *peers != "" && *only == "" {
+				bin, err := buildPeers(ctx, *peersDir)
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(filepath.Dir(bin))
+				for _, client := range strings.Split(*peers, ",") {
+					client = strings.TrimSpace(client)
+					contenders = append(contenders, contender{client, func(group string) (bench.Result, error) {
+						return bench.Child(ctx, self, bin, "-client", client, "-brokers", strings.Join(seeds, ","), "-topic", topic, "-group", group, "-messages", strconv.Itoa(*messages))
+					}})
+				}
+			}
+			if *kafkaScript != "" && *only == "" {
+				contenders = append(contenders, contender{"java", func(group string) (bench.Result, error) {
+					return bench.ConsumerPerformance(ctx, self, *kafkaScript, seeds, topic, group, *messages)
+				}})
+			}
+			fmt.Fprintf(stdout, "%-6s %-26s %12s %10s %10s %10s %9s %11s %9s\n", "round", "contender", "msgs/s", "elapsed", "join", "1st msg", "CPU/msg", "allocs/msg", "peak RSS")
+			all := map[string][]bench.Result{}
+			for r := 1; r <= *rounds; r++ {
+				// Rotate who goes first, and reverse the order every other
+				// round, so no one always finds the cluster in the state the
+				// same other left it in.
+				got := map[string]bench.Result{}
+				for i := range contenders {
+					k := (i + r - 1) % len(contenders)
+					if r%2 == 0 {
+						k = (len(contenders) - 1 - i + r - 1) % len(contenders)
+					}
+					c := contenders[k]
+					res, err := c.run(ferrytest.UniqueName(c.name))
+					if err != nil {
+						return err
+					}
+					report(stdout, r, res)
+					got[c.name] = res
+					all[c.name] = append(all[c.name], res)
+				}
+				fer, ok := got["ferry"]
+				if !ok {
+					continue
+				}
+				for _, c := range contenders {
+					if c.name != "ferry" {
+						fmt.Fprintf(stdout, "%-6d %-26s %12.3f\n", r, "ratio ferry/"+c.name, fer.Rate()/got[c.name].Rate())
+					}
+				}
+			}
+			fmt.Fprintln(stdout)
+			summarize(stdout, &t, all, inProcess)
+			return nil
+		},
 	}
-	fmt.Fprintln(stdout)
-	summarize(stdout, &t, all, inProcess)
-	return nil
 }
 
 // summarize prints each contender's medians and checks ferry's targets

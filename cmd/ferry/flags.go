@@ -28,4 +28,10 @@ func (e *flagErrors) notNegative(flag string, d time.Duration) {
 	}
 }
 
-func (e flagErrors) err() error { return errors.Join(e...) }
+// err returns the refusals as one usage error (exit code 2), or nil.
+func (e flagErrors) err() error {
+	if len(e) == 0 {
+		return nil
+	}
+	return &usageError{err: errors.Join(e...)}
+}

@@ -7,6 +7,7 @@ require (
 	github.com/ferrykit/ferry/ferrypg v0.0.0
 	github.com/ferrykit/ferry/ferryprom v0.0.0
 	github.com/jackc/pgx/v5 v5.12.0
+	github.com/peterbourgon/ff/v3 v3.4.0
 	github.com/prometheus/client_golang v1.23.2
 	github.com/twmb/franz-go v1.22.2
 	github.com/twmb/franz-go/pkg/kadm v1.19.0

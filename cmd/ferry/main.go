@@ -1,14 +1,21 @@
-// Command ferry runs ferry's demo, an embedded Kafka cluster, a console
-// consumer and the benchmarks.
+// Command ferry operates Kafka consumer groups and shows ferry at work:
 //
+//	ferry lag -group G             a group's lag per partition, with owners
+//	ferry offsets reset ...        move a group's committed offsets (a dry run unless -execute)
+//	ferry topics ...               list, describe, create and delete topics
+//	ferry produce -topic T         produce lines from stdin or a file
+//	ferry consume -topic T         print a topic's messages
+//	ferry cluster                  run an embedded Kafka cluster, print its address
 //	ferry demo                     the delivery modes measured under crashes
 //	ferry verify ...               the same, at scale, on any cluster
 //	ferry tour                     a narrated walk through the at-least-once runtime
-//	ferry cluster                  run an embedded cluster, print its address
-//	ferry consume -topic T ...     print a topic's messages through ferry
 //	ferry bench ...                ferry vs a raw franz-go loop
+//	ferry version                  the build's version
 //
-// The first SIGINT or SIGTERM drains gracefully; a second exits at once.
+// Exit codes: 0 success (and -h), 1 the command failed, 2 the command line
+// is wrong (unknown command or flag, invalid value, missing argument), 130 a
+// second SIGINT or SIGTERM stopped it at once. The first signal drains
+// gracefully.
 package main
 
 import (
@@ -23,6 +30,15 @@ import (
 	"syscall"
 
 	"github.com/ferrykit/ferry/cmd/ferry/internal/bench"
+	"github.com/peterbourgon/ff/v3/ffcli"
+)
+
+// Exit codes scripts can rely on.
+const (
+	exitOK          = 0
+	exitFailed      = 1   // the command ran and failed
+	exitUsage       = 2   // the command line is wrong; nothing ran
+	exitInterrupted = 130 // a second signal stopped it at once
 )
 
 func main() {
@@ -35,63 +51,125 @@ func main() {
 		cancel()
 		<-sigs
 		fmt.Fprintln(os.Stderr, "ferry: exiting at once")
-		os.Exit(130)
+		os.Exit(exitInterrupted)
 	}()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	cancel()
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		msg := err.Error()
-		if !strings.HasPrefix(msg, "ferry: ") { // the library's errors name it already
-			msg = "ferry: " + msg
-		}
+	if msg := errorLine(err); msg != "" {
 		fmt.Fprintln(os.Stderr, msg)
-		os.Exit(1)
 	}
+	os.Exit(exitCode(err))
 }
 
-const usage = `usage: ferry <command> [flags]
+// errorLine is what main prints for err: nothing for help or a flag error
+// the flag package printed already, else one line naming ferry once.
+func errorLine(err error) string {
+	var u *usageError
+	if err == nil || errors.Is(err, flag.ErrHelp) || (errors.As(err, &u) && u.printed) {
+		return ""
+	}
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "ferry: ") && !strings.HasPrefix(msg, "ferry ") { // the library's errors name it already
+		msg = "ferry: " + msg
+	}
+	return msg
+}
 
-commands:
-  demo      measure loss and duplicates of each delivery mode under real crashes (embedded cluster)
-  verify    the same at scale, on any cluster (-brokers), with a JSON report
-  tour      a narrated walk through ferry's at-least-once runtime
-  cluster   run an embedded Kafka cluster on 127.0.0.1 and print its address
-  consume   print a topic's messages, consumed through ferry
-  bench     measure ferry against a raw franz-go poll loop
+func exitCode(err error) int {
+	var u *usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, &u):
+		return exitUsage
+	}
+	return exitFailed
+}
 
-Run 'ferry <command> -h' for a command's flags.
-`
+// usageError is a wrong command line: exit code 2.
+type usageError struct {
+	err     error
+	printed bool // the flag package printed it with the usage already
+}
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// usagef returns a usage error.
+func usagef(format string, args ...any) error {
+	return &usageError{err: fmt.Errorf(format, args...)}
+}
+
+// root is the command tree.
+func root(stdout, stderr io.Writer) *ffcli.Command {
+	fs := flag.NewFlagSet("ferry", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	version := fs.Bool("version", false, "print the version and exit")
+	r := &ffcli.Command{
+		Name:       "ferry",
+		ShortUsage: "ferry <command> [flags] [arguments]",
+		ShortHelp:  "operate Kafka consumer groups, and see ferry's delivery guarantees measured",
+		LongHelp: strings.TrimSpace(`
+Commands reach a cluster with -brokers (default $FERRY_BROKERS) and the
+security flags -tls, -tls-ca, -sasl-mechanism, … (defaults from $FERRY_TLS_CA,
+$FERRY_SASL_MECHANISM, …). Flags may come before or after arguments.
+Run 'ferry <command> -h' for a command's flags and examples.
+
+EXIT CODES
+  0    success (and -h)
+  1    the command ran and failed (unreachable cluster, a violated guarantee, …)
+  2    the command line is wrong (unknown command or flag, invalid value); nothing ran
+  130  a second SIGINT or SIGTERM stopped the command at once (the first drains)`),
+		FlagSet: fs,
+		Subcommands: []*ffcli.Command{
+			topicsCmd(stdout, stderr),
+			produceCmd(stdout, stderr),
+			consumeCmd(stdout, stderr),
+			clusterCmd(stdout, stderr),
+			demoCmd(stdout, stderr),
+			verifyCmd(stdout, stderr),
+			tourCmd(stdout, stderr),
+			benchCmd(stdout, stderr),
+			versionCmd(stdout, stderr),
+		},
+	}
+	r.Exec = func(ctx context.Context, args []string) error {
+		if *version {
+			return printVersion(stdout, false)
+		}
+		if len(args) > 0 {
+			return usagef("unknown command %q (run 'ferry -h' for the list)", args[0])
+		}
+		fmt.Fprintln(stderr, ffcli.DefaultUsageFunc(r))
+		return usagef("no command")
+	}
+	return r
+}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return errors.New("no command")
-	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "demo":
-		return runDemo(ctx, rest, stdout, stderr)
-	case "verify":
-		return runVerify(ctx, rest, stdout, stderr)
-	case "tour":
-		return runTour(ctx, rest, stdout, stderr)
-	case "worker":
-		return runWorker(ctx, rest, stdout, stderr)
-	case "cluster":
-		return runCluster(ctx, rest, stdout, stderr)
-	case "consume":
-		return runConsume(ctx, rest, stdout, stderr)
-	case "bench":
-		return runBench(ctx, rest, stdout, stderr)
-	case "rusage": // internal: ferry rusage REPORT CMD ARGS... (for bench)
-		if len(rest) < 2 {
-			return errors.New("usage: ferry rusage REPORT COMMAND [ARGS...]")
+	if len(args) > 0 {
+		switch args[0] { // internal commands, not listed
+		case "worker": // a worker process of verify
+			return runWorker(ctx, args[1:], stdout, stderr)
+		case "rusage": // ferry rusage REPORT CMD ARGS... (for bench)
+			if len(args) < 3 {
+				return usagef("usage: ferry rusage REPORT COMMAND [ARGS...]")
+			}
+			return bench.Rusage(ctx, args[1], args[2:])
+		case "help":
+			args = []string{"-h"}
 		}
-		return bench.Rusage(ctx, rest[0], rest[1:])
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+	}
+	r := root(stdout, stderr)
+	if len(args) > 0 && args[0] == "-h" || len(args) > 0 && args[0] == "--help" {
+		fmt.Fprintln(stdout, ffcli.DefaultUsageFunc(r)) // asked for: to stdout
 		return nil
 	}
-	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q", cmd)
+	if err := r.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &usageError{err: err, printed: true}
+	}
+	return r.Run(ctx)
 }

@@ -17,21 +17,34 @@ type securityFlags struct {
 	vals map[string]*string // environment variable → flag value
 }
 
+// securityFlagList names the string flags: flag, environment variable, usage.
+var securityFlagList = [][3]string{
+	{"tls-ca", security.EnvTLSCA, "PEM file of the CAs to trust"},
+	{"tls-cert", security.EnvTLSCert, "PEM client certificate, for brokers that ask for one (with -tls-key)"},
+	{"tls-key", security.EnvTLSKey, "PEM key of the client certificate"},
+	{"tls-server-name", security.EnvTLSServerName, "name to check the brokers' certificates against"},
+	{"sasl-mechanism", security.EnvSASLMechanism, "SASL mechanism: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER"},
+	{"sasl-username", security.EnvSASLUsername, "SASL user"},
+	{"sasl-password", security.EnvSASLPassword, "SASL password (prefer the environment: flags show in ps)"},
+	{"sasl-token", security.EnvSASLToken, "OAUTHBEARER token"},
+}
+
 func addSecurityFlags(fs *flag.FlagSet) *securityFlags {
-	f := &securityFlags{vals: map[string]*string{}}
-	f.tls = fs.Bool("tls", false, "connect over TLS with the system's CAs ($FERRY_TLS); -tls-ca and -tls-cert imply it")
-	str := func(name, env, usage string) {
-		f.vals[env] = fs.String(name, "", usage+" ($"+env+")")
+	f := &securityFlags{tls: new(bool), vals: map[string]*string{}}
+	for _, d := range securityFlagList {
+		f.vals[d[1]] = new(string)
 	}
-	str("tls-ca", security.EnvTLSCA, "PEM file of the CAs to trust")
-	str("tls-cert", security.EnvTLSCert, "PEM client certificate, for brokers that ask for one (with -tls-key)")
-	str("tls-key", security.EnvTLSKey, "PEM key of the client certificate")
-	str("tls-server-name", security.EnvTLSServerName, "name to check the brokers' certificates against")
-	str("sasl-mechanism", security.EnvSASLMechanism, "SASL mechanism: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER")
-	str("sasl-username", security.EnvSASLUsername, "SASL user")
-	str("sasl-password", security.EnvSASLPassword, "SASL password (prefer the environment: flags show in ps)")
-	str("sasl-token", security.EnvSASLToken, "OAUTHBEARER token")
+	f.bind(fs)
 	return f
+}
+
+// bind defines the flags in fs too, sharing their values: a command and its
+// subcommands take them on either side of the subcommand's name.
+func (f *securityFlags) bind(fs *flag.FlagSet) {
+	fs.BoolVar(f.tls, "tls", false, "connect over TLS with the system's CAs ($FERRY_TLS); -tls-ca and -tls-cert imply it")
+	for _, d := range securityFlagList {
+		fs.StringVar(f.vals[d[1]], d[0], "", d[2]+" ($"+d[1]+")")
+	}
 }
 
 // getenv reads a setting: the flag when given, else the environment.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/ferrykit/ferry"
 	"github.com/ferrykit/ferry/ferrytest"
+	"github.com/peterbourgon/ff/v3/ffcli"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -88,130 +88,144 @@ func (c *demoConsumer) Revoked(context.Context) error {
 	return nil
 }
 
-func runTour(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("tour", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func tourCmd(stdout, stderr io.Writer) *ffcli.Command {
+	fs := newFlags("tour", stderr)
 	perWave := fs.Int("messages", 500, "messages per partition in each of the two waves")
 	verbose := fs.Bool("v", false, "show ferry's own log")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	var bad flagErrors
-	bad.atLeast("messages", *perWave, 1)
-	if err := bad.err(); err != nil {
-		return err
-	}
-	const partitions = 4
-	c, err := ferrytest.StartEmbedded()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	d := &demo{out: stdout, seen: make(map[int32]map[int64]int), assigned: map[string]int{}, processed: map[string]int{}}
-	for p := range int32(partitions) {
-		d.seen[p] = make(map[int64]int)
-	}
-	const topic, group = "orders", "billing"
-	if err := c.CreateTopic(ctx, topic, partitions); err != nil {
-		return err
-	}
-	d.printf("ferry tour — embedded Kafka cluster at %s\n", strings.Join(c.Brokers(), ","))
-	d.printf("topic %q with %d partitions, consumer group %q, at-least-once, batches of up to 100\n\n", topic, partitions, group)
+	return &ffcli.Command{
+		Name:       "tour",
+		ShortUsage: "ferry tour [-messages N] [-v]",
+		ShortHelp:  "a narrated walk through ferry's at-least-once runtime on an embedded cluster",
+		LongHelp: `Two members of a group consume a topic of four partitions: batches, a failing
+batch retried, a partition paused, a second member taking partitions over, the
+commits, and a final count of lost and duplicated messages. Needs no setup.
 
-	logLevel := slog.LevelError + 1
-	if *verbose {
-		logLevel = slog.LevelInfo
-	}
-	var commits atomic.Int32
-	base := []ferry.Option{
-		ferry.Brokers(c.Brokers()...),
-		ferry.Logger(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))),
-		ferry.CommitInterval(time.Second),
-		ferry.ClientOptions(kgo.SessionTimeout(6 * time.Second)),
-		ferry.OnCommit(func(cm ferry.Commit) {
-			commits.Add(1)
-			d.printf("        commit (%s): %s\n", cm.Reason, formatOffsets(cm.Offsets[topic]))
-		}),
-	}
-	// join starts a group member; stop drains it and returns Run's error.
-	join := func(member string) (stop func() error, err error) {
-		app, err := ferry.New(append(base, ferry.Route(group, topic, d.member(member), ferry.MaxMessages(100),
-			ferry.Retry(ferry.ConstantBackoff(300*time.Millisecond))))...)
-		if err != nil {
-			return nil, err
-		}
-		mctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- app.Run(mctx) }()
-		return sync.OnceValue(func() error { cancel(); return <-done }), nil
-	}
-
-	if err := produceWave(ctx, c, topic, partitions, 0, *perWave); err != nil {
-		return err
-	}
-	d.printf("produced %d messages; member A joins the group\n", partitions**perWave)
-	stopA, err := join("A")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = stopA() }()
-	if err := waitProcessed(ctx, d, partitions**perWave); err != nil {
-		return err
-	}
-
-	d.printf("\nmember B joins: A hands over some partitions, then %d more messages arrive\n", partitions**perWave)
-	stopB, err := join("B")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = stopB() }()
-	if err := waitAssigned(ctx, d, "B"); err != nil {
-		return err
-	}
-	if err := produceWave(ctx, c, topic, partitions, *perWave, 2**perWave); err != nil {
-		return err
-	}
-	if err := waitProcessed(ctx, d, 2*partitions**perWave); err != nil {
-		return err
-	}
-
-	d.printf("\nshutting down: in-flight batches finish, final commit, members leave\n")
-	if err := stopB(); err != nil {
-		return err
-	}
-	if err := stopA(); err != nil {
-		return err
-	}
-	committed, err := c.Committed(context.WithoutCancel(ctx), group, topic)
-	if err != nil {
-		return err
-	}
-	total := 2 * partitions * *perWave
-	processed, dups, lost := 0, 0, 0
-	d.mu.Lock()
-	for p := range int32(partitions) {
-		for o := int64(0); o < int64(2**perWave); o++ {
-			switch n := d.seen[p][o]; {
-			case n == 0:
-				lost++
-			default:
-				processed++
-				dups += n - 1
+EXAMPLES
+  ferry tour
+  ferry tour -messages 100 -v`,
+		FlagSet: fs,
+		Exec: func(ctx context.Context, args []string) error {
+			if _, err := arguments(fs, args, 0); err != nil {
+				return err
 			}
-		}
+			var bad flagErrors
+			bad.atLeast("messages", *perWave, 1)
+			if err := bad.err(); err != nil {
+				return err
+			}
+			const partitions = 4
+			c, err := ferrytest.StartEmbedded()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			d := &demo{out: stdout, seen: make(map[int32]map[int64]int), assigned: map[string]int{}, processed: map[string]int{}}
+			for p := range int32(partitions) {
+				d.seen[p] = make(map[int64]int)
+			}
+			const topic, group = "orders", "billing"
+			if err := c.CreateTopic(ctx, topic, partitions); err != nil {
+				return err
+			}
+			d.printf("ferry tour — embedded Kafka cluster at %s\n", strings.Join(c.Brokers(), ","))
+			d.printf("topic %q with %d partitions, consumer group %q, at-least-once, batches of up to 100\n\n", topic, partitions, group)
+
+			logLevel := slog.LevelError + 1
+			if *verbose {
+				logLevel = slog.LevelInfo
+			}
+			var commits atomic.Int32
+			base := []ferry.Option{
+				ferry.Brokers(c.Brokers()...),
+				ferry.Logger(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))),
+				ferry.CommitInterval(time.Second),
+				ferry.ClientOptions(kgo.SessionTimeout(6 * time.Second)),
+				ferry.OnCommit(func(cm ferry.Commit) {
+					commits.Add(1)
+					d.printf("        commit (%s): %s\n", cm.Reason, formatOffsets(cm.Offsets[topic]))
+				}),
+			}
+			// join starts a group member; stop drains it and returns Run's error.
+			join := func(member string) (stop func() error, err error) {
+				app, err := ferry.New(append(base, ferry.Route(group, topic, d.member(member), ferry.MaxMessages(100),
+					ferry.Retry(ferry.ConstantBackoff(300*time.Millisecond))))...)
+				if err != nil {
+					return nil, err
+				}
+				mctx, cancel := context.WithCancel(ctx)
+				done := make(chan error, 1)
+				go func() { done <- app.Run(mctx) }()
+				return sync.OnceValue(func() error { cancel(); return <-done }), nil
+			}
+
+			if err := produceWave(ctx, c, topic, partitions, 0, *perWave); err != nil {
+				return err
+			}
+			d.printf("produced %d messages; member A joins the group\n", partitions**perWave)
+			stopA, err := join("A")
+			if err != nil {
+				return err
+			}
+			defer func() { _ = stopA() }()
+			if err := waitProcessed(ctx, d, partitions**perWave); err != nil {
+				return err
+			}
+
+			d.printf("\nmember B joins: A hands over some partitions, then %d more messages arrive\n", partitions**perWave)
+			stopB, err := join("B")
+			if err != nil {
+				return err
+			}
+			defer func() { _ = stopB() }()
+			if err := waitAssigned(ctx, d, "B"); err != nil {
+				return err
+			}
+			if err := produceWave(ctx, c, topic, partitions, *perWave, 2**perWave); err != nil {
+				return err
+			}
+			if err := waitProcessed(ctx, d, 2*partitions**perWave); err != nil {
+				return err
+			}
+
+			d.printf("\nshutting down: in-flight batches finish, final commit, members leave\n")
+			if err := stopB(); err != nil {
+				return err
+			}
+			if err := stopA(); err != nil {
+				return err
+			}
+			committed, err := c.Committed(context.WithoutCancel(ctx), group, topic)
+			if err != nil {
+				return err
+			}
+			total := 2 * partitions * *perWave
+			processed, dups, lost := 0, 0, 0
+			d.mu.Lock()
+			for p := range int32(partitions) {
+				for o := int64(0); o < int64(2**perWave); o++ {
+					switch n := d.seen[p][o]; {
+					case n == 0:
+						lost++
+					default:
+						processed++
+						dups += n - 1
+					}
+				}
+			}
+			d.mu.Unlock()
+			byA, byB := d.processed["A"], d.processed["B"]
+			d.printf("\nsummary: %d produced, %d processed (A %d, B %d), %d lost, %d duplicated, %d commits\n",
+				total, processed, byA, byB, lost, dups, commits.Load())
+			d.printf("committed offsets: %s (every partition at its end: %v)\n", formatOffsets(committed), allAt(committed, partitions, int64(2**perWave)))
+			if lost != 0 {
+				return fmt.Errorf("tour lost %d messages", lost)
+			}
+			if byB == 0 {
+				return errors.New("tour: member B processed nothing, so no hand-off was shown")
+			}
+			return nil
+		},
 	}
-	d.mu.Unlock()
-	byA, byB := d.processed["A"], d.processed["B"]
-	d.printf("\nsummary: %d produced, %d processed (A %d, B %d), %d lost, %d duplicated, %d commits\n",
-		total, processed, byA, byB, lost, dups, commits.Load())
-	d.printf("committed offsets: %s (every partition at its end: %v)\n", formatOffsets(committed), allAt(committed, partitions, int64(2**perWave)))
-	if lost != 0 {
-		return fmt.Errorf("tour lost %d messages", lost)
-	}
-	if byB == 0 {
-		return errors.New("tour: member B processed nothing, so no hand-off was shown")
-	}
-	return nil
 }
 
 // waitAssigned waits until the group gave member at least one partition:

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -99,7 +100,10 @@ type Config struct {
 	Binary       string        // the ferry binary (runs `ferry worker`)
 	Dir          string        // worker logs; a temp dir when empty
 	Progress     io.Writer     // a progress line while it runs; nil for none
-	Seed         uint64
+	// Redraw draws the progress line in place ('\r'), for a terminal;
+	// otherwise (a log file, a pipe) it is a plain line every 10 seconds.
+	Redraw bool
+	Seed   uint64
 	// Postgres is the PostgreSQL URL the eos-db mode writes to.
 	Postgres string
 	// Freeze, if positive, makes every fourth chaos event of the eos-db
@@ -433,11 +437,18 @@ func runMode(ctx context.Context, cfg Config, m Mode) (Result, error) {
 		faults = cfg.BrokerFaults
 	}
 	res := Result{Mode: m.String(), Commit: m.commitTiming(), Messages: cfg.Messages}
+	var lastLine time.Time
 	progress := func(phase string) {
-		if cfg.Progress == nil {
+		if cfg.Progress == nil || !cfg.Redraw && phase != "done" && time.Since(lastLine) < 10*time.Second {
 			return
 		}
+		lastLine = time.Now()
 		done := committedShare(ctx, adm, f.group, f.input, cfg.Messages)
+		if !cfg.Redraw {
+			fmt.Fprintf(cfg.Progress, "%s: %.0f%% committed, kills %d/%d, broker faults %d/%d, rebalances %d, %s, %s\n",
+				m, done*100, res.Kills, cfg.Kills, res.BrokerFaults, faults, res.Rebalances, time.Since(began).Round(time.Second), phase)
+			return
+		}
 		bar := strings.Repeat("█", int(done*20)) + strings.Repeat("░", 20-int(done*20))
 		fmt.Fprintf(cfg.Progress, "\r%-14s %s %3.0f%%  kills %d/%d  broker faults %d/%d  rebalances %d  %s  %-14s",
 			m, bar, done*100, res.Kills, cfg.Kills, res.BrokerFaults, faults, res.Rebalances, time.Since(began).Round(time.Second), phase)
@@ -547,7 +558,7 @@ func runMode(ctx context.Context, cfg Config, m Mode) (Result, error) {
 	res.WorkerExits, res.WorkerErrors = len(f.errors), f.errors
 	f.mu.Unlock()
 	progress("done")
-	if cfg.Progress != nil {
+	if cfg.Progress != nil && cfg.Redraw {
 		fmt.Fprintln(cfg.Progress)
 	}
 
@@ -744,8 +755,8 @@ func countOutputs(ctx context.Context, cfg Config, topic string, counts []int) e
 // PrintTable prints the loss/duplicate table of the processing architectures
 // with the measured counts.
 func PrintTable(w io.Writer, rep Report) {
-	fmt.Fprintf(w, "%-22s %-36s %9s %6s %7s %10s %6s %11s %6s %9s %9s  %s\n",
-		"mode", "offset commit timing", "messages", "kills", "broker", "rebalances", "lost", "duplicated", "exits", "stall", "msgs/s", "guarantee")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "mode\toffset commit timing\tmessages\tkills\tbroker\trebalances\tlost\tduplicated\texits\tstall\tmsgs/s\tguarantee")
 	for _, r := range rep.Results {
 		verdict := "✓ " + r.Expectation
 		if !r.OK {
@@ -754,10 +765,11 @@ func PrintTable(w io.Writer, rep Report) {
 		if r.OutOfOrder > 0 {
 			verdict += fmt.Sprintf(" (%d keys out of order)", r.OutOfOrder)
 		}
-		fmt.Fprintf(w, "%-22s %-36s %9d %6d %7d %10d %6d %11d %6d %8.1fs %9.0f  %s\n",
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.1fs\t%.0f\t%s\n",
 			r.Mode, r.Commit, r.Messages, r.Kills, r.BrokerFaults, r.Rebalances, r.Lost, r.Duplicated, r.WorkerExits,
 			r.LongestStall, r.PerSecond, verdict)
 	}
+	tw.Flush()
 	for _, r := range rep.Results {
 		for _, e := range r.WorkerErrors {
 			fmt.Fprintf(w, "%s: %s\n", r.Mode, e)
