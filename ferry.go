@@ -8,7 +8,11 @@
 // builds one Consumer per assigned partition and calls its Consume method
 // with batches of that partition, in offset order, one batch at a time.
 // Different partitions run in parallel on a bounded pool of workers
-// (Concurrency, default 5).
+// (Concurrency, default 5). A topic routed with Parallel(n) also runs the
+// messages of one partition concurrently, up to n at once, one key at a
+// time: its committed offset stops below the oldest unfinished message, and
+// what finished above it travels in the commit's metadata so that the next
+// owner skips it.
 //
 //	app, err := ferry.New(
 //		ferry.Brokers("127.0.0.1:9092"),
