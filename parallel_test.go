@@ -518,3 +518,116 @@ func TestParallelLostPartitionDropsCompletions(t *testing.T) {
 		}
 	}
 }
+
+// K1: ByLane groups by the user's value instead of the key, and Unordered
+// runs every message on its own.
+func TestParallelLaneChoices(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		order ferry.Order
+		lane  func(m *ferry.Message) string // what must run in order
+	}{
+		{"by lane", ferry.ByLane(func(m *ferry.Message) string { return string(m.Value[len(m.Value)-1:]) }),
+			func(m *ferry.Message) string { return string(m.Value[len(m.Value)-1:]) }},
+		{"unordered", ferry.Unordered, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newScenario(t, cluster(t), 1)
+			keys := make([]string, 200)
+			for i := range keys {
+				keys[i] = "same-key" // the key says nothing here
+			}
+			s.produceKeyed(keys...)
+			var mu sync.Mutex
+			running, maxRunning := 0, 0
+			order := map[string][]int64{}
+			var mixed bool
+			fn := func(_ context.Context, b *ferry.Batch) error {
+				mu.Lock()
+				running++
+				maxRunning = max(maxRunning, running)
+				for _, m := range b.Messages {
+					if tc.lane != nil {
+						order[tc.lane(m)] = append(order[tc.lane(m)], m.Offset)
+						mixed = mixed || tc.lane(m) != tc.lane(b.Messages[0])
+					}
+				}
+				mu.Unlock()
+				time.Sleep(5 * time.Millisecond)
+				mu.Lock()
+				running--
+				mu.Unlock()
+				s.rec.record(b)
+				return nil
+			}
+			app := s.start(s.route(fn, ferry.Parallel(16, tc.order)))
+			s.waitSeen(200)
+			s.stop(app)
+			mu.Lock()
+			defer mu.Unlock()
+			if maxRunning < 2 {
+				t.Errorf("at most %d batches ran at once for messages of one key, want them spread", maxRunning)
+			}
+			if mixed {
+				t.Error("a batch mixed lanes")
+			}
+			for lane, offs := range order {
+				if !slices.IsSorted(offs) {
+					t.Errorf("lane %s ran out of offset order: %v", lane, offs)
+				}
+			}
+		})
+	}
+}
+
+// K5, A6: a panic is a failure of that message only: retried after its
+// backoff, then dead-lettered, while other keys flow.
+func TestParallelPanicRetriesThenDeadLetters(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	dlq := topic(t, s.c, 1)
+	s.produceKeyed("a", "b", "b", "b")
+	var attempts atomic.Int32
+	fn := func(_ context.Context, b *ferry.Batch) error {
+		if b.Messages[0].Offset == 0 {
+			attempts.Add(1)
+			panic("bad record")
+		}
+		s.rec.record(b)
+		return nil
+	}
+	app := s.start(s.route(fn, ferry.Parallel(4), ferry.DeadLetter(dlq), ferry.MaxRetries(1),
+		ferry.Retry(ferry.ConstantBackoff(50*time.Millisecond))))
+	dead := readAll(t, s.c, dlq, 1)
+	s.waitCommitted(map[int32]int64{0: 4})
+	s.stop(app)
+	if len(dead) != 1 || header(dead[0], ferry.HeaderOriginalOffset) != "0" {
+		t.Fatalf("dead-letter topic holds %d messages, want offset 0 only", len(dead))
+	}
+	if attempts.Load() != 2 {
+		t.Errorf("the panicking message ran %d times, want 2 (1 + MaxRetries 1)", attempts.Load())
+	}
+	if got := s.rec.offsets(); len(got) != 3 {
+		t.Errorf("the other key's messages ran as %v, want offsets 1–3 once", got)
+	}
+}
+
+// K9: with one distinct key a unit is that key's run of waiting messages,
+// up to MaxMessages, as a sequential batch — not one message per call.
+func TestParallelOneKeyRunsInBatches(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	keys := make([]string, 1000)
+	for i := range keys {
+		keys[i] = "only"
+	}
+	s.produceKeyed(keys...)
+	app := s.start(s.route(s.rec.fn(), ferry.Parallel(128), ferry.MaxMessages(100)))
+	s.waitSeen(1000)
+	s.stop(app)
+	longest := 0
+	for _, d := range s.rec.snapshot() {
+		longest = max(longest, len(d.offsets))
+	}
+	if calls := len(s.rec.snapshot()); calls > 100 || longest != 100 {
+		t.Errorf("1,000 messages of one key in %d calls, the longest %d; want batches of up to 100", calls, longest)
+	}
+}
