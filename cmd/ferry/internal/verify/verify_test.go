@@ -200,3 +200,29 @@ func TestStallWatch(t *testing.T) {
 		t.Errorf("longest stall %s, want about 1s", stall)
 	}
 }
+
+// A worker that dies of the verifier's SIGTERM itself (it had not yet set
+// up its handler: it was starting) is no error exit; one that handles it
+// and exits 0 is none either.
+func TestGracefulStopsThatAreNoErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, script := range []string{
+		"#!/bin/sh\nwhile :; do sleep 0.05; done\n",                     // SIGTERM's default: death
+		"#!/bin/sh\ntrap 'exit 0' TERM\nwhile :; do sleep 0.05; done\n", // a clean exit
+	} {
+		bin := filepath.Join(dir, "worker")
+		if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		f := &fleet{cfg: Config{Dir: dir, Binary: bin, Workers: 1}, mode: AtLeastOnce, run: "r",
+			procs: map[int]*exec.Cmd{}, exited: map[int]chan struct{}{}, status: map[int]error{}}
+		if err := f.start(0); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		f.stop(0, false)
+		if len(f.errors) > 0 {
+			t.Errorf("worker %q: errors %q, want none", script, f.errors)
+		}
+	}
+}
