@@ -13,6 +13,7 @@ import (
 	"github.com/ferrykit/ferry/ferrypg"
 	"github.com/ferrykit/ferry/ferrytest"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -284,4 +285,55 @@ func TestDeadLetterBeforeTheOffsetRowMovesPastIt(t *testing.T) {
 	if !slices.Equal(letters, []string{"4"}) {
 		t.Fatalf("dead-letter topic holds %q, want the poison message once", letters)
 	}
+}
+
+// losingDB loses the answer to one commit once armed: the transaction
+// commits, the caller hears an error — a connection dropped at the worst
+// moment.
+type losingDB struct {
+	*pgxpool.Pool
+	armed atomic.Bool
+}
+
+func (db *losingDB) Begin(ctx context.Context) (pgx.Tx, error) {
+	tx, err := db.Pool.Begin(ctx)
+	return &losingTx{Tx: tx, db: db}, err
+}
+
+type losingTx struct {
+	pgx.Tx
+	db *losingDB
+}
+
+func (tx *losingTx) Commit(ctx context.Context) error {
+	err := tx.Tx.Commit(ctx)
+	if err == nil && tx.db.armed.CompareAndSwap(true, false) {
+		return errors.New("connection reset by peer")
+	}
+	return err
+}
+
+// D5: a commit whose answer was lost is not applied twice: before the
+// retry ferrypg reads the stored offset again and skips what committed.
+func TestCommitWithLostAnswerIsNotRedone(t *testing.T) {
+	pool := database(t)
+	c := cluster(t)
+	tp := topic(t, c, 1)
+	produceN(t, c, tp, 0, 30)
+	fx := newEffects(t, pool)
+	table, group := name("offsets"), name("g")
+	db := &losingDB{Pool: pool}
+	var once atomic.Bool
+	start(t, c, ferrypg.Route(group, tp, db, func(ctx context.Context, b *ferrypg.Batch) error {
+		if once.CompareAndSwap(false, true) {
+			db.armed.Store(true) // this batch commits, but ferrypg hears an error
+		}
+		return fx.insert(ctx, b)
+	}, ferrypg.Table(table), fastRetry, ferrypg.TopicOptions(ferry.MaxMessages(10))))
+
+	waitStored(t, pool, table, group, tp, 0, 30)
+	if db.armed.Load() {
+		t.Fatal("no commit answer was lost")
+	}
+	fx.exactlyOnce(t, 0, 0, 30)
 }
