@@ -52,6 +52,13 @@
 // With ManualOffsets the consumer marks through its Claim — Karafka's
 // mark_as_consumed / mark_as_consumed! / commit_offsets contract; see Claim
 // for what each call blocks on and returns.
+//
+// Offsets may also live outside Kafka: StartOffsets lets a topic choose
+// where each assigned partition starts, and a consumer that learns from its
+// own store that another member owns its partition returns ErrNotOwned.
+// Package ferrypg (a module of its own) builds exactly-once effects in
+// PostgreSQL on the two: the consumer's writes and the partition's offset
+// commit in one database transaction (S4).
 package ferry
 
 import (
