@@ -122,6 +122,8 @@ EXIT CODES
   130  a second SIGINT or SIGTERM stopped the command at once (the first drains)`),
 		FlagSet: fs,
 		Subcommands: []*ffcli.Command{
+			lagCmd(stdout, stderr),
+			offsetsCmd(stdout, stderr),
 			topicsCmd(stdout, stderr),
 			produceCmd(stdout, stderr),
 			consumeCmd(stdout, stderr),

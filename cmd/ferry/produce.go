@@ -34,7 +34,7 @@ func produceCmd(stdout, stderr io.Writer) *ffcli.Command {
 	topic := fs.String("topic", "", "topic to produce to (required)")
 	file := fs.String("file", "", "read lines from this file instead of stdin")
 	sep := fs.String("key-separator", "", "split each line at the first occurrence of this into key and value (default: the whole line is the value, the key is nil)")
-	partition := fs.Int("partition", -1, "produce to this partition (-1: by the key's hash, or spread when the key is nil)")
+	partition := fs.Int("partition", -1, "produce to this partition (-1: by the key's hash; messages without a key go to one partition per batch)")
 	var headers headerFlag
 	fs.Var(&headers, "header", "a header on every message, `key=value` (repeatable)")
 	quiet := fs.Bool("q", false, "do not print the count at the end")
