@@ -1,8 +1,13 @@
 package engine
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"log/slog"
+	"reflect"
+	"slices"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -43,5 +48,43 @@ func (k kgoLogger) Level() kgo.LogLevel {
 }
 
 func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	for i := 1; i < len(keyvals); i += 2 {
+		if v := reflect.ValueOf(keyvals[i]); v.Kind() == reflect.Map {
+			keyvals[i] = readableMap(v)
+		}
+	}
 	k.log.Log(context.Background(), slogLevel(level), "franz-go: "+msg, keyvals...)
+}
+
+// readableMap renders a map franz-go logs (say, an assignment
+// map[string][]int32) the way ferry's own lines do — "orders[0 1 2]
+// payments[3]", keys in order — instead of Go's map syntax.
+func readableMap(m reflect.Value) string {
+	if m.Len() == 0 {
+		return "none"
+	}
+	keys := m.MapKeys()
+	slices.SortFunc(keys, func(a, b reflect.Value) int {
+		if a.CanInt() && b.CanInt() {
+			return cmp.Compare(a.Int(), b.Int())
+		}
+		return cmp.Compare(fmt.Sprint(a), fmt.Sprint(b))
+	})
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		v := m.MapIndex(k)
+		switch v.Kind() {
+		case reflect.Map:
+			parts = append(parts, fmt.Sprintf("%v[%s]", k, readableMap(v)))
+		case reflect.Slice, reflect.Array:
+			elems := make([]string, v.Len())
+			for i := range elems {
+				elems[i] = fmt.Sprint(v.Index(i))
+			}
+			parts = append(parts, fmt.Sprintf("%v[%s]", k, strings.Join(elems, " ")))
+		default:
+			parts = append(parts, fmt.Sprintf("%v=%+v", k, v))
+		}
+	}
+	return strings.Join(parts, " ")
 }
