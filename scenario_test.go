@@ -109,6 +109,18 @@ func (s *scenario) startTransactional(more ...ferry.Option) *running {
 	return s.start(append([]ferry.Option{ferry.TransactionalID(ferrytest.UniqueName("txn"))}, more...)...)
 }
 
+// restart runs the group again with a plain consumer until it has consumed
+// n messages, stops it, and returns the first offset it was handed: where
+// the group resumed.
+func (s *scenario) restart(n int) int64 {
+	s.t.Helper()
+	rec := newRecorder()
+	app := s.start(s.route(rec.fn()))
+	rec.waitDistinct(s.t, s.topic, n, 30*time.Second)
+	s.stop(app)
+	return rec.snapshot()[0].offsets[0]
+}
+
 // stop stops an app and fails the test if Run returned an error.
 func (s *scenario) stop(app *running) {
 	s.t.Helper()

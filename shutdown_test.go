@@ -70,10 +70,7 @@ func TestShutdownDrainsInFlightWork(t *testing.T) {
 	s.wantCommitted(map[int32]int64{0: 10})
 
 	// A restart continues right after the committed batch.
-	again := s.start(s.route(s.rec.fn()))
-	s.waitSeen(20)
-	s.stop(again)
-	if first := s.rec.snapshot()[0].offsets[0]; first != 10 {
+	if first := s.restart(20); first != 10 {
 		t.Errorf("restart began at offset %d, want 10", first)
 	}
 }
@@ -135,10 +132,7 @@ func TestShutdownTimeoutCommitsWhatFinished(t *testing.T) {
 	}
 	s.wantCommitted(map[int32]int64{0: 10})
 
-	again := s.start(s.route(s.rec.fn()))
-	s.waitSeen(10)
-	s.stop(again)
-	if first := s.rec.snapshot()[0].offsets[0]; first != 10 {
+	if first := s.restart(10); first != 10 {
 		t.Errorf("restart began at offset %d, want 10, right after the finished batch", first)
 	}
 }
