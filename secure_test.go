@@ -316,3 +316,39 @@ func unsignedToken(subject string, life time.Duration) string {
 	claims := fmt.Sprintf(`{"sub":%q,"iat":%d,"exp":%d}`, subject, now.Unix(), now.Add(life).Unix())
 	return enc([]byte(`{"alg":"none"}`)) + "." + enc([]byte(claims)) + "."
 }
+
+// T1, T2: a client certificate from files (TLSFiles with a certificate and a
+// key) is presented to brokers that verify it: one signed by the brokers'
+// CA connects; one signed by a CA they do not trust fails Run with ErrTLS.
+// Embedded cluster only (the secured real broker asks for no certificate).
+func TestSecuredClientCertificate(t *testing.T) {
+	s := securedCluster(t)
+	if s.ClientCertFile == "" {
+		t.Skip("the secured real broker does not verify client certificates")
+	}
+	stranger, err := ferrytest.StartSecured(t.TempDir()) // another CA, another client certificate
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger.Close()
+	tp := s.topic(t, 1, true)
+	produceN(t, s.Cluster, tp, 0, 3)
+
+	rec := newRecorder()
+	app := start(t, s.app(t, "SCRAM-SHA-512", securedUserPassword,
+		ferry.TLSFiles(s.CAFile, s.ClientCertFile, s.ClientKeyFile),
+		ferry.RouteFunc(ferrytest.UniqueName(securedPrefix+"g"), tp, rec.fn()))...)
+	rec.waitDistinct(t, tp, 3, 30*time.Second)
+	if err := app.stop(t); err != nil {
+		t.Fatal(err)
+	}
+
+	group := ferrytest.UniqueName(securedPrefix + "g")
+	err, took, log := runRefused(t, s.app(t, "SCRAM-SHA-512", securedUserPassword,
+		ferry.TLSFiles(s.CAFile, stranger.ClientCertFile, stranger.ClientKeyFile),
+		ferry.RouteFunc(group, tp, nopConsume))...)
+	if !errors.Is(err, ferry.ErrTLS) {
+		t.Fatalf("Run returned %v, want an error wrapping ErrTLS", err)
+	}
+	checkPrompt(t, s, took, log, group, tp)
+}

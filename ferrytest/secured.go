@@ -43,6 +43,10 @@ type Secured struct {
 	// CAFile is the PEM file of the CA that signed the brokers'
 	// certificates.
 	CAFile string
+	// ClientCertFile and ClientKeyFile hold a client certificate signed by
+	// the same CA, which the embedded cluster verifies when a client
+	// presents one (empty for the real broker).
+	ClientCertFile, ClientKeyFile string
 }
 
 // StartSecured returns the secured cluster named by FERRY_SECURE_BROKERS
@@ -62,10 +66,11 @@ func StartSecured(dir string) (*Secured, error) {
 		}
 		return &Secured{Cluster: c, CAFile: ca}, nil
 	}
-	caFile, serverTLS, err := certificates(dir)
+	files, serverTLS, err := certificates(dir)
 	if err != nil {
 		return nil, err
 	}
+	caFile := files[0]
 	opts, err := adminOpts(caFile)
 	if err != nil {
 		return nil, err
@@ -96,7 +101,7 @@ func StartSecured(dir string) (*Secured, error) {
 		fake.Close()
 		return nil, err
 	}
-	return &Secured{Cluster: c, CAFile: caFile}, nil
+	return &Secured{Cluster: c, CAFile: caFile, ClientCertFile: files[1], ClientKeyFile: files[2]}, nil
 }
 
 // adminOpts returns how the super user reaches a cluster whose brokers'
@@ -110,13 +115,16 @@ func adminOpts(caFile string) ([]kgo.Opt, error) {
 	return security.Settings{TLS: cfg, SASL: admin}.Opts(), nil
 }
 
-// certificates makes a CA and a certificate for 127.0.0.1 and localhost
-// signed by it; it writes the CA's certificate into dir and returns its
-// path and the brokers' TLS configuration.
-func certificates(dir string) (string, *tls.Config, error) {
+// certificates makes a CA, a certificate for 127.0.0.1 and localhost and a
+// client certificate, both signed by it; it writes the CA's certificate and
+// the client's certificate and key into dir, returns their paths (in that
+// order) and the brokers' TLS configuration, which verifies the client
+// certificates it is given.
+func certificates(dir string) ([3]string, *tls.Config, error) {
+	var files [3]string
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return "", nil, err
+		return files, nil, err
 	}
 	now := time.Now()
 	caTmpl := &x509.Certificate{
@@ -126,32 +134,54 @@ func certificates(dir string) (string, *tls.Config, error) {
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
-		return "", nil, err
+		return files, nil, err
 	}
 	ca, err := x509.ParseCertificate(caDER)
 	if err != nil {
-		return "", nil, err
+		return files, nil, err
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return "", nil, err
+	// leaf signs a certificate for the template with a new key.
+	leaf := func(serial int64, tmpl *x509.Certificate) ([]byte, *ecdsa.PrivateKey, error) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, nil, err
+		}
+		tmpl.SerialNumber, tmpl.NotBefore, tmpl.NotAfter = big.NewInt(serial), now.Add(-time.Hour), now.Add(7*24*time.Hour)
+		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		return der, key, err
 	}
-	leafTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour),
+	serverDER, serverKey, err := leaf(2, &x509.Certificate{Subject: pkix.Name{CommonName: "127.0.0.1"},
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &key.PublicKey, caKey)
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
 	if err != nil {
-		return "", nil, err
+		return files, nil, err
 	}
-	caFile := filepath.Join(dir, "ferrytest-ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
-		return "", nil, err
+	clientDER, clientKey, err := leaf(3, &x509.Certificate{Subject: pkix.Name{CommonName: SecuredUser},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err != nil {
+		return files, nil, err
 	}
-	return caFile, &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{leafDER}, PrivateKey: key}},
+	clientKeyDER, err := x509.MarshalPKCS8PrivateKey(clientKey)
+	if err != nil {
+		return files, nil, err
+	}
+	for i, f := range []struct {
+		name, kind string
+		der        []byte
+	}{{"ferrytest-ca.pem", "CERTIFICATE", caDER}, {"ferrytest-client.pem", "CERTIFICATE", clientDER},
+		{"ferrytest-client-key.pem", "PRIVATE KEY", clientKeyDER}} {
+		files[i] = filepath.Join(dir, f.name)
+		if err := os.WriteFile(files[i], pem.EncodeToMemory(&pem.Block{Type: f.kind, Bytes: f.der}), 0o600); err != nil {
+			return files, nil, err
+		}
+	}
+	clientCAs := x509.NewCertPool()
+	clientCAs.AddCert(ca)
+	return files, &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{serverDER}, PrivateKey: serverKey}},
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		ClientCAs:    clientCAs,
 		MinVersion:   tls.VersionTLS12,
 	}, nil
 }

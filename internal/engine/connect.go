@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -138,6 +139,7 @@ func turnedAway(cl *kgo.Client, brokers []string, err error) error {
 	var invalid x509.CertificateInvalidError
 	var header tls.RecordHeaderError
 	var alert tls.AlertError
+	var remote *net.OpError
 	switch {
 	case errors.Is(err, kerr.SaslAuthenticationFailed), errors.Is(err, errSASLClosed),
 		errors.Is(err, kerr.UnsupportedSaslMechanism),
@@ -147,6 +149,8 @@ func turnedAway(cl *kgo.Client, brokers []string, err error) error {
 	case errors.As(err, &verify), errors.As(err, &unknownCA), errors.As(err, &hostname),
 		errors.As(err, &invalid), errors.As(err, &header), errors.As(err, &alert),
 		closedFor("is TLS misconfigured", tlsOn), closedFor("is TLS missing", !tlsOn),
+		// crypto/tls's alerts from the broker (its type is unexported):
+		errors.As(err, &remote) && remote.Op == "remote error",
 		// kgo's only sign of plaintext spoken to a TLS listener:
 		strings.Contains(err.Error(), "plaintext connection speaking to a tls endpoint"):
 		return fmt.Errorf("%w: %s to %v: %w", ErrTLS, tlsDesc, brokers, err)

@@ -40,6 +40,8 @@ func TestTurnedAway(t *testing.T) {
 			want: ErrTLS},
 		{name: "plaintext to a TLS listener", err: errors.New("invalid large response size 352518912 > limit 104857600; the first three bytes received appear to be a tls alert record for TLS v1.2; is this a plaintext connection speaking to a tls endpoint?"),
 			want: ErrTLS, says: "no TLS configured"},
+		{name: "client certificate refused", opts: []kgo.Opt{withTLS},
+			err: &net.OpError{Op: "remote error", Err: errors.New("tls: unknown certificate authority")}, want: ErrTLS},
 		{name: "closed after the dial, with TLS", opts: []kgo.Opt{withTLS}, err: &kgo.ErrFirstReadEOF{}, want: ErrTLS},
 		{name: "closed after the dial, without TLS", err: &kgo.ErrFirstReadEOF{}},
 		{name: "refused", opts: []kgo.Opt{scram512, withTLS}, err: refused},
