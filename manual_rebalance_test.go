@@ -485,12 +485,13 @@ func refuseCommitWith(c *ferrytest.Cluster, group string, at int64, code int16) 
 	})
 }
 
-// M3, A7: MarkAsConsumedSync asks the group coordinator every time, even
-// when the mark changes nothing. Consumers keep fencing the same side effect
-// in a loop while a second member joins: the revocation of the partition
-// that moves waits for its loop, past the rebalance timeout, until the
-// coordinator drops the first member and the second one owns the partition.
-// From then on every call for that partition reports false.
+// M3, M4, A7: MarkAsConsumedSync and CommitOffsetsSync ask the group
+// coordinator every time, even when nothing new is stored. Consumers keep
+// fencing the same side effect in a loop while a second member joins: the
+// revocation of the partition that moves waits for its loop, past the
+// rebalance timeout, until the coordinator drops the first member and the
+// second one owns the partition. From then on every call for that
+// partition reports false.
 //
 // Eager balancing and KIP-848 hand a partition over only once its owner let
 // go or was dropped; cooperative balancing keeps the stuck member (it
@@ -523,6 +524,11 @@ func TestManualMarkAsConsumedSyncAfterTakeover(t *testing.T) {
 				for {
 					began := time.Now()
 					ok, _ := claim.MarkAsConsumedSync(ctx, b.Last())
+					mu.Lock()
+					calls = append(calls, call{b.Partition, began, ok})
+					mu.Unlock()
+					began = time.Now()
+					ok, _ = claim.CommitOffsetsSync(ctx) // M4: nothing new stored
 					mu.Lock()
 					calls = append(calls, call{b.Partition, began, ok})
 					mu.Unlock()
