@@ -86,7 +86,7 @@ func TestEveryCommandHasHelp(t *testing.T) {
 	out := ferryOK(t, "", "-h")
 	for _, cmd := range [][]string{
 		{"topics"}, {"topics", "list"}, {"topics", "describe"}, {"topics", "create"}, {"topics", "delete"},
-		{"produce"}, {"consume"}, {"cluster"}, {"demo"}, {"verify"}, {"tour"}, {"bench"}, {"version"},
+		{"lag"}, {"offsets"}, {"offsets", "reset"}, {"produce"}, {"consume"}, {"ui"}, {"cluster"}, {"demo"}, {"verify"}, {"tour"}, {"bench"}, {"version"},
 	} {
 		if len(cmd) == 1 && !strings.Contains(out, "\n  "+cmd[0]+" ") {
 			t.Errorf("ferry -h does not list %s:\n%s", cmd[0], out)

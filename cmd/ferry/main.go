@@ -127,6 +127,7 @@ EXIT CODES
 			topicsCmd(stdout, stderr),
 			produceCmd(stdout, stderr),
 			consumeCmd(stdout, stderr),
+			uiCmd(stdout, stderr),
 			clusterCmd(stdout, stderr),
 			demoCmd(stdout, stderr),
 			verifyCmd(stdout, stderr),
