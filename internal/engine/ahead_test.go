@@ -9,39 +9,35 @@ import (
 )
 
 // The fetch-ahead budget follows how fast the consumers drain the queues:
-// a slow consumer gets the floor, a fast one up to fetchAhead.
+// slow consumers get the floor (and count as slow), fast ones up to
+// fetchAhead.
 func TestFetchAheadBudgetFollowsDrainRate(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	for _, tt := range []struct {
-		name    string
-		perStep int // bytes drained every rateEvery
-		want    int64
+		name   string
+		perSec int // bytes drained per second
+		want   int64
+		slow   bool
 	}{
-		{"nothing drained yet", 0, minAhead},
-		{"slow consumer", 100 << 10, minAhead},   // 1 MB/s
-		{"fast consumer", 100 << 20, fetchAhead}, // 1 GB/s
+		{"nothing drained", 0, minAhead, true},
+		{"slow consumer", 1 << 20, minAhead, true},                                      // 1 MiB/s
+		{"in between", 100 << 20, int64(float64(100<<20) * aheadSpan.Seconds()), false}, // 100 MiB/s
+		{"fast consumer", 1 << 30, fetchAhead, false},                                   // 1 GiB/s
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			g := &group{room: make(chan struct{}, 1)}
+			if got := g.budget(t0); got != minAhead || g.slow.Load() {
+				t.Errorf("before any measurement: budget %d, slow %v; want %d, not slow", got, g.slow.Load(), minAhead)
+			}
 			var got int64
 			for i := range 10 {
-				g.drain(tt.perStep)
-				got = g.budget(t0.Add(time.Duration(i) * rateEvery))
+				g.drain(int(float64(tt.perSec) * rateEvery.Seconds()))
+				got = g.budget(t0.Add(time.Duration(i+1) * rateEvery))
 			}
-			if got != tt.want {
-				t.Errorf("budget %d, want %d", got, tt.want)
+			if got < tt.want*99/100 || got > tt.want*101/100 || g.slow.Load() != tt.slow {
+				t.Errorf("budget %d, slow %v; want %d, slow %v", got, g.slow.Load(), tt.want, tt.slow)
 			}
 		})
-	}
-	// In between, the budget is what the consumers take in aheadSpan.
-	g := &group{room: make(chan struct{}, 1)}
-	var got int64
-	for i := range 20 {
-		g.drain(10 << 20) // 100 MB/s
-		got = g.budget(t0.Add(time.Duration(i) * rateEvery))
-	}
-	if want := int64(float64(100<<20) * aheadSpan.Seconds()); got < want*9/10 || got > want*11/10 {
-		t.Errorf("budget at 100 MiB/s: %d, want about %d", got, want)
 	}
 }
 

@@ -68,6 +68,8 @@ type group struct {
 	drained   atomic.Int64 // bytes taken from unpaused queues into batches
 	lastDrain atomic.Int64 // when bytes were last drained, Unix nanoseconds
 	rate      float64      // bytes per second, smoothed
+	measured  bool         // rate has been measured
+	slow      atomic.Bool  // the consumers drain less than minAhead in slowSpan
 	rateAt    time.Time    // when rate was last sampled
 	rateBase  int64        // drained at rateAt
 
@@ -83,16 +85,18 @@ type group struct {
 // queues of partitions that are not paused. Past it the poll loop stops
 // polling, and kgo stops fetching after one buffered response: backpressure
 // without discarding fetched data. The budget follows how fast the
-// consumers drain the queues — what they take in aheadSpan at their recent
-// rate, between minAhead and fetchAhead — so a slow consumer holds about
-// what a plain poll loop would (the records in hand plus kgo's one buffered
-// fetch), not fixed budgets' worth, while a fast one keeps enough queued to
-// never wait for the poll loop.
+// consumers drain the queues: what they take in aheadSpan at their recent
+// rate, between minAhead and fetchAhead. Consumers that drain less than
+// minAhead in slowSpan (about 50 MB/s) are slow: their budget is minAhead,
+// and records that may wait long are copied out of their fetch (see
+// detach), so they hold about what a plain poll loop would — the records in
+// hand plus kgo's one buffered fetch — not fixed budgets' worth.
 const (
 	fetchAhead = 16 << 20
 	minAhead   = 1 << 20
-	aheadSpan  = 20 * time.Millisecond
-	rateEvery  = 100 * time.Millisecond // how often the drain rate is sampled
+	aheadSpan  = 100 * time.Millisecond
+	slowSpan   = 20 * time.Millisecond
+	rateEvery  = 50 * time.Millisecond // how often the drain rate is sampled
 	// stallWait: when nothing drained for this long and a partition has
 	// run out of records, the poll loop polls even over budget, so a stuck
 	// partition's queue never holds up the others (B3); that partition
@@ -123,14 +127,22 @@ func (g *group) budget(now time.Time) int64 {
 	if dt := now.Sub(g.rateAt); dt >= rateEvery {
 		d := g.drained.Load()
 		inst := float64(d-g.rateBase) / dt.Seconds()
-		if g.rateAt.IsZero() {
-			inst = 0 // nothing measured yet
+		switch {
+		case g.rateAt.IsZero(): // the first sample only starts the clock
+		case !g.measured:
+			g.rate, g.measured = inst, true
+		default:
+			g.rate = (g.rate + inst) / 2
 		}
-		g.rate = (g.rate + inst) / 2
 		g.rateAt, g.rateBase = now, d
 	}
-	b := min(max(int64(g.rate*aheadSpan.Seconds()), minAhead), fetchAhead)
+	slow := g.measured && g.rate*slowSpan.Seconds() < minAhead
+	b := int64(minAhead)
+	if !slow {
+		b = min(max(int64(g.rate*aheadSpan.Seconds()), minAhead), fetchAhead)
+	}
 	g.limit.Store(b)
+	g.slow.Store(slow)
 	return b
 }
 
@@ -412,9 +424,9 @@ func (g *group) pollLoop(ctx context.Context) error {
 		if !g.waitForRoom(ctx) {
 			return nil
 		}
-		if g.limit.Load() == minAhead && g.ahead.Load() > 0 {
+		if g.slow.Load() && g.ahead.Load() > 0 {
 			// A slow consumer: what is left of the previous fetch
-			// (under minAhead) is copied so that fetch can go.
+			// (under the budget) is copied so that fetch can go.
 			g.mu.RLock()
 			for _, p := range g.parts {
 				p.detachQueued()

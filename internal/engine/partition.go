@@ -164,20 +164,8 @@ func (p *Partition) run() {
 		if !ok {
 			break
 		}
-		select {
-		case p.g.slots <- struct{}{}:
-		default:
-			if p.g.limit.Load() == minAhead {
-				// A slow consumer's batch may wait long for a
-				// slot: it should not keep its fetch alive
-				// meanwhile (see detachQueued).
-				batch = detach(batch)
-			}
-			select {
-			case p.g.slots <- struct{}{}:
-			case <-p.stop:
-				continue // never started: the next owner fetches it again
-			}
+		if !p.takeSlot(&batch) {
+			continue // never started: the next owner fetches it again
 		}
 		failed := p.consumeHeld(w, batch)
 		<-p.g.slots
@@ -358,6 +346,37 @@ func guard(fn func() error) (err error) {
 		}
 	}()
 	return fn()
+}
+
+// slotWait is how long a cut batch waits for a worker slot before it is
+// copied out of its fetch (see detach): the slots are busy with slow
+// consumers, and the batch would keep the whole fetch in memory meanwhile.
+const slotWait = 5 * time.Millisecond
+
+// takeSlot waits for a worker slot for batch, copying it out of its fetch
+// if the wait is long. It reports false if the partition stopped first.
+func (p *Partition) takeSlot(batch *[]*kgo.Record) bool {
+	select {
+	case p.g.slots <- struct{}{}:
+		return true
+	default:
+	}
+	wait := time.NewTimer(slotWait)
+	defer wait.Stop()
+	select {
+	case p.g.slots <- struct{}{}:
+		return true
+	case <-p.stop:
+		return false
+	case <-wait.C:
+		*batch = detach(*batch)
+	}
+	select {
+	case p.g.slots <- struct{}{}:
+		return true
+	case <-p.stop:
+		return false
+	}
 }
 
 // detachQueued copies the records queued — unless the partition is paused
