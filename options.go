@@ -410,9 +410,10 @@ func Retry(b Backoff) TopicOption {
 // QueueBytes bounds the bytes fetched ahead for one partition; past it
 // fetching of that partition pauses until its consumer catches up. Default
 // 32 MiB. The app also stops polling while the queues of all unpaused
-// partitions of a group hold what their consumers drain in about 20 ms
-// (between 1 and 16 MiB), so this bound only bites for a partition that is
-// stuck while others flow (B3). Pausing costs a refetch
+// partitions of a group hold what their consumers drain in about 100 ms
+// (between 1 and 16 MiB; 1 MiB for consumers slower than about 50 MB/s), so
+// this bound only bites for a partition that is stuck while others flow
+// (B3). Pausing costs a refetch
 // and, with an idle broker, up to kgo's FetchMaxWait before the partition
 // flows again: a small value cut throughput by 10–20 % in our benchmarks.
 func QueueBytes(n int) TopicOption {

@@ -15,6 +15,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ferrykit/ferry/offsets"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -377,59 +378,4 @@ func (p *Partition) takeSlot(batch *[]*kgo.Record) bool {
 	case <-p.stop:
 		return false
 	}
-}
-
-// detachQueued copies the records queued — unless the partition is paused
-// for being full — out of their fetches (see detach), so the fetches can be
-// freed while the records wait. The poll loop calls it before polling for a
-// slow consumer, whose few leftover records would otherwise keep the
-// previous fetch alive next to the new one.
-func (p *Partition) detachQueued() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.pausedFull {
-		return
-	}
-	for i := range p.chunks {
-		if c := &p.chunks[i]; !c.detached {
-			c.recs, c.detached = detach(c.recs), true
-		}
-	}
-}
-
-// detach copies records — with their keys, values and headers — out of
-// the memory of the fetch they came in: kgo decodes a fetch's records into
-// one array and slices their keys and values out of the fetch's buffers, so
-// a few records kept would keep the whole fetch alive.
-func detach(recs []*kgo.Record) []*kgo.Record {
-	size := 0
-	for _, r := range recs {
-		size += len(r.Key) + len(r.Value)
-		for _, h := range r.Headers {
-			size += len(h.Value)
-		}
-	}
-	buf := make([]byte, 0, size)
-	clip := func(b []byte) []byte {
-		if b == nil {
-			return nil
-		}
-		buf = append(buf, b...)
-		return buf[len(buf)-len(b) : len(buf) : len(buf)]
-	}
-	copies := make([]kgo.Record, len(recs))
-	out := make([]*kgo.Record, len(recs))
-	for i, r := range recs {
-		c := &copies[i]
-		*c = *r
-		c.Key, c.Value = clip(r.Key), clip(r.Value)
-		if len(r.Headers) > 0 {
-			c.Headers = make([]kgo.RecordHeader, len(r.Headers))
-			for j, h := range r.Headers {
-				c.Headers[j] = kgo.RecordHeader{Key: h.Key, Value: clip(h.Value)}
-			}
-		}
-		out[i] = c
-	}
-	return out
 }
