@@ -237,7 +237,8 @@ func TestTopics(t *testing.T) {
 		t.Errorf("topics describe -json: %+v", desc)
 	}
 
-	if out := ferryOK(t, "", "topics", "delete", brokers, topic); out != "deleted "+topic+"\n" {
+	// The group's cluster flags hold for its subcommands, on either side of their name.
+	if out := ferryOK(t, "", "topics", brokers, "delete", topic); out != "deleted "+topic+"\n" {
 		t.Errorf("topics delete: %q", out)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -173,6 +173,9 @@ func TestDemo(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("demo: %v\n%s\n%s", err, out.String(), errb.String())
 	}
+	if strings.Contains(errb.String(), "\r") { // stderr is a pipe here, not a terminal
+		t.Errorf("the progress redraws itself with \\r in a log:\n%q", errb.String())
+	}
 	if took := time.Since(began); took > 60*time.Second {
 		t.Errorf("demo took %s, want under a minute", took)
 	}
