@@ -31,7 +31,8 @@ import (
 // in a process of its own, rotating their order every round.
 func benchCmd(stdout, stderr io.Writer) *ffcli.Command {
 	fs := newFlags("bench", stderr)
-	brokers := fs.String("brokers", "", "cluster to use, plaintext (default: $FERRY_BROKERS, else an embedded cluster in a child process)")
+	brokers := fs.String("brokers", "", "cluster to use (default: $FERRY_BROKERS, else an embedded cluster in a child process)")
+	sec := addSecurityFlags(fs)
 	messages := fs.Int("messages", 1_000_000, "messages to produce and consume per round")
 	partitions := fs.Int("partitions", 8, "partitions of the topic")
 	size := fs.Int("size", 100, "message size in bytes")
@@ -80,6 +81,17 @@ EXAMPLES
 			}
 			if *brokers == "" {
 				*brokers = os.Getenv("FERRY_BROKERS")
+			}
+			// The contenders' clients, in this process and in the child
+			// processes, read the TLS and SASL settings from the environment.
+			for _, kv := range sec.env() {
+				k, v, _ := strings.Cut(kv, "=")
+				if err := os.Setenv(k, v); err != nil {
+					return err
+				}
+			}
+			if _, err := sec.settings(); err != nil {
+				return usagef("bench: %w", err)
 			}
 			var bad flagErrors
 			bad.atLeast("messages", *messages, 1)

@@ -121,6 +121,8 @@ func TestExitCodesAndErrors(t *testing.T) {
 		{[]string{"produce", "-topic", "t", "-brokers", ""}, exitUsage, "no brokers: give -brokers or set FERRY_BROKERS"},
 		{[]string{"topics", "create"}, exitUsage, "name at least one topic"},
 		{[]string{"topics", "describe", "-brokers", "127.0.0.1:1", "-tls-cert", "/nonexistent.pem", "t"}, exitUsage, "ferry: topics describe: TLS client certificate"},
+		{[]string{"bench", "-brokers", "127.0.0.1:1", "-tls-cert", "/nonexistent.pem"}, exitUsage, "ferry: bench: TLS client certificate"},
+		{[]string{"lag", "-group", "g", "-sasl-mechanism", "MD5", "-brokers", "127.0.0.1:1"}, exitUsage, "MD5"},
 	} {
 		cmd := exec.Command(binary, tc.args...)
 		cmd.Env = append(os.Environ(), "FERRY_BROKERS=")
