@@ -226,7 +226,7 @@ func Run(ctx context.Context, cfg *Group) error {
 	// ferry's defaults, then the caller's options, then ferry's own, which
 	// its guarantees rest on and which therefore win.
 	opts := []kgo.Opt{
-		kgo.WithLogger(newKgoLogger(g.log)),
+		kgo.WithLogger(newKgoLogger(g.log, cfg.Name)),
 		// A resumed or newly assigned partition waits for the fetch in
 		// flight to its broker; keep that wait short (kgo's default is 5 s).
 		kgo.FetchMaxWait(500 * time.Millisecond),

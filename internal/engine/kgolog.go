@@ -16,11 +16,16 @@ import (
 // logs every request at its info level and much more at debug, so its
 // levels move one step down: errors and warnings stay what they are, info
 // becomes debug, and debug goes below slog's debug (shown only by a
-// handler set to slog.LevelDebug-4 or lower).
-type kgoLogger struct{ log *slog.Logger }
+// handler set to slog.LevelDebug-4 or lower). The app's logger already
+// names the group, so franz-go's own group key is left out when it names
+// the same group.
+type kgoLogger struct {
+	log   *slog.Logger
+	group string
+}
 
-func newKgoLogger(log *slog.Logger) kgoLogger {
-	return kgoLogger{log.With("source", "franz-go")}
+func newKgoLogger(log *slog.Logger, group string) kgoLogger {
+	return kgoLogger{log.With("source", "franz-go"), group}
 }
 
 func slogLevel(l kgo.LogLevel) slog.Level {
@@ -48,12 +53,21 @@ func (k kgoLogger) Level() kgo.LogLevel {
 }
 
 func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
-	for i := 1; i < len(keyvals); i += 2 {
-		if v := reflect.ValueOf(keyvals[i]); v.Kind() == reflect.Map {
-			keyvals[i] = readableMap(v)
+	kept := make([]any, 0, len(keyvals))
+	for i := 0; i+1 < len(keyvals); i += 2 {
+		key, val := keyvals[i], keyvals[i+1]
+		if key == "group" && val == k.group {
+			continue
 		}
+		if v := reflect.ValueOf(val); v.Kind() == reflect.Map {
+			val = readableMap(v)
+		}
+		kept = append(kept, key, val)
 	}
-	k.log.Log(context.Background(), slogLevel(level), "franz-go: "+msg, keyvals...)
+	if len(keyvals)%2 == 1 {
+		kept = append(kept, keyvals[len(keyvals)-1])
+	}
+	k.log.Log(context.Background(), slogLevel(level), "franz-go: "+msg, kept...)
 }
 
 // readableMap renders a map franz-go logs (say, an assignment

@@ -115,7 +115,15 @@ func (g *group) logFetchErrors(fetches kgo.Fetches) error {
 		} else if ok, held := g.fetchLogs.allow(topic+"\x00"+err.Error(), time.Now()); ok {
 			// B7: a failing topic errs on every fetch; say it once, then
 			// at a slow interval.
-			g.log.Error("ferry: fetch error", "topic", topic, "partition", partition, "err", err, "repeats_not_logged", held)
+			var session *kgo.ErrGroupSession
+			if errors.As(err, &session) {
+				// Not a fetch: kgo tells its poller that the member
+				// could not join (or was put out of) the group; it
+				// tries again by itself.
+				g.log.Error("ferry: cannot join the group; retrying", "err", session.Err, "repeats_not_logged", held)
+			} else {
+				g.log.Error("ferry: fetch error", "topic", topic, "partition", partition, "err", err, "repeats_not_logged", held)
+			}
 		}
 		if g.observed() {
 			g.emit(event.FetchFailed{Group: g.cfg.Name, Topic: topic, Partition: partition, Err: err})
