@@ -63,7 +63,7 @@ type Member struct {
 type Partition struct {
 	Topic       string `json:"topic"`
 	Partition   int32  `json:"partition"`
-	State       string `json:"state"`   // owned, retrying, paused, revoking, unowned
+	State       string `json:"state"`   // owned, retrying, paused (an app's page); owned or unowned: committed, no member (ferry ui)
 	Attempt     int    `json:"attempt"` // of the failing batch, when retrying
 	LastError   string `json:"last_error,omitempty"`
 	Committed   int64  `json:"committed"`
