@@ -131,7 +131,14 @@ func TestExactlyOnceAbortHidesPartialOutput(t *testing.T) {
 	out := topic(t, s.c, 1)
 	s.produce(0, 20)
 	var failed atomic.Bool
-	before := failOnceAfterFive(&failed, 300*time.Millisecond) // the 5 outputs reach the broker (linger 0)
+	// the attempt fails once its 5 outputs are on the broker, uncommitted
+	before := failOnceAfterFive(&failed, func() error {
+		err := waitUncommitted(s.c, out, 5)
+		if err != nil {
+			t.Error(err)
+		}
+		return err
+	})
 	app := s.startTransactional(s.route(copier(out, before),
 		ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(10), ferry.Retry(ferry.ConstantBackoff(200*time.Millisecond))))
 	waitOutputs(t, s.c, out, 20)
@@ -147,15 +154,40 @@ func TestExactlyOnceAbortHidesPartialOutput(t *testing.T) {
 }
 
 // failOnceAfterFive makes copier fail the batch starting at offset 0 once,
-// after its first five outputs, which settle for the given time.
-func failOnceAfterFive(failed *atomic.Bool, settle time.Duration) func(context.Context, *ferry.Batch, int) error {
+// after its first five outputs, and after settled returns when it is not nil.
+func failOnceAfterFive(failed *atomic.Bool, settled func() error) func(context.Context, *ferry.Batch, int) error {
 	return func(_ context.Context, b *ferry.Batch, i int) error {
 		if i == 5 && b.Messages[0].Offset == 0 && failed.CompareAndSwap(false, true) {
-			time.Sleep(settle)
+			if settled != nil {
+				if err := settled(); err != nil {
+					return err
+				}
+			}
 			return errors.New("fails after producing 5 outputs")
 		}
 		return nil
 	}
+}
+
+// waitUncommitted waits, up to a minute, until read_uncommitted readers see
+// at least n records in topic: what a transaction still open has written.
+func waitUncommitted(c *ferrytest.Cluster, topic string, n int) error {
+	cl, err := c.NewClient(kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadUncommitted()))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	seen := 0
+	for deadline := time.Now().Add(time.Minute); seen < n; {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("read_uncommitted sees %d records in %s after a minute, want %d", seen, topic, n)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		seen += cl.PollFetches(ctx).NumRecords()
+		cancel()
+	}
+	return nil
 }
 
 func uncommittedCount(t *testing.T, c *ferrytest.Cluster, topic string) int {

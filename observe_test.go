@@ -427,7 +427,7 @@ func TestEventsOfAnExactlyOnceGroup(t *testing.T) {
 	in, out := topic(t, c, 1), topic(t, c, 1)
 	produceN(t, c, in, 0, 20)
 	var failed atomic.Bool
-	before := failOnceAfterFive(&failed, 0)
+	before := failOnceAfterFive(&failed, nil)
 	var events eventLog
 	app := start(t, eosOpts(t, c, ferry.OnEvent(events.add), ferry.RouteFunc(ferrytest.UniqueName("g"), in, copier(out, before),
 		ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(10), ferry.Retry(ferry.ConstantBackoff(100*time.Millisecond))))...)
