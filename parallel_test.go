@@ -371,16 +371,21 @@ func TestParallelStopsTakingWhenTheRecordWouldNotFit(t *testing.T) {
 	}
 	app := s.start(s.route(fn, ferry.Parallel(64)))
 	span := offsets.MaxSpan("")
+	// Processing comes within 200 messages of what a record can describe,
+	// however slowly on a loaded machine, then settles there.
+	if err := ferrytest.WaitFor(ctxFor(t, 60*time.Second), func() bool { return processed.Load() >= span-200 }); err != nil {
+		t.Fatalf("%d messages processed while offset 0 was stuck, want just under the %d a record can describe", processed.Load(), span)
+	}
 	var stalled int64
 	if err := ferrytest.WaitFor(ctxFor(t, 60*time.Second), func() bool {
 		before := processed.Load()
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(time.Second)
 		stalled = processed.Load()
-		return stalled > 0 && stalled == before
+		return stalled == before
 	}); err != nil {
 		t.Fatal("processing never settled while offset 0 was stuck")
 	}
-	if stalled >= span || stalled < span-200 {
+	if stalled >= span {
 		t.Errorf("%d messages processed while offset 0 was stuck, want just under the %d a record can describe", stalled, span)
 	}
 	s.waitCommitted(map[int32]int64{0: 0})
