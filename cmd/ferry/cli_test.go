@@ -120,6 +120,8 @@ func TestExitCodesAndErrors(t *testing.T) {
 		{[]string{"consume", "-topic", "t", "-offset", "12"}, exitUsage, "an exact offset needs -partition"},
 		{[]string{"produce", "-topic", "t", "-brokers", ""}, exitUsage, "no brokers: give -brokers or set FERRY_BROKERS"},
 		{[]string{"topics", "create"}, exitUsage, "name at least one topic"},
+		{[]string{"offsets"}, exitUsage, "SUBCOMMANDS\n  reset"},
+		{[]string{"offsets", "rewind"}, exitUsage, `ferry: offsets: unknown subcommand "rewind"`},
 		{[]string{"topics", "describe", "-brokers", "127.0.0.1:1", "-tls-cert", "/nonexistent.pem", "t"}, exitUsage, "ferry: topics describe: TLS client certificate"},
 		{[]string{"bench", "-brokers", "127.0.0.1:1", "-tls-cert", "/nonexistent.pem"}, exitUsage, "ferry: bench: TLS client certificate"},
 		{[]string{"lag", "-group", "g", "-sasl-mechanism", "MD5", "-brokers", "127.0.0.1:1"}, exitUsage, "MD5"},

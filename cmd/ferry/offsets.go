@@ -19,18 +19,22 @@ import (
 func offsetsCmd(stdout, stderr io.Writer) *ffcli.Command {
 	fs := newFlags("offsets", stderr)
 	cl := addClusterFlags(fs, "")
-	return &ffcli.Command{
+	c := &ffcli.Command{
 		Name:        "offsets",
 		ShortUsage:  "ferry offsets reset -group G -topic T (-to-earliest|-to-latest|-to-offset N|-to-time T|-shift-by N) [-execute]",
 		ShortHelp:   "move a consumer group's committed offsets",
 		LongHelp:    "EXAMPLES\n  ferry offsets reset -group billing -topic invoices -to-earliest\n  ferry offsets reset -group billing -topic invoices -shift-by -100 -execute",
 		FlagSet:     fs,
 		Subcommands: []*ffcli.Command{offsetsResetCmd(cl, stdout, stderr)},
-		Exec: func(context.Context, []string) error {
-			fmt.Fprint(stderr, ffcli.DefaultUsageFunc(&ffcli.Command{Name: "offsets", FlagSet: fs}))
-			return usagef("offsets: name a subcommand: reset")
-		},
 	}
+	c.Exec = func(_ context.Context, args []string) error {
+		fmt.Fprint(stderr, ffcli.DefaultUsageFunc(c))
+		if len(args) > 0 {
+			return usagef("offsets: unknown subcommand %q", args[0])
+		}
+		return usagef("offsets: name a subcommand: reset")
+	}
+	return c
 }
 
 // resetTarget is where offsets reset moves a group: exactly one of its
