@@ -231,10 +231,16 @@ func TestDemo(t *testing.T) {
 // Flag values that make no sense are refused with an error naming the flag,
 // before anything runs — never a run with some other value and a ✓.
 func TestNonsenseFlagsAreRefused(t *testing.T) {
-	// -kafka names a broker through FERRY_KAFKA_DIR; the test's real broker
-	// (scripts/test exports its dir) is one -brokers may name, so point the
-	// variable at a directory where no broker runs.
-	t.Setenv("FERRY_KAFKA_DIR", t.TempDir())
+	// -kafka's broker is found through its run dir (the port file
+	// scripts/kafka writes): here one on port 1, whatever broker the
+	// environment names — the real-broker stage of the test suite sets
+	// FERRY_KAFKA_DIR and FERRY_BROKERS to the same broker.
+	kafkaDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(kafkaDir, "port"), []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("FERRY_KAFKA_DIR", kafkaDir)
+	t.Setenv("FERRY_BROKERS", "")
 	for _, args := range [][]string{
 		{"demo", "-kills", "-3"},
 		{"verify", "-kills", "-1"},
@@ -246,7 +252,8 @@ func TestNonsenseFlagsAreRefused(t *testing.T) {
 		{"verify", "-broker-faults", "1"}, // without a broker to fault (-kafka)
 		{"verify", "-broker-fault", "melt"},
 		{"verify", "-broker-faults", "1", "-broker-fault", "stop", "-broker-stop", "0s"},
-		{"verify", "-kafka", "scripts/kafka"}, // a broker -brokers does not name, or none at all
+		{"verify", "-kafka", "scripts/kafka"},                            // no -brokers: not the broker -kafka runs
+		{"verify", "-brokers", "127.0.0.1:2", "-kafka", "scripts/kafka"}, // a broker -brokers does not name
 		{"bench", "-messages", "0"},
 		{"bench", "-rounds", "0"},
 		{"bench", "-only", "both"},
