@@ -62,46 +62,35 @@ func endOffset(t *testing.T, c *ferrytest.Cluster, topic string, partition int32
 // also on the partition where it consumed nothing, whose start position it
 // committed.
 func TestInitialOffset(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 2)
-	produceN(t, c, tp, 0, 5)
-	produceN(t, c, tp, 1, 5)
+	s := newScenario(t, cluster(t), 2) // its group starts at Latest
+	s.produceEach(2, 5)
 
 	// Earliest, by default: everything, from offset 0.
-	early := newRecorder()
-	earlyApp := start(t, opts(t, c, ferry.RouteFunc(ferrytest.UniqueName("g"), tp, early.fn()))...)
+	early := s.anotherGroup()
+	earlyApp := early.start(early.route(early.rec.fn()))
 
 	// Latest: only what is produced once partition 0 is positioned.
-	group := ferrytest.UniqueName("g")
-	late := newRecorder()
-	lateApp := start(t, opts(t, c, ferry.RouteFunc(group, tp, late.fn(), ferry.InitialOffset(ferry.Latest)))...)
-	probe(t, c, late, tp, 0)
-	if seen := offsetsSeen(late, tp, 0); seen[0] < 5 {
+	lateApp := s.start(s.route(s.rec.fn(), ferry.InitialOffset(ferry.Latest)))
+	probe(t, s.c, s.rec, s.topic, 0)
+	if seen := offsetsSeen(s.rec, s.topic, 0); seen[0] < 5 {
 		t.Fatalf("Latest group consumed offsets %v of partition 0: it started before the newest message (5)", seen)
 	}
-	last := endOffset(t, c, tp, 0) // probes may have been skipped before positioning
-	late.waitDistinct(t, tp, int(last-offsetsSeen(late, tp, 0)[0]), 10*time.Second)
-	if seen := offsetsSeen(late, tp, 1); len(seen) != 0 {
+	last := endOffset(t, s.c, s.topic, 0) // probes may have been skipped before positioning
+	s.waitSeen(int(last - offsetsSeen(s.rec, s.topic, 0)[0]))
+	if seen := offsetsSeen(s.rec, s.topic, 1); len(seen) != 0 {
 		t.Fatalf("Latest group consumed %v of partition 1, where nothing was produced after it started", seen)
 	}
-	if err := lateApp.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	s.stop(lateApp)
 
-	early.waitDistinct(t, tp, 5+5+int(last-5), 10*time.Second)
-	if err := earlyApp.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	early.waitSeen(5 + 5 + int(last-5))
+	early.stop(earlyApp)
 	for p := int32(0); p < 2; p++ {
-		if seen := offsetsSeen(early, tp, p); len(seen) == 0 || seen[0] != 0 {
+		if seen := offsetsSeen(early.rec, s.topic, p); len(seen) == 0 || seen[0] != 0 {
 			t.Errorf("Earliest group's first offset of partition %d: %v, want 0", p, seen)
 		}
 	}
 
-	committed, err := c.Committed(ctxFor(t, 10*time.Second), group, tp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	committed := s.committed()
 	if committed[0] != last {
 		t.Fatalf("Latest group committed %v, want partition 0 at %d", committed, last)
 	}
@@ -110,24 +99,23 @@ func TestInitialOffset(t *testing.T) {
 	}
 
 	// While the group is down, both partitions grow.
-	produceN(t, c, tp, 0, 3)
-	produceN(t, c, tp, 1, 3)
+	s.produceEach(2, 3)
 
 	// Latest again, same group: both partitions resume from their commits.
 	again := newRecorder()
-	start(t, opts(t, c, ferry.RouteFunc(group, tp, again.fn(), ferry.InitialOffset(ferry.Latest)))...)
+	s.start(s.route(again.fn(), ferry.InitialOffset(ferry.Latest)))
 	ctx := ctxFor(t, 10*time.Second)
-	if err := ferrytest.WaitFor(ctx, func() bool { return len(offsetsSeen(again, tp, 1)) >= 3 }); err != nil {
-		t.Fatalf("restarted Latest group consumed %v of partition 1, want 5..7 from its committed start", offsetsSeen(again, tp, 1))
+	if err := ferrytest.WaitFor(ctx, func() bool { return len(offsetsSeen(again, s.topic, 1)) >= 3 }); err != nil {
+		t.Fatalf("restarted Latest group consumed %v of partition 1, want 5..7 from its committed start", offsetsSeen(again, s.topic, 1))
 	}
-	if seen := offsetsSeen(again, tp, 1); !slices.Equal(seen, []int64{5, 6, 7}) {
+	if seen := offsetsSeen(again, s.topic, 1); !slices.Equal(seen, []int64{5, 6, 7}) {
 		t.Fatalf("restarted Latest group consumed %v of partition 1, want 5..7 from its committed start", seen)
 	}
-	if err := ferrytest.WaitFor(ctx, func() bool { return len(offsetsSeen(again, tp, 0)) >= 3 }); err != nil {
+	if err := ferrytest.WaitFor(ctx, func() bool { return len(offsetsSeen(again, s.topic, 0)) >= 3 }); err != nil {
 		t.Fatalf("restarted Latest group consumed %v of partition 0, want %d..%d from its commit",
-			offsetsSeen(again, tp, 0), last, last+2)
+			offsetsSeen(again, s.topic, 0), last, last+2)
 	}
-	if seen := offsetsSeen(again, tp, 0); !slices.Equal(seen, []int64{last, last + 1, last + 2}) {
+	if seen := offsetsSeen(again, s.topic, 0); !slices.Equal(seen, []int64{last, last + 1, last + 2}) {
 		t.Fatalf("restarted Latest group consumed %v of partition 0, want %d..%d from its commit", seen, last, last+2)
 	}
 }
@@ -137,41 +125,30 @@ func TestInitialOffset(t *testing.T) {
 // right there: the failed message and everything produced while the app was
 // down are delivered, none skipped.
 func TestLatestFirstBatchFailsRestartResumesThere(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	produceN(t, c, tp, 0, 3)
-	group := ferrytest.UniqueName("g")
+	s := newScenario(t, cluster(t), 1)
+	s.produce(0, 3)
 
-	failing := newRecorder()
-	fail := func(_ context.Context, b *ferry.Batch) error {
-		failing.record(b)
-		return errors.New("first batch fails")
-	}
-	app := start(t, opts(t, c, ferry.RouteFunc(group, tp, fail,
-		ferry.InitialOffset(ferry.Latest), ferry.Retry(ferry.ConstantBackoff(100*time.Millisecond))))...)
-	probe(t, c, failing, tp, 0)
-	failed := offsetsSeen(failing, tp, 0)[0]
+	fail := func(context.Context, *ferry.Batch) error { return errors.New("first batch fails") }
+	app := s.start(s.route(s.recordThen(fail),
+		ferry.InitialOffset(ferry.Latest), ferry.Retry(ferry.ConstantBackoff(100*time.Millisecond))))
+	probe(t, s.c, s.rec, s.topic, 0)
+	failed := offsetsSeen(s.rec, s.topic, 0)[0]
 	if failed < 3 {
 		t.Fatalf("Latest group consumed offset %d: it started before the newest message (3)", failed)
 	}
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
-	committed, err := c.Committed(ctxFor(t, 10*time.Second), group, tp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s.stop(app)
+	committed := s.committed()
 	if got, ok := committed[0]; !ok || got > failed {
 		t.Fatalf("committed %v after only failed batches, want the start position, at most %d", committed, failed)
 	}
 
-	produceN(t, c, tp, 0, 3) // while down
-	downEnd := endOffset(t, c, tp, 0)
+	s.produce(0, 3) // while down
+	downEnd := endOffset(t, s.c, s.topic, 0)
 
 	ok := newRecorder()
-	start(t, opts(t, c, ferry.RouteFunc(group, tp, ok.fn(), ferry.InitialOffset(ferry.Latest)))...)
-	ok.waitDistinct(t, tp, int(downEnd-committed[0]), 15*time.Second)
-	if seen := offsetsSeen(ok, tp, 0); seen[0] != committed[0] || seen[len(seen)-1] != downEnd-1 {
+	s.start(s.route(ok.fn(), ferry.InitialOffset(ferry.Latest)))
+	ok.waitDistinct(t, s.topic, int(downEnd-committed[0]), 15*time.Second)
+	if seen := offsetsSeen(ok, s.topic, 0); seen[0] != committed[0] || seen[len(seen)-1] != downEnd-1 {
 		t.Fatalf("restart consumed %v, want %d..%d: the failed message and what came while the app was down",
 			seen, committed[0], downEnd-1)
 	}
