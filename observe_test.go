@@ -68,12 +68,11 @@ func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool
 // fails twice and is dead-lettered, a second member joining, a shutdown —
 // reports exactly the events it caused.
 func TestEventsReportAKnownWorkload(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 2)
-	dlt := topic(t, c, 1)
-	produceN(t, c, tp, 0, 20)
-	produceN(t, c, tp, 1, 30)
-	group := ferrytest.UniqueName("g")
+	s := newScenario(t, cluster(t), 2)
+	tp, group := s.topic, s.group
+	dlt := topic(t, s.c, 1)
+	s.produce(0, 20)
+	s.produce(1, 30)
 	poison := errors.New("poison")
 	consume := ferry.ConsumerFunc(func(_ context.Context, b *ferry.Batch) error {
 		if m := b.Messages[0]; m.Partition == 0 && m.Offset == 3 {
@@ -84,15 +83,12 @@ func TestEventsReportAKnownWorkload(t *testing.T) {
 	topicOpts := []ferry.TopicOption{ferry.MaxMessages(1), ferry.DeadLetter(dlt), ferry.MaxRetries(1),
 		ferry.Retry(ferry.ConstantBackoff(50 * time.Millisecond))}
 	var first, second eventLog
-	app := start(t, opts(t, c, ferry.OnEvent(first.add), ferry.RouteFunc(group, tp, consume, topicOpts...))...)
+	app := s.start(ferry.OnEvent(first.add), s.route(consume, topicOpts...))
 
 	waitUntil(t, 30*time.Second, "49 messages consumed and one dead letter", func() bool {
 		return consumedCount(&first) == 49 && len(eventsOf[event.DeadLettered](&first)) == 1
 	})
-	waitUntil(t, 20*time.Second, "the commit of everything", func() bool {
-		got, _ := c.Committed(ctxFor(t, 5*time.Second), group, tp)
-		return got[0] == 20 && got[1] == 30
-	})
+	s.waitCommitted(map[int32]int64{0: 20, 1: 30})
 	// The broker may show the commit a moment before its answer reaches
 	// the app.
 	var stats ferry.Stats
@@ -117,13 +113,11 @@ func TestEventsReportAKnownWorkload(t *testing.T) {
 
 	// A second member takes one partition (cooperative-sticky); then the
 	// first stops.
-	start(t, opts(t, c, ferry.OnEvent(second.add), ferry.RouteFunc(group, tp, consume, topicOpts...))...)
+	s.start(ferry.OnEvent(second.add), s.route(consume, topicOpts...))
 	waitUntil(t, 60*time.Second, "the rebalance", func() bool {
 		return len(eventsOf[event.Revoked](&first)) == 1 && len(eventsOf[event.Assigned](&second)) > 0
 	})
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	s.stop(app)
 
 	if got := consumedCount(&first); got != 49 {
 		t.Errorf("BatchConsumed counted %d messages, want 49", got)
@@ -196,8 +190,8 @@ func TestEventsReportAKnownWorkload(t *testing.T) {
 	if final[0] != 20 || final[1] != 30 {
 		t.Errorf("Committed offsets reach %v, want 20 and 30", final)
 	}
-	if s := eventsOf[event.Shutdown](&first); len(s) != 1 || s[0].Err != nil || s[0].Group != group {
-		t.Errorf("Shutdown: %+v", s)
+	if sd := eventsOf[event.Shutdown](&first); len(sd) != 1 || sd[0].Err != nil || sd[0].Group != group {
+		t.Errorf("Shutdown: %+v", sd)
 	}
 	if len(eventsOf[event.Lost](&first))+len(eventsOf[event.FetchFailed](&first)) != 0 {
 		t.Errorf("unexpected Lost or FetchFailed events")
@@ -207,24 +201,22 @@ func TestEventsReportAKnownWorkload(t *testing.T) {
 // X2: lag comes from the fetches — end offset minus processed and minus
 // committed — in the stats and in each BatchConsumed event.
 func TestStatsAndEventsReportLag(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	produceN(t, c, tp, 0, 50)
+	s := newScenario(t, cluster(t), 1)
+	s.produce(0, 50)
 	release := make(chan struct{})
 	var events eventLog
-	app := start(t, opts(t, c, ferry.OnEvent(events.add), ferry.RouteFunc(ferrytest.UniqueName("g"), tp,
-		func(ctx context.Context, b *ferry.Batch) error {
-			<-release
-			return nil
-		}, ferry.MaxMessages(10)))...)
+	app := s.start(ferry.OnEvent(events.add), s.route(func(context.Context, *ferry.Batch) error {
+		<-release
+		return nil
+	}, ferry.MaxMessages(10)))
 
 	var p ferry.PartitionStats
 	waitUntil(t, 30*time.Second, "the first fetch", func() bool {
-		s := app.app.Stats()
-		if len(s.Groups[0].Partitions) == 0 {
+		st := app.app.Stats()
+		if len(st.Groups[0].Partitions) == 0 {
 			return false
 		}
-		p = s.Groups[0].Partitions[0]
+		p = st.Groups[0].Partitions[0]
 		return p.EndOffset == 50
 	})
 	if p.ProcessedOffset != 0 || p.ProcessingLag != 50 {
@@ -257,13 +249,14 @@ func httpGet(t *testing.T, h http.Handler, path string) (int, string) {
 // partition has been failing longer than FailingTimeout, healthy again once
 // it succeeds; neither once stopped.
 func TestHealthFollowsJoinAndFailures(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	produceN(t, c, tp, 0, 5)
+	s := newScenario(t, cluster(t), 1)
+	tp := s.topic
+	s.produce(0, 5)
 	var failing atomic.Bool
 	failing.Store(true)
-	app, err := ferry.New(opts(t, c, ferry.FailingTimeout(500*time.Millisecond),
-		ferry.RouteFunc(ferrytest.UniqueName("g"), tp, func(context.Context, *ferry.Batch) error {
+	// New and Run by hand: the test asks before Run and after it returns.
+	app, err := ferry.New(opts(t, s.c, ferry.FailingTimeout(500*time.Millisecond),
+		s.route(func(context.Context, *ferry.Batch) error {
 			if failing.Load() {
 				return errors.New("downstream unavailable")
 			}
@@ -317,12 +310,11 @@ func TestHealthFollowsJoinAndFailures(t *testing.T) {
 // X4: fetches that go unanswered for FetchStallTimeout make the app
 // unhealthy; answered again, it is healthy.
 func TestHealthReportsStalledFetching(t *testing.T) {
-	c := embedded(t) // blocks fetches through kfake
-	tp := topic(t, c, 1)
-	produceN(t, c, tp, 0, 5)
-	rec := newRecorder()
-	app := start(t, opts(t, c, ferry.FetchStallTimeout(time.Second), ferry.RouteFunc(ferrytest.UniqueName("g"), tp, rec.fn()))...)
-	rec.waitDistinct(t, tp, 5, 30*time.Second)
+	s := newScenario(t, embedded(t), 1) // blocks fetches through kfake
+	c := s.c
+	s.produce(0, 5)
+	app := s.start(ferry.FetchStallTimeout(time.Second), s.route(s.rec.fn()))
+	s.waitSeen(5)
 	if err := app.app.Healthy(); err != nil {
 		t.Fatalf("healthy while fetching: %v", err)
 	}
@@ -346,13 +338,11 @@ func TestHealthReportsStalledFetching(t *testing.T) {
 
 // franz-go's own log lines reach the app's logger: its info lines at debug.
 func TestFranzGoLogsReachTheLogger(t *testing.T) {
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	produceN(t, c, tp, 0, 1)
+	s := newScenario(t, cluster(t), 1)
+	s.produce(0, 1)
 	log, sink := testLogger(t) // at debug
-	rec := newRecorder()
-	start(t, append(opts(t, c), ferry.Logger(log), ferry.RouteFunc(ferrytest.UniqueName("g"), tp, rec.fn()))...)
-	rec.waitDistinct(t, tp, 1, 30*time.Second)
+	s.start(ferry.Logger(log), s.route(s.rec.fn()))
+	s.waitSeen(1)
 	if out := sink.String(); !strings.Contains(out, `level=DEBUG msg="franz-go: `) || !strings.Contains(out, "source=franz-go") {
 		t.Errorf("no franz-go lines at debug in the log:\n%.2000s", out)
 	}
@@ -361,15 +351,13 @@ func TestFranzGoLogsReachTheLogger(t *testing.T) {
 // X1: a lost assignment and a fetch error franz-go does not retry are
 // events too; the member is ready again once it is reassigned (X4).
 func TestLostAndFetchFailedEvents(t *testing.T) {
-	c := embedded(t) // loses the assignment and fails fetches through kfake
-	tp := topic(t, c, 1)
-	produceN(t, c, tp, 0, 5)
-	group := ferrytest.UniqueName("g")
+	s := newScenario(t, embedded(t), 1) // loses the assignment and fails fetches through kfake
+	c, tp, group := s.c, s.topic, s.group
+	s.produce(0, 5)
 	var events eventLog
-	rec := newRecorder()
-	app := start(t, opts(t, c, ferry.OnEvent(events.add),
-		ferry.ClientOptions(kgo.HeartbeatInterval(100*time.Millisecond)), ferry.RouteFunc(group, tp, rec.fn()))...)
-	rec.waitDistinct(t, tp, 5, 30*time.Second)
+	app := s.start(ferry.OnEvent(events.add),
+		ferry.ClientOptions(kgo.HeartbeatInterval(100*time.Millisecond)), s.route(s.rec.fn()))
+	s.waitSeen(5)
 
 	loseOnce(c, group, false)
 	waitUntil(t, 30*time.Second, "the loss and the next assignment", func() bool {
@@ -423,15 +411,15 @@ func TestLostAndFetchFailedEvents(t *testing.T) {
 // X1 under exactly-once: a failed round, its retry and the committed
 // transactions are events too, and the lag reaches zero (X2).
 func TestEventsOfAnExactlyOnceGroup(t *testing.T) {
-	c := cluster(t)
-	in, out := topic(t, c, 1), topic(t, c, 1)
-	produceN(t, c, in, 0, 20)
+	s := newScenario(t, cluster(t), 1) // its topic is the input
+	in, out := s.topic, topic(t, s.c, 1)
+	s.produce(0, 20)
 	var failed atomic.Bool
 	before := failOnceAfterFive(&failed, nil)
 	var events eventLog
-	app := start(t, eosOpts(t, c, ferry.OnEvent(events.add), ferry.RouteFunc(ferrytest.UniqueName("g"), in, copier(out, before),
-		ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(10), ferry.Retry(ferry.ConstantBackoff(100*time.Millisecond))))...)
-	waitOutputs(t, c, out, 20)
+	app := s.startTransactional(ferry.OnEvent(events.add), s.route(copier(out, before),
+		ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(10), ferry.Retry(ferry.ConstantBackoff(100*time.Millisecond))))
+	waitOutputs(t, s.c, out, 20)
 	waitUntil(t, 30*time.Second, "the last transaction's offsets", func() bool {
 		for _, cm := range eventsOf[event.Committed](&events) {
 			if cm.Reason == "transaction" && cm.Offsets[in][0] == 20 {
@@ -441,12 +429,10 @@ func TestEventsOfAnExactlyOnceGroup(t *testing.T) {
 		return false
 	})
 	waitUntil(t, 10*time.Second, "no lag", func() bool {
-		s := app.app.Stats().Groups[0].Partitions
-		return len(s) == 1 && s[0].Lag == 0 && s[0].ProcessingLag == 0
+		ps := app.app.Stats().Groups[0].Partitions
+		return len(ps) == 1 && ps[0].Lag == 0 && ps[0].ProcessingLag == 0
 	})
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	s.stop(app)
 	if f := eventsOf[event.ConsumeFailed](&events); len(f) != 1 || f[0].FirstOffset != 0 || f[0].Attempt != 1 {
 		t.Errorf("ConsumeFailed %+v", f)
 	}
