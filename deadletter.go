@@ -148,7 +148,8 @@ func deadLetterRecord(topic string, clock Clock) func(*kgo.Record, error, int) *
 }
 
 // DeadLetter sends msg to the topic's dead-letter topic now, with cause in
-// its headers (E2). It does not mark msg: in automatic mode a successful
+// its headers (E2), and the attempt msg is in (Batch.Attempt of its batch)
+// as its attempt count. It does not mark msg: in automatic mode a successful
 // batch marks it anyway; with ManualOffsets mark it yourself. It returns
 // ErrNoDeadLetter when the topic has none.
 func (c *Claim) DeadLetter(ctx context.Context, msg *Message, cause error) error {

@@ -140,6 +140,7 @@ func New(opts ...Option) (*App, error) {
 				Clock:           cfg.clock,
 				ClientOpts:      cfg.kgoOpts(),
 				OnEvent:         onEvent,
+				TimeConsume:     cfg.consumeStall > 0,
 				Produce:         a.producer.produce,
 				Limits:          limits,
 			}

@@ -71,11 +71,20 @@ type PartitionStats struct {
 	// FailingSince is when the first of its current run of failed attempts
 	// happened; zero when its last attempt succeeded.
 	FailingSince time.Time
+	// ConsumingSince is when the Consume call running now started — with
+	// Parallel, the oldest one still running; zero when none runs, or when
+	// ConsumeStallTimeout is 0.
+	ConsumingSince time.Time
 	// Paused: its fetching is paused (retry backoff, or its consumer is
 	// behind its fetched messages).
 	Paused bool
 	// Queued is the number of fetched messages waiting for a batch.
 	Queued int
+	// RecordFull: a Parallel partition takes no new messages until its
+	// oldest unfinished message finishes, because the record of the
+	// messages finished after it would no longer fit in the commit
+	// metadata (K4). Its fetching goes on until Queued reaches QueueBytes.
+	RecordFull bool
 }
 
 // Stats returns a snapshot of every group's assigned partitions, their
@@ -91,7 +100,7 @@ func (a *App) Stats() Stats {
 				Topic: p.Topic, Partition: p.Partition,
 				EndOffset: p.End, CommittedOffset: p.Committed, ProcessedOffset: p.Processed,
 				Lag: lag(p.End, p.Committed), ProcessingLag: lag(p.End, p.Processed),
-				FailingSince: p.FailingSince, Paused: p.Paused, Queued: p.Queued,
+				FailingSince: p.FailingSince, ConsumingSince: p.ConsumingSince, Paused: p.Paused, Queued: p.Queued, RecordFull: p.RecordFull,
 			})
 		}
 		slices.SortFunc(gs.Partitions, func(x, y PartitionStats) int {
@@ -138,9 +147,10 @@ func (a *App) Ready() error {
 
 // Healthy reports whether the app works (X4): nil unless Run is not
 // running, fetching stalled for FetchStallTimeout (assigned partitions
-// that are not paused got no fetch answer), or a partition has been
-// failing for FailingTimeout; then an error wrapping ErrUnhealthy that
-// says which.
+// that are not paused, revoked or shutting down got no fetch answer), a
+// partition has been failing for FailingTimeout, or a Consume call has
+// been running for ConsumeStallTimeout; then an error wrapping
+// ErrUnhealthy that says which.
 func (a *App) Healthy() error {
 	now := time.Now()
 	var why []string
@@ -152,10 +162,14 @@ func (a *App) Healthy() error {
 		}
 		fetching := false
 		for _, p := range s.Partitions {
-			fetching = fetching || !p.Paused
+			fetching = fetching || p.Fetching
 			if !p.FailingSince.IsZero() && now.Sub(p.FailingSince) >= a.cfg.failingTimeout {
 				why = append(why, fmt.Sprintf("group %q: %s/%d failing since %s",
 					s.Name, p.Topic, p.Partition, p.FailingSince.UTC().Format(time.RFC3339)))
+			}
+			if a.cfg.consumeStall > 0 && !p.ConsumingSince.IsZero() && now.Sub(p.ConsumingSince) >= a.cfg.consumeStall {
+				why = append(why, fmt.Sprintf("group %q: %s/%d: Consume running since %s",
+					s.Name, p.Topic, p.Partition, p.ConsumingSince.UTC().Format(time.RFC3339)))
 			}
 		}
 		if fetching && !s.Backpressure && !s.LastAlive.IsZero() && now.Sub(s.LastAlive) >= a.cfg.stallTimeout {

@@ -96,6 +96,7 @@ type config struct {
 	onEvent         []func(event.Event)
 	stallTimeout    time.Duration
 	failingTimeout  time.Duration
+	consumeStall    time.Duration
 	tls             *tls.Config    // nil: plaintext
 	tlsErr          error          // from the environment or TLSFiles
 	sasl            sasl.Mechanism // nil: no authentication
@@ -158,6 +159,7 @@ func defaultConfig() config {
 		clock:           realClock{},
 		stallTimeout:    time.Minute,
 		failingTimeout:  5 * time.Minute,
+		consumeStall:    5 * time.Minute,
 	}
 }
 
@@ -277,8 +279,9 @@ func OnEvent(fn func(event.Event)) Option {
 // the brokers before the app reports itself unhealthy (Healthy, /healthz,
 // X4). Fetches are answered at least every half second while partitions
 // are assigned, even when there is nothing new; partitions that are all
-// paused or a poll loop waiting for slow consumers do not count as a
-// stall. Default 1 minute.
+// paused, being revoked (a revocation waits for in-flight batches) or shut
+// down, or a poll loop waiting for slow consumers do not count as a stall.
+// Default 1 minute.
 func FetchStallTimeout(d time.Duration) Option {
 	return func(c *config) { c.stallTimeout = d }
 }
@@ -289,6 +292,20 @@ func FetchStallTimeout(d time.Duration) Option {
 // on, ends the failing. Default 5 minutes.
 func FailingTimeout(d time.Duration) Option {
 	return func(c *config) { c.failingTimeout = d }
+}
+
+// ConsumeStallTimeout sets how long one Consume call may run before the app
+// reports itself unhealthy (Healthy, /healthz, X4): a handler that hangs —
+// no error, never returns — holds its partition forever while fetching,
+// commits and the group all look fine. It counts from the start of the
+// running batch; with Parallel, from the start of the oldest message still
+// in flight. Set it above the longest batch your consumer can legitimately
+// take (retries happen between calls and do not count). Default 5
+// minutes; 0 turns the check off, and with it the one clock read per batch
+// it costs. PartitionStats.ConsumingSince shows the running call either way
+// while it is on.
+func ConsumeStallTimeout(d time.Duration) Option {
+	return func(c *config) { c.consumeStall = d }
 }
 
 // TransactionalID sets the transactional id of exactly-once topics; ferry
@@ -558,6 +575,9 @@ func (c *config) validate() error {
 	}
 	if c.failingTimeout <= 0 {
 		bad("failing timeout %s: must be positive", c.failingTimeout)
+	}
+	if c.consumeStall < 0 {
+		bad("consume stall timeout %s: must not be negative (0 turns the check off)", c.consumeStall)
 	}
 	if len(c.routes) == 0 {
 		bad("no routes: use ferry.Route")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ferrykit/ferry"
+	"github.com/ferrykit/ferry/event"
 	"github.com/ferrykit/ferry/ferrytest"
 	"github.com/ferrykit/ferry/offsets"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -369,7 +370,8 @@ func TestParallelStopsTakingWhenTheRecordWouldNotFit(t *testing.T) {
 		processed.Add(int64(len(b.Messages)))
 		return nil
 	}
-	app := s.start(s.route(fn, ferry.Parallel(64)))
+	var events eventLog
+	app := s.start(ferry.OnEvent(events.add), s.route(fn, ferry.Parallel(64)))
 	span := offsets.MaxSpan("")
 	// Processing comes within 200 messages of what a record can describe,
 	// however slowly on a loaded machine, then settles there.
@@ -397,11 +399,25 @@ func TestParallelStopsTakingWhenTheRecordWouldNotFit(t *testing.T) {
 		md, _ := s.c.CommittedMetadata(ctxFor(t, 5*time.Second), s.group, s.topic, 0)
 		t.Fatalf("committed metadata of %d bytes does not record the %d finished messages", len(md), stalled)
 	}
+	// X1, X4: the stop is seen, in Stats and as an event.
+	if p, _ := partitionStats(app.app); !p.RecordFull {
+		t.Errorf("Stats while admission stopped: %+v, want RecordFull", p)
+	}
+	record := event.Paused{Group: s.group, Topic: s.topic, Partition: 0, Reason: event.PauseRecord}
+	if p := eventsOf[event.Paused](&events); !slices.Contains(p, record) {
+		t.Errorf("Paused events %+v, want %+v", p, record)
+	}
 	close(release)
 	s.waitCommitted(map[int32]int64{0: n})
+	if p, _ := partitionStats(app.app); p.RecordFull {
+		t.Errorf("Stats once the stuck message finished: %+v, want no RecordFull", p)
+	}
 	s.stop(app)
 	if got := processed.Load(); got != n {
 		t.Errorf("processed %d messages, want %d", got, n)
+	}
+	if r := eventsOf[event.Resumed](&events); !slices.Contains(r, event.Resumed(record)) {
+		t.Errorf("Resumed events %+v, want %+v", r, event.Resumed(record))
 	}
 }
 
@@ -634,5 +650,34 @@ func TestParallelOneKeyRunsInBatches(t *testing.T) {
 	}
 	if calls := len(s.rec.snapshot()); calls > 100 || longest != 100 {
 		t.Errorf("1,000 messages of one key in %d calls, the longest %d; want batches of up to 100", calls, longest)
+	}
+}
+
+// E2, K5: a message a parallel consumer dead-letters itself, on a retry,
+// carries the attempt it was in (the one its batch reports), not 1.
+func TestParallelDeadLetterCarriesTheAttempt(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	dlq := topic(t, s.c, 1)
+	s.produceKeyed("a", "b")
+	attempts := make(chan int, 1)
+	fn := func(ctx context.Context, b *ferry.Batch) error {
+		m := b.Messages[0]
+		switch {
+		case m.Offset != 0:
+			return nil
+		case b.Attempt == 1:
+			return errors.New("downstream unavailable")
+		}
+		attempts <- b.Attempt
+		return b.Claim().DeadLetter(ctx, m, errors.New("given up"))
+	}
+	app := s.start(s.route(fn, ferry.Parallel(4), ferry.MaxMessages(1), ferry.DeadLetter(dlq),
+		ferry.Retry(ferry.ConstantBackoff(50*time.Millisecond))))
+	dead := readAll(t, s.c, dlq, 1)
+	s.waitCommitted(map[int32]int64{0: 2})
+	s.stop(app)
+	want := strconv.Itoa(recv(t, attempts))
+	if len(dead) != 1 || header(dead[0], ferry.HeaderAttempts) != want || want != "2" {
+		t.Errorf("dead letter's %s header %q, want the batch's attempt %s (2)", ferry.HeaderAttempts, header(dead[0], ferry.HeaderAttempts), want)
 	}
 }

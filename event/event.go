@@ -131,22 +131,43 @@ type Lost struct {
 	Partitions map[string][]int32
 }
 
-// Paused: fetching of a failing partition stopped for its retry backoff.
-// (Brief pauses ferry makes to bound the memory of a partition whose
-// consumer is slower than its fetches are not reported.)
+// Paused: a partition stopped taking new messages for a while; Reason says
+// why:
+//
+//   - "backoff": it failed and waits out its retry backoff (A5); its
+//     fetching is paused.
+//   - "memory": its consumer is behind and what it fetched holds more than
+//     QueueBytes; its fetching is paused until half of that was consumed.
+//   - "record": a parallel partition's record of messages finished out of
+//     order would not fit in the commit metadata if it took more (K4); it
+//     takes nothing new until its oldest unfinished message finishes
+//     (fetching goes on until the queue reaches QueueBytes).
+//
+// A Resumed event with the same Reason ends each pause, unless the
+// partition was revoked or lost meanwhile. Pauses are rare (not per message
+// or batch): a slow partition pauses for memory at most once per
+// QueueBytes/2 consumed.
 type Paused struct {
 	Group     string
 	Topic     string
 	Partition int32
+	Reason    string
 }
 
-// Resumed: fetching of a partition paused for its retry backoff started
-// again.
+// Resumed: a partition paused for Reason takes new messages again.
 type Resumed struct {
 	Group     string
 	Topic     string
 	Partition int32
+	Reason    string
 }
+
+// The reasons of Paused and Resumed.
+const (
+	PauseBackoff = "backoff"
+	PauseMemory  = "memory"
+	PauseRecord  = "record"
+)
 
 // FetchFailed: a fetch of a partition returned an error franz-go does not
 // retry by itself (an authorization error, say). Topic is empty (and

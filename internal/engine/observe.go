@@ -27,9 +27,24 @@ func (g *group) started() time.Time {
 	return time.Now()
 }
 
+// begin returns the start of a sequential batch (or an exactly-once
+// round's batch), noting it for health when Consume calls are timed; the
+// zero time when nobody needs it (no clock read). consumed ends it.
+func (p *Partition) begin() time.Time {
+	if !p.g.cfg.TimeConsume {
+		return p.g.started()
+	}
+	now := time.Now()
+	p.busySince.Store(now.UnixNano())
+	return now
+}
+
 // consumed records the outcome of one Consume call: how far the partition
 // got (lag), since when it has been failing (health), and the event.
 func (p *Partition) consumed(batch []*kgo.Record, attempt int, began time.Time, err error) {
+	if p.par == nil && p.g.cfg.TimeConsume {
+		p.busySince.Store(0) // a parallel partition's scheduler keeps its own
+	}
 	last := batch[len(batch)-1].Offset
 	if err == nil || p.topic.Delivery == AtMostOnce { // at-most-once skips a failed batch
 		p.processed.Store(last + 1)
@@ -77,13 +92,39 @@ func (p *Partition) retryScheduled(resume int64, delay time.Duration) {
 
 func (p *Partition) pausedForRetry() {
 	if p.g.observed() {
-		p.g.emit(event.Paused{Group: p.g.cfg.Name, Topic: p.topic.Name, Partition: p.id})
+		p.g.emit(event.Paused{Group: p.g.cfg.Name, Topic: p.topic.Name, Partition: p.id, Reason: event.PauseBackoff})
 	}
 }
 
 func (p *Partition) resumedAfterRetry() {
 	if p.g.observed() && p.Owned() {
-		p.g.emit(event.Resumed{Group: p.g.cfg.Name, Topic: p.topic.Name, Partition: p.id})
+		p.g.emit(event.Resumed{Group: p.g.cfg.Name, Topic: p.topic.Name, Partition: p.id, Reason: event.PauseBackoff})
+	}
+}
+
+// pauseNewsLocked notes a pause (or its end) that happened under p.mu, to
+// be reported once the lock is released (newsLocked, tell). Only called
+// when someone subscribed.
+func (p *Partition) pauseNewsLocked(paused bool, reason string) {
+	var ev event.Event = event.Resumed{Group: p.g.cfg.Name, Topic: p.topic.Name, Partition: p.id, Reason: reason}
+	if paused {
+		ev = event.Paused{Group: p.g.cfg.Name, Topic: p.topic.Name, Partition: p.id, Reason: reason}
+	}
+	p.news = append(p.news, ev)
+}
+
+// newsLocked takes the events noted under p.mu; nil, without allocating,
+// when there are none (the usual case).
+func (p *Partition) newsLocked() []event.Event {
+	news := p.news
+	p.news = nil
+	return news
+}
+
+// tell reports events taken by newsLocked, outside the lock.
+func (p *Partition) tell(news []event.Event) {
+	for _, ev := range news {
+		p.g.emit(ev)
 	}
 }
 
@@ -203,8 +244,19 @@ type PartitionStats struct {
 	// FailingSince is when its first failed attempt in a row happened;
 	// zero when it is not failing.
 	FailingSince time.Time
+	// ConsumingSince is when the Consume call running now started (for a
+	// parallel partition, the oldest running one); zero when none runs or
+	// Consume calls are not timed (Group.TimeConsume).
+	ConsumingSince time.Time
+	// Fetching: the partition is owned and not paused, so its fetches are
+	// expected to be answered (a partition being revoked or shut down is
+	// not fetched).
+	Fetching bool
 	// Paused: its fetching is paused (retry backoff or a full queue).
 	Paused bool
+	// RecordFull: a parallel partition takes no new messages because the
+	// record of those finished out of order would not fit (K4).
+	RecordFull bool
 	// Queued is the number of fetched messages waiting for a batch.
 	Queued int
 }
@@ -255,9 +307,13 @@ func (p *Partition) stats() (PartitionStats, bool) {
 		return PartitionStats{}, false
 	}
 	s := PartitionStats{Topic: p.topic.Name, Partition: p.id, End: p.end.Load(), Processed: p.processed.Load(),
-		Committed: p.tracker.Committed().Offset, Paused: p.pausedInKgo, Queued: p.queued}
+		Committed: p.tracker.Committed().Offset, Paused: p.pausedInKgo, Queued: p.queued,
+		RecordFull: p.par != nil && p.par.wide, Fetching: p.state == owned && !p.pausedInKgo}
 	if t := p.failingSince.Load(); t != 0 {
 		s.FailingSince = time.Unix(0, t)
+	}
+	if t := p.busySince.Load(); t != 0 {
+		s.ConsumingSince = time.Unix(0, t)
 	}
 	return s, true
 }

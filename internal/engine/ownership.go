@@ -34,6 +34,7 @@ func (p *Partition) setStateLocked(s state) {
 		p.stopReason = s
 		close(p.stop)
 		p.clearQueueLocked() // never taken now; stop counting it
+		p.news = nil         // a partition let go is not resumed
 	}
 	p.state = s
 	p.markReadyLocked() // a stopped partition builds no consumer to wait for

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferrykit/ferry/event"
 	"github.com/ferrykit/ferry/offsets"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -80,10 +81,15 @@ type Partition struct {
 	// Owned by the worker goroutine.
 	failures int
 
+	// news: events that happened under mu, reported once it is released
+	// (observe.go); nil unless someone subscribed.
+	news []event.Event
+
 	// For Stats and health (observe.go).
 	end          atomic.Int64 // how far the partition can be read, as of the latest fetch; -1 unknown
 	processed    atomic.Int64 // the offset after the last processed message; -1 unknown
 	failingSince atomic.Int64 // unix nanoseconds of the first failure in a row; 0 when not failing
+	busySince    atomic.Int64 // unix nanoseconds the running Consume started; 0 when none (or not timed)
 }
 
 func newPartition(g *group, t *Topic, id int32, prev *Partition) *Partition {
@@ -234,7 +240,7 @@ func (p *Partition) consume(w Worker, batch []*kgo.Record) *failure {
 	if p.topic.Delivery == AtMostOnce && !p.commitBefore(batch) {
 		return &failure{err: errors.New("at-most-once: committing before processing failed"), batch: batch, resume: batch[0].Offset}
 	}
-	began := p.g.started()
+	began := p.begin()
 	err := guard(func() error { return w.Consume(p.ctx, batch, attempt) })
 	p.consumed(batch, attempt, began, err)
 	if errors.Is(err, ErrNotOwned) {

@@ -9,6 +9,7 @@ package engine
 import (
 	"time"
 
+	"github.com/ferrykit/ferry/event"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -38,8 +39,8 @@ func (c *chunk) take(k int) int {
 // applied, are dropped: they will be fetched again.
 func (p *Partition) push(recs []*kgo.Record, end int64, now time.Time) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.state != owned || p.seek >= 0 || p.resync {
+		p.mu.Unlock()
 		return
 	}
 	p.markReadyLocked()
@@ -56,6 +57,9 @@ func (p *Partition) push(recs []*kgo.Record, end int64, now time.Time) {
 	if p.queuedBytes >= p.topic.QueueBytes && !p.pausedFull {
 		p.setFullLocked(true)
 	}
+	news := p.newsLocked()
+	p.mu.Unlock()
+	p.tell(news)
 	select {
 	case p.wake <- struct{}{}:
 	default:
@@ -192,6 +196,9 @@ func (p *Partition) setFullLocked(full bool) {
 	}
 	p.pausedFull = full
 	p.syncPauseLocked()
+	if p.state == owned && p.g.observed() {
+		p.pauseNewsLocked(full, event.PauseMemory)
+	}
 }
 
 // next waits for the next batch. It returns false once no new batch may
@@ -212,7 +219,9 @@ func (p *Partition) next() ([]*kgo.Record, bool) {
 		}
 		if batch := p.takeLocked(now); batch != nil {
 			p.tracker.Start(batch[0].Offset)
+			news := p.newsLocked()
 			p.mu.Unlock()
+			p.tell(news)
 			return batch, true
 		}
 		var due <-chan time.Time
@@ -237,14 +246,17 @@ func (p *Partition) next() ([]*kgo.Record, bool) {
 // due takes the next batch if one is due now, without waiting.
 func (p *Partition) due() []*kgo.Record {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.state != owned {
+		p.mu.Unlock()
 		return nil
 	}
 	batch := p.takeLocked(time.Now())
 	if batch != nil {
 		p.tracker.Start(batch[0].Offset)
 	}
+	news := p.newsLocked()
+	p.mu.Unlock()
+	p.tell(news)
 	return batch
 }
 

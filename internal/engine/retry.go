@@ -87,10 +87,11 @@ func (p *Partition) DeadLetter(ctx context.Context, r *kgo.Record, cause error) 
 	if p.topic.DeadLetterRecord == nil {
 		return ErrNoDeadLetter
 	}
-	if err := p.dispatch(ctx, r, cause, p.failures+1); err != nil {
+	attempt := p.attemptOf(r)
+	if err := p.dispatch(ctx, r, cause, attempt); err != nil {
 		return err
 	}
-	p.deadLettered(r, cause, p.failures+1)
+	p.deadLettered(r, cause, attempt)
 	return nil
 }
 
@@ -156,7 +157,9 @@ func (p *Partition) retryLater(f *failure) {
 	if p.state == owned {
 		p.seek = f.resume
 	}
+	news := p.newsLocked()
 	p.mu.Unlock()
+	p.tell(news)
 	p.g.wantSeek()
 	if f.skipped {
 		return

@@ -39,6 +39,10 @@ type parallelState struct {
 	epoch     int32        // leader epoch of a message below the committed position
 	committed offsets.Mark // what Kafka acknowledged, with its full metadata
 	wide      bool         // admission waits: a wider record might not fit (K4)
+	// retried holds the messages of running units past their first
+	// attempt, with that attempt (Claim.DeadLetter's count); a message
+	// missing from it runs its first.
+	retried map[int64]int
 }
 
 // pendingLocked returns the mark a commit should send: one past the
@@ -115,7 +119,8 @@ type unit struct {
 	lane    *lane
 	recs    []*kgo.Record
 	attempt int
-	began   time.Time // for events; zero without a subscriber
+	began   time.Time // for events and health; zero when neither wants it
+	ended   bool
 	err     error
 	// failed is the index of the message the failure is blamed on;
 	// deadLettered, that it went to the dead-letter topic.
@@ -139,6 +144,8 @@ type scheduler struct {
 	slot     bool // holds a slot of the app's worker pool
 	started  int  // messages started since the slot was taken
 	draining bool // giving the slot back to a full pool: start nothing
+
+	running []*unit // started, oldest first; a finished one leaves once it is the oldest (health)
 
 	done    []*kgo.Record // finished, to be marked done by applyDone
 	results chan *unit
@@ -213,14 +220,18 @@ func (s *scheduler) admit() {
 	k := p.admissibleLocked(room, s.admitted == 0)
 	if k == 0 {
 		if !p.par.wide {
-			p.par.wide = true
+			p.setWideLocked(true)
 			p.log.Warn("ferry: the record of messages finished out of order would not fit in the commit metadata; taking no new messages until the oldest unfinished one finishes",
 				"oldest_unfinished", p.par.window.Next())
 		}
+		news := p.newsLocked()
 		p.mu.Unlock()
+		p.tell(news)
 		return
 	}
-	p.par.wide = false
+	if p.par.wide {
+		p.setWideLocked(false)
+	}
 	recs := p.cutLocked(k)
 	fresh := recs[:0:0]
 	for _, r := range recs {
@@ -228,13 +239,25 @@ func (s *scheduler) admit() {
 			fresh = append(fresh, r) // K3: skipped ones finished before
 		}
 	}
+	news := p.newsLocked()
 	p.mu.Unlock()
+	p.tell(news)
 	for _, r := range fresh {
 		l := s.laneOf(r)
 		l.pending = append(l.pending, r)
 		s.admitted++
 		s.bytes += recordSize(r)
 		s.markReady(l)
+	}
+}
+
+// setWideLocked notes that admission stops (or goes on again) because the
+// record of finished messages would not fit (K4): Stats shows it, and a
+// subscriber gets a Paused (Resumed) event.
+func (p *Partition) setWideLocked(wide bool) {
+	p.par.wide = wide
+	if p.g.observed() {
+		p.pauseNewsLocked(wide, event.PauseRecord)
 	}
 }
 
@@ -312,11 +335,22 @@ func (s *scheduler) start() {
 		// other lanes could run in.
 		room := t.Parallel - s.inflight
 		k := min(len(l.pending), t.MaxMessages, max(1, room/(1+len(s.ready))))
-		u := &unit{lane: l, recs: l.pending[:k:k], attempt: l.failures + 1}
+		u := &unit{lane: l, recs: l.pending[:k:k], attempt: l.failures + 1, began: s.p.g.started()}
+		if s.p.g.cfg.TimeConsume {
+			if u.began.IsZero() {
+				u.began = time.Now()
+			}
+			if s.running = append(s.running, u); len(s.running) == 1 {
+				s.p.busySince.Store(u.began.UnixNano())
+			}
+		}
 		l.pending = l.pending[k:]
 		l.busy = true
 		s.inflight += k
 		s.started += k
+		if u.attempt > 1 {
+			s.noteRetried(u.recs, u.attempt)
+		}
 		s.wg.Add(1)
 		go s.run(u)
 	}
@@ -325,6 +359,38 @@ func (s *scheduler) start() {
 	if s.slot && s.started >= slotBatches*t.Parallel && len(s.p.g.slots) == cap(s.p.g.slots) {
 		s.draining = true
 	}
+}
+
+// noteRetried notes the attempt of a retried unit's messages while it runs
+// (0: it ended). Only retries pay for it.
+func (s *scheduler) noteRetried(recs []*kgo.Record, attempt int) {
+	p := s.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.par.retried == nil {
+		p.par.retried = make(map[int64]int)
+	}
+	for _, r := range recs {
+		if attempt == 0 {
+			delete(p.par.retried, r.Offset)
+		} else {
+			p.par.retried[r.Offset] = attempt
+		}
+	}
+}
+
+// attemptOf returns the attempt a message of the partition is in: its
+// unit's in a parallel partition, else the current batch's.
+func (p *Partition) attemptOf(r *kgo.Record) int {
+	if p.par == nil {
+		return p.failures + 1
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n, ok := p.par.retried[r.Offset]; ok {
+		return n
+	}
+	return 1
 }
 
 // acquire takes a slot of the app's worker pool. It reports false if the
@@ -351,7 +417,6 @@ func (s *scheduler) release() {
 func (s *scheduler) run(u *unit) {
 	defer s.wg.Done()
 	p := s.p
-	u.began = p.g.started()
 	u.err = guard(func() error { return s.w.Consume(p.ctx, u.recs, u.attempt) })
 	if u.err != nil {
 		u.failed = s.blame(u)
@@ -390,6 +455,12 @@ func (s *scheduler) blame(u *unit) int {
 func (s *scheduler) finish(u *unit) {
 	p, l := s.p, u.lane
 	p.consumed(u.recs, u.attempt, u.began, u.err)
+	if u.attempt > 1 {
+		s.noteRetried(u.recs, 0)
+	}
+	if p.g.cfg.TimeConsume {
+		s.ended(u)
+	}
 	l.busy = false
 	s.inflight -= len(u.recs)
 	var done, back []*kgo.Record
@@ -429,6 +500,24 @@ func (s *scheduler) finish(u *unit) {
 	s.markReady(l)
 	if l.named && len(l.pending) == 0 && !l.waiting && !l.busy {
 		delete(s.lanes, l.key)
+	}
+}
+
+// ended drops finished units from the front of the running ones: the
+// partition has been consuming since the oldest still running started.
+func (s *scheduler) ended(u *unit) {
+	u.ended = true
+	i := 0
+	for i < len(s.running) && s.running[i].ended {
+		s.running[i] = nil
+		i++
+	}
+	s.running = s.running[i:]
+	if len(s.running) == 0 {
+		s.running = nil // let the backing array go
+		s.p.busySince.Store(0)
+	} else if i > 0 {
+		s.p.busySince.Store(s.running[0].began.UnixNano())
 	}
 }
 

@@ -463,7 +463,7 @@ func (p *Partition) consumeRound(w Worker, recs []*kgo.Record) roundResult {
 			return roundResult{failed: true}
 		}
 		attempt := p.failures + 1
-		began := p.g.started()
+		began := p.begin()
 		err := guard(func() error { return w.Consume(p.ctx, batch, attempt) })
 		<-p.g.slots
 		p.consumed(batch, attempt, began, err)
