@@ -5,6 +5,7 @@ package ferry_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -639,5 +640,56 @@ func TestManualRefusedCommitLosesThePartitionAtOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// M3, A7 under KIP-848: a commit answered STALE_MEMBER_EPOCH — the member
+// epoch in the request is not the coordinator's, which franz-go already
+// retried with the newest epoch it knew — leaves ownership uncertain: the
+// member may still own the partition at a newer epoch. MarkAsConsumedSync
+// reports false with the error, so nothing is fenced on it; the partition
+// is not dropped (the heartbeat, not the commit, says whether it was lost):
+// marks still count, and the next sync mark commits and reports true.
+func TestManualStaleMemberEpochIsNoProofOfOwnership(t *testing.T) {
+	c := embedded(t, fastHeartbeats())
+	s := newScenario(t, c, 1)
+	s.produce(0, 20)
+	refuseCommitWith(c, s.group, 20, kerr.StaleMemberEpoch.Code)
+	type result struct {
+		ok              bool
+		err             error
+		revoked, marked bool
+		okAgain         bool
+		errAgain        error
+	}
+	got := make(chan result, 1)
+	sc := scripted{consume: func(ctx context.Context, claim *ferry.Claim, b *ferry.Batch) error {
+		s.rec.record(b)
+		var r result
+		r.ok, r.err = claim.MarkAsConsumedSync(ctx, b.Last()) // 20: answered STALE_MEMBER_EPOCH
+		r.revoked, r.marked = claim.Revoked(), claim.MarkAsConsumed(b.Last())
+		r.okAgain, r.errAgain = claim.MarkAsConsumedSync(ctx, b.Last())
+		select {
+		case got <- r:
+		default:
+		}
+		return nil
+	}}
+	app := s.start(member(protocols()[1]), ferry.CommitInterval(time.Hour),
+		s.routeTo(sc.factory(), ferry.ManualOffsets(), ferry.MaxMessages(20)))
+	r := recv(t, got)
+	if r.ok || !errors.Is(r.err, kerr.StaleMemberEpoch) {
+		t.Errorf("MarkAsConsumedSync answered STALE_MEMBER_EPOCH = %v, %v; want false and the error", r.ok, r.err)
+	}
+	if r.revoked || !r.marked {
+		t.Errorf("after STALE_MEMBER_EPOCH: Revoked() = %v, MarkAsConsumed = %v; want the partition kept", r.revoked, r.marked)
+	}
+	if !r.okAgain || r.errAgain != nil {
+		t.Errorf("the next MarkAsConsumedSync = %v, %v; want true", r.okAgain, r.errAgain)
+	}
+	s.waitCommittedAt(0, 20)
+	s.stop(app)
+	if n := s.rec.times(s.topic, 0, 0); n != 1 {
+		t.Errorf("offset 0 consumed %d times, want once: the partition was not dropped", n)
 	}
 }
