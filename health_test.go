@@ -19,6 +19,24 @@ func partitionStats(app *ferry.App) (ferry.PartitionStats, bool) {
 	return ferry.PartitionStats{}, false
 }
 
+// holdFirst returns a consumer that records every batch and holds the one
+// starting at offset 0 — until release is closed or its context ends —
+// and a channel closed once it holds it.
+func (s *scenario) holdFirst() (fn ferry.ConsumerFunc, holding, release chan struct{}) {
+	holding, release = make(chan struct{}), make(chan struct{})
+	return func(ctx context.Context, b *ferry.Batch) error {
+		if b.Messages[0].Offset == 0 {
+			close(holding)
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
+		s.rec.record(b)
+		return nil
+	}, holding, release
+}
+
 // X4: a Consume call that hangs — no error, never returns — makes the app
 // unhealthy once it ran for ConsumeStallTimeout, and Stats says since when
 // it runs; once it returns, the app is healthy again. With Parallel the
@@ -31,18 +49,7 @@ func TestHealthReportsAHangingConsume(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			s := newScenario(t, cluster(t), 1)
 			s.produceKeyed("hangs", "a", "b", "c")
-			release, hangs := make(chan struct{}), make(chan struct{})
-			fn := func(ctx context.Context, b *ferry.Batch) error {
-				if b.Messages[0].Offset == 0 {
-					close(hangs)
-					select {
-					case <-release:
-					case <-ctx.Done():
-					}
-				}
-				s.rec.record(b)
-				return nil
-			}
+			fn, hangs, release := s.holdFirst()
 			app := s.start(ferry.ConsumeStallTimeout(time.Second),
 				s.route(fn, append([]ferry.TopicOption{ferry.MaxMessages(1)}, mode.opts...)...))
 			s.waitClosed("called Consume", hangs)
@@ -116,18 +123,7 @@ func TestHealthRevocationWaitingOnASlowBatchIsNoStall(t *testing.T) {
 func TestMemoryPausesAreEvents(t *testing.T) {
 	s := newScenario(t, cluster(t), 1)
 	var events eventLog
-	release, stuck := make(chan struct{}), make(chan struct{})
-	fn := func(ctx context.Context, b *ferry.Batch) error {
-		if b.Messages[0].Offset == 0 {
-			close(stuck)
-			select {
-			case <-release:
-			case <-ctx.Done():
-			}
-		}
-		s.rec.record(b)
-		return nil
-	}
+	fn, stuck, release := s.holdFirst()
 	s.produce(0, 1)
 	app := s.start(ferry.OnEvent(events.add), s.route(fn, ferry.MaxMessages(10), ferry.QueueBytes(16<<10)))
 	<-stuck

@@ -448,18 +448,7 @@ func TestParallelInvalidConfig(t *testing.T) {
 // queue fills and its fetching pauses, instead of buffering the backlog.
 func TestParallelMemoryIsBoundedWhileAKeyIsStuck(t *testing.T) {
 	s := newScenario(t, cluster(t), 1)
-	release, stuck := make(chan struct{}), make(chan struct{})
-	fn := func(ctx context.Context, b *ferry.Batch) error {
-		if b.Messages[0].Offset == 0 {
-			close(stuck)
-			select {
-			case <-release:
-			case <-ctx.Done():
-			}
-		}
-		s.rec.record(b)
-		return nil
-	}
+	fn, stuck, release := s.holdFirst()
 	s.produceKeyed("stuck")
 	app := s.start(s.route(fn, ferry.Parallel(4), ferry.MaxMessages(10), ferry.QueueBytes(16<<10)))
 	<-stuck

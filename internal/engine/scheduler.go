@@ -214,7 +214,12 @@ func (s *scheduler) admit() {
 	}
 	p.mu.Lock()
 	if p.state != owned || p.queued == 0 {
+		if p.state == owned && p.par.wide {
+			p.setWideLocked(false) // nothing waits for room in the record
+		}
+		news := p.newsLocked()
 		p.mu.Unlock()
+		p.tell(news)
 		return
 	}
 	k := p.admissibleLocked(room, s.admitted == 0)
