@@ -40,18 +40,24 @@ func TestReportingWithoutSubscriberAllocatesNothing(t *testing.T) {
 
 // BenchmarkReportBatch measures what reporting one batch's outcome costs
 // the partition's goroutine, without and with a subscriber (X1).
+// With "timed", Consume calls are timed for health (ConsumeStallTimeout,
+// X4): the batch's start is read from the clock and published.
 func BenchmarkReportBatch(b *testing.B) {
 	for _, bc := range []struct {
-		name string
-		sub  func(event.Event)
-	}{{"no subscriber", nil}, {"subscriber", func(event.Event) {}}} {
+		name  string
+		sub   func(event.Event)
+		timed bool
+	}{
+		{"no subscriber", nil, false}, {"subscriber", func(event.Event) {}, false},
+		{"no subscriber, timed", nil, true}, {"subscriber, timed", func(event.Event) {}, true},
+	} {
 		b.Run(bc.name, func(b *testing.B) {
 			p := testPartition(100, 0)
-			p.g.cfg = &Group{Name: "g", OnEvent: bc.sub}
+			p.g.cfg = &Group{Name: "g", OnEvent: bc.sub, TimeConsume: bc.timed}
 			batch := records(0, 100)
 			b.ReportAllocs()
 			for b.Loop() {
-				p.consumed(batch, 1, p.g.started(), nil)
+				p.consumed(batch, 1, p.begin(), nil)
 				p.setFailures(0)
 			}
 		})
