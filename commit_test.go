@@ -44,7 +44,9 @@ func TestPeriodicCommitIsOneRequestForAllPartitions(t *testing.T) {
 	s.waitSeen(200)
 	began := time.Now()
 	s.waitCommitted(map[int32]int64{0: 50, 1: 50, 2: 50, 3: 50})
-	if waited := time.Since(began); waited > interval+time.Second {
+	// Within the interval, with room for a loaded machine: a loop that
+	// ignored CommitInterval (5 s by default) would still be late.
+	if waited := time.Since(began); waited > interval+3*time.Second {
 		t.Errorf("commit took %s after processing, want within the %s interval", waited, interval)
 	}
 
