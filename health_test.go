@@ -40,17 +40,26 @@ func (s *scenario) holdFirst() (fn ferry.ConsumerFunc, holding, release chan str
 // X4: a Consume call that hangs — no error, never returns — makes the app
 // unhealthy once it ran for ConsumeStallTimeout, and Stats says since when
 // it runs; once it returns, the app is healthy again. With Parallel the
-// oldest message in flight counts, while others finish around it.
+// oldest message in flight counts, while others finish around it; in an
+// exactly-once group the batch holds its transaction.
 func TestHealthReportsAHangingConsume(t *testing.T) {
 	for _, mode := range []struct {
 		name string
 		opts []ferry.TopicOption
-	}{{"sequential", nil}, {"parallel", []ferry.TopicOption{ferry.Parallel(4)}}} {
+	}{
+		{"sequential", nil},
+		{"parallel", []ferry.TopicOption{ferry.Parallel(4)}},
+		{"exactly once", []ferry.TopicOption{ferry.WithDelivery(ferry.ExactlyOnce)}},
+	} {
 		t.Run(mode.name, func(t *testing.T) {
 			s := newScenario(t, cluster(t), 1)
 			s.produceKeyed("hangs", "a", "b", "c")
 			fn, hangs, release := s.holdFirst()
-			app := s.start(ferry.ConsumeStallTimeout(time.Second),
+			start := s.start
+			if mode.name == "exactly once" {
+				start = s.startTransactional
+			}
+			app := start(ferry.ConsumeStallTimeout(time.Second),
 				s.route(fn, append([]ferry.TopicOption{ferry.MaxMessages(1)}, mode.opts...)...))
 			s.waitClosed("called Consume", hangs)
 			began := time.Now()
@@ -66,7 +75,7 @@ func TestHealthReportsAHangingConsume(t *testing.T) {
 			if p.ConsumingSince.IsZero() || time.Since(p.ConsumingSince) < time.Second {
 				t.Errorf("ConsumingSince %v, want over a second ago", p.ConsumingSince)
 			}
-			if mode.opts != nil {
+			if mode.name == "parallel" {
 				s.waitSeen(3) // the other messages went around the hanging one
 			}
 			close(release)
