@@ -78,7 +78,8 @@ func run(ctx context.Context, addr string, listening chan<- string) error {
 				logger.Warn("parked an order", "offset", e.Offset)
 			}
 		}),
-		ferry.FailingTimeout(time.Minute), // /healthz fails if a partition keeps failing this long
+		ferry.FailingTimeout(time.Minute),      // /healthz fails if a partition keeps failing this long
+		ferry.ConsumeStallTimeout(time.Minute), // … or if one Consume call runs this long (a hung handler)
 		ferry.RouteFunc("fulfilment", topic, func(ctx context.Context, b *ferry.Batch) error {
 			for _, m := range b.Messages {
 				n, _ := strconv.Atoi(string(m.Value))
