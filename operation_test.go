@@ -227,6 +227,7 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		{name: "MaxWait(0)", opts: []ferry.Option{broker, ferry.RouteFunc("g", "t", nopConsume, ferry.MaxWait(0))}, want: "MaxWait 0"},
 		{name: "Concurrency(0)", opts: []ferry.Option{broker, route, ferry.Concurrency(0)}, want: "concurrency 0"},
 		{name: "CommitInterval(-1)", opts: []ferry.Option{broker, route, ferry.CommitInterval(-1)}, want: "commit interval"},
+		{name: "ConsumeStallTimeout(-1)", opts: []ferry.Option{broker, route, ferry.ConsumeStallTimeout(-1)}, want: "consume stall timeout"},
 		{name: "backoff max below initial", opts: []ferry.Option{broker, ferry.RouteFunc("g", "t", nopConsume,
 			ferry.Retry(ferry.ExponentialBackoff(2*time.Second, time.Second)))}, want: "invalid backoff"},
 		{name: "zero backoff", opts: []ferry.Option{broker, ferry.RouteFunc("g", "t", nopConsume, ferry.Retry(ferry.Backoff{}))}, want: "invalid backoff"},
