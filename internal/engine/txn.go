@@ -263,15 +263,24 @@ func (g *group) round(ctx context.Context, fetches kgo.Fetches) error {
 			"transaction_timeout", g.cl.OptValue(kgo.TransactionTimeout), "err", err)
 		committed, err = false, nil
 	}
-	if err != nil {
+	if err != nil && txnFatal(err) {
 		return fmt.Errorf("ferry: group %q: ending transaction: %w", g.cfg.Name, err)
 	}
-	if committed {
+	switch {
+	case committed:
 		for p, m := range sent {
 			p.acknowledge(m)
 		}
 		g.reportTxn(sent)
-	} else {
+	case err != nil:
+		// Not known to have committed, nor to have aborted.
+		for p := range parts {
+			p.discardMarks()
+		}
+		if err := g.restartTxns(ctx, err); err != nil {
+			return err
+		}
+	default:
 		for p := range parts {
 			p.discardMarks()
 		}

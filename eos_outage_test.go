@@ -1,0 +1,123 @@
+package ferry_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferrykit/ferry"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// S3: the broker goes away while a transaction ends, for longer than
+// franz-go's retries last. The member does not stop: it aborts the round,
+// initialises its producer again once the broker answers (which aborts
+// whatever the broker still had open), resumes from the committed offsets,
+// and every input still has exactly one committed output.
+func TestExactlyOnceSurvivesBrokerOutageWhileEndingTransaction(t *testing.T) {
+	s := newScenario(t, embedded(t), 1) // refuses every request for a while through kfake
+	out := topic(t, s.c, 1)
+	const outage = 4 * time.Second
+	var armed atomic.Bool
+	var downUntil atomic.Int64
+	s.c.Fake.Control(func(req kmsg.Request) (kmsg.Response, error, bool) {
+		s.c.Fake.KeepControl()
+		if req.Key() == int16(kmsg.EndTxn) && armed.CompareAndSwap(true, false) {
+			downUntil.Store(time.Now().Add(outage).UnixNano())
+		}
+		if time.Now().UnixNano() < downUntil.Load() {
+			return nil, errors.New("the broker is away"), true // closes the connection
+		}
+		return nil, nil, false
+	})
+	log, sink := testLogger(t)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(sink.String())
+		}
+	})
+	app := s.startTransactional(ferry.Logger(log),
+		// A retry budget far shorter than the outage.
+		ferry.ClientOptions(kgo.RequestRetries(2), kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond })),
+		s.route(copier(out, nil), ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(5)))
+	s.produce(0, 20)
+	waitOutputs(t, s.c, out, 20)
+	armed.Store(true) // the next transaction ends into the outage
+	s.produce(0, 20)
+	waitOutputs(t, s.c, out, 40)
+	s.produce(0, 20) // and the member goes on after it
+	got := waitOutputs(t, s.c, out, 60)
+	if downUntil.Load() == 0 {
+		t.Fatal("the outage never happened")
+	}
+	s.stop(app)
+	checkExactlyOnce(t, got, 1, 60)
+	checkExactlyOnce(t, committedOutputs(t, s.c, out), 1, 60)
+	s.wantCommitted(map[int32]int64{0: 60})
+	if logs := sink.String(); !strings.Contains(logs, "ferry: transactions resumed from the committed offsets") {
+		t.Errorf("the log does not say the transactions resumed after the outage:\n%.3000s", logs)
+	}
+}
+
+// S3 on a real broker: the broker is killed while a transaction is open —
+// its outputs produced, its end not yet sent — and stays away for longer
+// than the member's retries last, then comes back. The exactly-once member
+// keeps running through it, and every input has exactly one output visible
+// to read_committed readers. The test kills and restarts a broker of its
+// own (scripts/kafka), never the suite's.
+func TestInteropExactlyOnceSurvivesBrokerOutage(t *testing.T) {
+	k := needKafkaTools(t)
+	b := startPrivateBroker(t, k)
+	t.Setenv("FERRY_BROKERS", b.addr)
+	const partitions, each = 2, 300
+	s := newScenario(t, cluster(t), partitions) // its topic is the input
+	out := topic(t, s.c, partitions)
+	s.produceEach(partitions, each)
+	log, sink := testLogger(t)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(sink.String())
+		}
+	})
+	open, killed := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	copyThenWait := func(ctx context.Context, b *ferry.Batch) error {
+		err := copier(out, nil)(ctx, b)
+		if b.Messages[0].Partition == 0 && b.Messages[0].Offset >= 100 {
+			once.Do(func() { close(open); <-killed }) // the transaction ends once the broker is gone
+		}
+		return err
+	}
+	app := s.startTransactional(ferry.Logger(log), ferry.ClientOptions(kgo.RequestRetries(2)),
+		s.route(copyThenWait, ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(10)))
+	<-open
+	time.Sleep(500 * time.Millisecond) // the batch's outputs reach the broker (linger 0)
+	b.kill9(t)
+	close(killed)
+	stopped := time.Now()
+	time.Sleep(5 * time.Second) // far past two retries
+	if out, err := b.kafka(3*time.Minute, "restart"); err != nil {
+		t.Fatalf("scripts/kafka restart: %v\n%s", err, out)
+	}
+	t.Logf("broker back %s after it was killed", time.Since(stopped).Round(100*time.Millisecond))
+
+	got := waitOutputs(t, s.c, out, partitions*each)
+	select {
+	case err := <-app.done:
+		app.done <- err
+		t.Fatalf("Run returned during or after the outage: %v", err)
+	default:
+	}
+	s.stop(app)
+	checkExactlyOnce(t, got, partitions, each)
+	checkExactlyOnce(t, committedOutputs(t, s.c, out), partitions, each)
+	s.wantCommitted(map[int32]int64{0: each, 1: each})
+	if logs := sink.String(); !strings.Contains(logs, "ferry: transactions resumed from the committed offsets") {
+		t.Error("the log does not say the transactions resumed after the outage")
+	}
+}

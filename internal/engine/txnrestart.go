@@ -1,0 +1,140 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ferrykit/ferry/offsets"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// When a transaction cannot be ended — the broker is away for longer than
+// franz-go's retries, or answers with a retriable error that outlives them —
+// its outcome is unknown: the commit may have reached the broker, or the
+// transaction may still be open there. Beginning the next one on the same
+// producer epoch could let its records join the open transaction, and
+// rewinding to the offsets the member knew could process a committed round
+// again. So the member starts over as a restarted member would, without
+// leaving the group:
+//
+//  1. the open transaction is aborted on the client side (franz-go's
+//     TryAbort retry), and the producer is initialised again
+//     (InitProducerID): the broker bumps the epoch, which aborts whatever is
+//     still open on its side and fences the old epoch;
+//  2. the group's committed offsets are read from the broker (waiting for
+//     no pending transactional commit), and every owned partition resumes
+//     there — past the round if it did commit, at its start if it did not.
+//
+// Each step is retried every second while the broker is away; only a
+// refusal (the member was fenced by another instance, or is not authorised)
+// ends the group.
+
+// txnFatal reports whether a transactional failure leaves the producer
+// unusable: fenced by another instance, refused by the broker for good, or
+// closed. Anything else — a broker that cannot be reached, a request that
+// outlived its retries or its deadline, a retriable answer — only leaves the
+// transaction's end unconfirmed.
+func txnFatal(err error) bool {
+	if errors.Is(err, kgo.ErrClientClosed) {
+		return true
+	}
+	if ke, ok := errors.AsType[*kerr.Error](err); ok {
+		return !ke.Retriable && ke != kerr.UnknownServerError && ke != kerr.TransactionAbortable
+	}
+	return false
+}
+
+// txnRestartTimeout bounds one attempt at starting transactions again.
+const txnRestartTimeout = 30 * time.Second
+
+// restartTxns starts a fresh transactional session after a round whose
+// transaction could not be ended (cause), retrying every second until it
+// succeeds or ctx ends. It returns an error only when the member must stop.
+func (g *group) restartTxns(ctx context.Context, cause error) error {
+	g.log.Error("ferry: cannot end the transaction; aborting it and resuming from the committed offsets once the broker answers",
+		"transactional_id", g.cfg.Txn.ID, "err", cause)
+	began := time.Now()
+	for {
+		err := g.restartTxnsOnce(ctx)
+		if ctx.Err() != nil {
+			return nil // shutting down: the broker aborts what is left open
+		}
+		if err == nil {
+			g.log.Info("ferry: transactions resumed from the committed offsets", "after", time.Since(began).Round(time.Millisecond))
+			return nil
+		}
+		if denied := g.notAuthorized("", err); denied != nil {
+			return denied // T3
+		}
+		if txnFatal(err) {
+			return fmt.Errorf("ferry: group %q: starting transactions again: %w", g.cfg.Name, err)
+		}
+		if ok, held := g.fetchLogs.allow("\x00transactions", time.Now()); ok {
+			g.log.Warn("ferry: cannot start transactions again yet; retrying", "err", err, "repeats_not_logged", held)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-g.clock.After(time.Second):
+		}
+	}
+}
+
+// restartTxnsOnce makes one attempt at each step of a restart.
+func (g *group) restartTxnsOnce(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, txnRestartTimeout)
+	defer cancel()
+	if err := g.cl.AbortBufferedRecords(ctx); err != nil {
+		return err
+	}
+	// franz-go keeps the transaction open on its side after a failed end
+	// and marks its producer id for reloading; this abort clears the
+	// former, and ProducerID reloads the id now (InitProducerID), before
+	// anything is produced again.
+	if err := g.cl.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		return err
+	}
+	if _, _, err := g.cl.ProducerID(ctx); err != nil {
+		return err
+	}
+	return g.resumeFromCommitted(ctx)
+}
+
+// resumeFromCommitted reads the group's committed offsets from the broker
+// and moves every owned partition there: its committed mark and its fetch
+// position (which also drops what franz-go fetched past it). A partition
+// with nothing committed goes back to the first offset it was given.
+func (g *group) resumeFromCommitted(ctx context.Context) error {
+	committed, err := kadm.NewClient(g.cl).FetchOffsets(kadm.RequireStable(ctx), g.cfg.Name)
+	if err != nil {
+		return err
+	}
+	set := make(map[string]map[int32]kgo.EpochOffset)
+	g.mu.RLock()
+	parts := make([]*Partition, 0, len(g.parts))
+	for _, p := range g.parts {
+		parts = append(parts, p)
+	}
+	g.mu.RUnlock()
+	for _, p := range parts {
+		if !p.Owned() {
+			continue
+		}
+		o, found := committed.Lookup(p.topic.Name, p.id)
+		if found && o.Err != nil {
+			return fmt.Errorf("committed offset of %s[%d]: %w", p.topic.Name, p.id, o.Err)
+		}
+		if found && o.At >= 0 {
+			p.acknowledge(offsets.Mark{Offset: o.At, Epoch: o.LeaderEpoch, Metadata: o.Metadata})
+			seekTo(set, p, kgo.EpochOffset{Epoch: o.LeaderEpoch, Offset: o.At})
+		} else if to := p.retryPoint(); to.Offset >= 0 {
+			seekTo(set, p, to)
+		}
+	}
+	g.cl.SetOffsets(set)
+	return nil
+}
