@@ -254,3 +254,58 @@ func TestExactlyOnceDeadLetter(t *testing.T) {
 		t.Errorf("dead letters %v, want [4]", values(dead))
 	}
 }
+
+// E1, M7, M10 under S3: a consumer that produces and marks message by
+// message (Karafka's transaction { produce; mark_as_consumed }) and then
+// fails without naming the message is blamed on its first unmarked message:
+// after MaxRetries that message — not the first of the batch — is
+// dead-lettered inside the transaction, and every other input has exactly
+// one committed output. With automatic offsets too (marks inside Consume
+// count, M10).
+func TestExactlyOnceMarksInConsumeNameTheFailedMessage(t *testing.T) {
+	for _, manual := range []bool{true, false} {
+		t.Run(map[bool]string{true: "manual", false: "automatic"}[manual], func(t *testing.T) {
+			s := newScenario(t, cluster(t), 1) // its topic is the input
+			out, dlq := topic(t, s.c, 1), topic(t, s.c, 1)
+			s.produce(0, 10)
+			fn := func(ctx context.Context, b *ferry.Batch) error {
+				for _, m := range b.Messages {
+					if string(m.Value) == "4" {
+						return errors.New("poison")
+					}
+					key := fmt.Sprintf("%d/%d", m.Partition, m.Offset)
+					if err := b.Produce(ctx, &kgo.Record{Topic: out, Key: []byte(key), Value: m.Value}); err != nil {
+						return err
+					}
+					if !b.Claim().MarkAsConsumed(m) {
+						return fmt.Errorf("mark of %d refused", m.Offset)
+					}
+				}
+				return nil
+			}
+			topicOpts := []ferry.TopicOption{ferry.WithDelivery(ferry.ExactlyOnce), ferry.DeadLetter(dlq),
+				ferry.MaxRetries(1), ferry.Retry(ferry.ConstantBackoff(50 * time.Millisecond))}
+			if manual {
+				topicOpts = append(topicOpts, ferry.ManualOffsets())
+			}
+			app := s.startTransactional(s.route(fn, topicOpts...))
+			dead := readAll(t, s.c, dlq, 1)
+			waitOutputs(t, s.c, out, 9)
+			s.waitCommittedAt(0, 10)
+			s.stop(app)
+			if len(dead) != 1 || string(dead[0].Value) != "4" {
+				t.Errorf("dead letters %v, want [4]", values(dead))
+			}
+			got := committedOutputs(t, s.c, out)
+			for o := range 10 {
+				want := 1
+				if o == 4 {
+					want = 0
+				}
+				if n := got["0/"+strconv.Itoa(o)]; n != want {
+					t.Errorf("input 0/%d has %d outputs, want %d", o, n, want)
+				}
+			}
+		})
+	}
+}

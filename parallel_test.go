@@ -670,3 +670,51 @@ func TestParallelDeadLetterCarriesTheAttempt(t *testing.T) {
 		t.Errorf("dead letter's %s header %q, want the batch's attempt %s (2)", ferry.HeaderAttempts, header(dead[0], ferry.HeaderAttempts), want)
 	}
 }
+
+// K5, M10, E1: in automatic mode a parallel consumer that marks each message
+// as it goes and then fails, without naming the message, is blamed on its
+// first unmarked message — as a sequential consumer is: the retry resumes
+// there, and after MaxRetries only that message is dead-lettered. The
+// messages it marked are neither dead-lettered nor processed again.
+func TestParallelMarksInConsumeNameTheFailedMessage(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	dlq := topic(t, s.c, 1)
+	keys := make([]string, 10)
+	for i := range keys {
+		keys[i] = "one" // one key: its messages run in units of several
+	}
+	s.produceKeyed(keys...)
+	var mu sync.Mutex
+	processed := map[int64]int{}
+	fn := func(_ context.Context, b *ferry.Batch) error {
+		for _, m := range b.Messages {
+			if m.Offset == 5 {
+				return errors.New("cannot process offset 5")
+			}
+			mu.Lock()
+			processed[m.Offset]++
+			mu.Unlock()
+			b.Claim().MarkAsConsumed(m)
+		}
+		return nil
+	}
+	app := s.start(s.route(fn, ferry.Parallel(10), ferry.MaxMessages(10), ferry.DeadLetter(dlq), ferry.MaxRetries(1),
+		ferry.Retry(ferry.ConstantBackoff(50*time.Millisecond))))
+	s.waitCommitted(map[int32]int64{0: 10})
+	dead := readAll(t, s.c, dlq, 1)
+	s.stop(app)
+	var deadOffsets []string
+	for _, d := range dead {
+		deadOffsets = append(deadOffsets, header(d, ferry.HeaderOriginalOffset))
+	}
+	if !slices.Equal(deadOffsets, []string{"5"}) {
+		t.Errorf("dead-letter topic holds offsets %v, want only the failing 5", deadOffsets)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for o := int64(0); o < 10; o++ {
+		if want := map[bool]int{true: 0, false: 1}[o == 5]; processed[o] != want {
+			t.Errorf("offset %d processed %d times, want %d (marked messages are not retried)", o, processed[o], want)
+		}
+	}
+}

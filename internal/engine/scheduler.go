@@ -434,14 +434,12 @@ func (s *scheduler) run(u *unit) {
 }
 
 // blame finds the message a failed unit is blamed on: the one a
-// *MessageError names, else — with manual offsets — the first the consumer
-// did not mark, else the first.
+// *MessageError names, else the first the consumer did not mark — marks
+// count in automatic mode too (M10), as in a sequential partition — or
+// len(u.recs) when it marked them all.
 func (s *scheduler) blame(u *unit) int {
 	if i := namedIndex(u.recs, u.err); i >= 0 {
 		return i
-	}
-	if !s.p.topic.Manual {
-		return 0
 	}
 	s.p.mu.Lock()
 	defer s.p.mu.Unlock()

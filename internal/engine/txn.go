@@ -484,8 +484,13 @@ func (p *Partition) consumeRound(w Worker, recs []*kgo.Record) roundResult {
 			continue
 		}
 		// The round blames the message a *MessageError names (the ones
-		// before it count as processed), else the batch's first.
-		i := max(namedIndex(batch, err), 0)
+		// before it count as processed), else the first the consumer did
+		// not mark in this round (M7, M10), else the batch's first.
+		i := namedIndex(batch, err)
+		if i < 0 {
+			resume := p.resume()
+			i = max(slices.IndexFunc(batch, func(r *kgo.Record) bool { return r.Offset == resume }), 0)
+		}
 		if i > 0 && !p.topic.Manual {
 			p.Mark(batch[i-1], "")
 		}
