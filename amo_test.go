@@ -91,3 +91,31 @@ func TestAtMostOncePerMessage(t *testing.T) {
 		}
 	}
 }
+
+// S1: a crash mid-batch — here the app gives up on a batch that outlives
+// ShutdownTimeout, as a process killed while it runs would — loses the rest
+// of that batch: its offsets were committed before Consume saw it, so the
+// restarted group resumes right after it, never redelivering it.
+func TestAtMostOnceCrashSkipsTheBatchInFlight(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	s.produce(0, 30)
+	stuck := make(chan struct{})
+	fn := func(ctx context.Context, b *ferry.Batch) error {
+		if b.Messages[0].Offset == 10 {
+			close(stuck)
+			<-ctx.Done() // never finishes on its own
+			return ctx.Err()
+		}
+		return nil
+	}
+	app := s.start(ferry.ShutdownTimeout(time.Second),
+		s.route(s.recordThen(fn), ferry.WithDelivery(ferry.AtMostOnce), ferry.MaxMessages(10)))
+	s.waitClosed("started the second batch", stuck)
+	if err := app.stop(t); !errors.Is(err, ferry.ErrShutdownTimeout) {
+		t.Fatalf("Run = %v, want ErrShutdownTimeout", err)
+	}
+	s.wantCommitted(map[int32]int64{0: 20})
+	if first := s.restart(10); first != 20 {
+		t.Errorf("restart began at offset %d, want 20: the batch in flight at the crash is never redelivered", first)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -691,5 +692,77 @@ func TestManualStaleMemberEpochIsNoProofOfOwnership(t *testing.T) {
 	s.stop(app)
 	if n := s.rec.times(s.topic, 0, 0); n != 1 {
 		t.Errorf("offset 0 consumed %d times, want once: the partition was not dropped", n)
+	}
+}
+
+// M3, M9: the buffered consumer of Karafka's example flushes in its hooks
+// with MarkAsConsumedSync: in the Revoked hook of a partition moving to
+// another member, and in the Shutdown hook of the one it keeps (or, when an
+// eager rebalance revoked that one too, in its Revoked hook). Each call
+// reports true, and the group's committed offset is the mark when it
+// returns; the new owner starts right after it.
+func TestManualSyncMarkInHooksCommitsBeforeReturning(t *testing.T) {
+	for _, proto := range append(protocols(), eagerProtocol()) {
+		t.Run(proto.name, func(t *testing.T) {
+			s := newScenario(t, cluster(t, fastHeartbeats()), 2)
+			s.produceEach(2, 20)
+			var mu sync.Mutex
+			last := map[*ferry.Claim]*ferry.Message{} // what each consumer instance buffered
+			flushed := map[int32][]string{}           // partition → "hook: ok err committed"
+			flush := func(hook string) func(context.Context, *ferry.Claim) {
+				return func(ctx context.Context, claim *ferry.Claim) {
+					mu.Lock()
+					m := last[claim]
+					mu.Unlock()
+					if m == nil {
+						return // a later instance that consumed nothing
+					}
+					ok, err := claim.MarkAsConsumedSync(ctx, m)
+					r := fmt.Sprintf("%s: %v %v %d", hook, ok, err, s.committed()[claim.Partition()])
+					mu.Lock()
+					flushed[claim.Partition()] = append(flushed[claim.Partition()], r)
+					mu.Unlock()
+				}
+			}
+			buffering := scripted{
+				consume: func(_ context.Context, claim *ferry.Claim, b *ferry.Batch) error {
+					s.rec.record(b)
+					mu.Lock()
+					last[claim] = b.Last()
+					mu.Unlock()
+					return nil
+				},
+				revoked:  flush("Revoked"),
+				shutdown: flush("Shutdown"),
+			}
+			appA := s.start(member(proto), ferry.CommitInterval(time.Hour),
+				s.routeTo(buffering.factory(), ferry.ManualOffsets()))
+			s.waitSeen(40)
+			recB := newRecorder()
+			assignedB := make(chan int32, 2)
+			b := scripted{
+				initialized: func(claim *ferry.Claim) { assignedB <- claim.Partition() },
+				consume:     func(_ context.Context, _ *ferry.Claim, b *ferry.Batch) error { recB.record(b); return nil },
+			}
+			appB := s.start(member(proto), s.routeTo(b.factory()))
+			moved := recv(t, assignedB)
+			s.produce(moved, 5)
+			recB.waitDistinct(t, s.topic, 5, 30*time.Second)
+			if first := recB.snapshot()[0]; first.partition != moved || first.offsets[0] != 20 {
+				t.Errorf("new owner's first batch: partition %d from %d, want partition %d from 20",
+					first.partition, first.offsets[0], moved)
+			}
+			s.stop(appB)
+			s.stop(appA)
+			mu.Lock()
+			defer mu.Unlock()
+			if got := flushed[moved]; len(got) != 1 || got[0] != "Revoked: true <nil> 20" {
+				t.Errorf("partition %d, moved: flushes %q, want [\"Revoked: true <nil> 20\"] (true, committed when it returned)", moved, got)
+			}
+			kept := flushed[1-moved]
+			if len(kept) != 1 || !strings.HasSuffix(kept[0], ": true <nil> 20") {
+				t.Errorf("partition %d, kept: flushes %q, want one reporting true, committed when it returned", 1-moved, kept)
+			}
+		})
 	}
 }

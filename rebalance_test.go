@@ -2,7 +2,10 @@ package ferry_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -52,7 +55,7 @@ func (h *handoffConsumer) Revoked(ctx context.Context) error {
 // in-flight batches, commits, runs Revoked, then lets go; across both members
 // every message is processed exactly once.
 func TestHandOffLosesNothingAndDuplicatesNothing(t *testing.T) {
-	for _, proto := range protocols() {
+	for _, proto := range append(protocols(), eagerProtocol()) {
 		t.Run(proto.name, func(t *testing.T) {
 			s := newScenario(t, cluster(t), 4)
 			var revoked atomic.Int32
@@ -106,6 +109,13 @@ func protocols() []protocol {
 	}
 }
 
+// eagerProtocol is the classic protocol with an eager balancer: every
+// rebalance revokes every partition of every member, also those it gets
+// back. The hand-off tests run on it too.
+func eagerProtocol() protocol {
+	return protocol{"eager", []kgo.Opt{kgo.Balancers(kgo.RangeBalancer())}}
+}
+
 // produceSlowly writes values from..to-1 to every partition, spread over
 // about d.
 func produceSlowly(c *ferrytest.Cluster, topic string, partitions int32, from, to int, d time.Duration) error {
@@ -133,4 +143,65 @@ func produceSlowly(c *ferrytest.Cluster, topic string, partitions int32, from, t
 		time.Sleep(d / steps)
 	}
 	return nil
+}
+
+// A5, A3, K5, K6: a rebalance while a partition waits out a retry backoff:
+// the revocation does not wait for the backoff, the member that gets the
+// partition starts at the failed message (the first unmarked), and the
+// attempt count starts again at 1 — for the new owner, and for the old
+// member when an eager rebalance hands the partition back to it. Sequential
+// and parallel partitions alike.
+func TestRebalanceDuringRetryResetsTheAttempt(t *testing.T) {
+	for _, proto := range append(protocols(), eagerProtocol()) {
+		for _, mode := range []struct {
+			name string
+			opts []ferry.TopicOption
+		}{{"sequential", nil}, {"parallel", []ferry.TopicOption{ferry.Parallel(4)}}} {
+			t.Run(proto.name+"/"+mode.name, func(t *testing.T) {
+				s := newScenario(t, cluster(t, fastHeartbeats()), 2)
+				s.produceEach(2, 10)
+				var mu sync.Mutex
+				firstAttempt := map[*ferry.Claim]string{} // each instance's first batch: "partition@offset/attempt"
+				attempts := map[int32]int{}
+				failing := scripted{consume: func(_ context.Context, claim *ferry.Claim, b *ferry.Batch) error {
+					mu.Lock()
+					defer mu.Unlock()
+					if _, ok := firstAttempt[claim]; !ok {
+						firstAttempt[claim] = fmt.Sprintf("%d@%d/%d", b.Partition, b.Messages[0].Offset, b.Attempt)
+					}
+					attempts[b.Partition] = max(attempts[b.Partition], b.Attempt)
+					if b.Messages[0].Offset >= 5 {
+						return errors.New("the second half fails")
+					}
+					return nil
+				}}
+				topicOpts := append([]ferry.TopicOption{ferry.MaxMessages(5), ferry.Retry(ferry.ConstantBackoff(300 * time.Millisecond))}, mode.opts...)
+				a := s.start(member(proto), s.routeTo(failing.factory(), topicOpts...))
+				s.waitUntil("retried both partitions", func() bool {
+					mu.Lock()
+					defer mu.Unlock()
+					return attempts[0] >= 3 && attempts[1] >= 3
+				})
+				s.waitCommitted(map[int32]int64{0: 5, 1: 5})
+
+				b := s.start(member(proto), s.route(s.rec.fn()))
+				s.waitSeen(5) // the moved partition, from its failed message on
+				moved := s.rec.snapshot()[0]
+				if moved.offsets[0] != 5 || moved.attempt != 1 {
+					t.Errorf("the new owner's first batch: offset %d, attempt %d; want offset 5, attempt 1",
+						moved.offsets[0], moved.attempt)
+				}
+				s.waitCommittedAt(moved.partition, 10)
+				s.stop(b)
+				s.stop(a)
+				mu.Lock()
+				defer mu.Unlock()
+				for _, first := range firstAttempt {
+					if !strings.HasSuffix(first, "/1") {
+						t.Errorf("a consumer instance's first batch was %s, want attempt 1", first)
+					}
+				}
+			})
+		}
+	}
 }

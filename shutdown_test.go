@@ -3,6 +3,7 @@ package ferry_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -134,5 +135,65 @@ func TestShutdownTimeoutCommitsWhatFinished(t *testing.T) {
 
 	if first := s.restart(10); first != 10 {
 		t.Errorf("restart began at offset %d, want 10, right after the finished batch", first)
+	}
+}
+
+// A4, A5, K6, S3: shutting down while a failed partition waits out its retry
+// backoff (an hour here) does not wait for the backoff: Run returns nil,
+// well within ShutdownTimeout, after the Shutdown hook ran; what finished
+// before the failure is committed and the failed message is not, so a
+// restart resumes at it — sequential, parallel and exactly-once alike.
+func TestShutdownDuringRetryBackoff(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []ferry.TopicOption
+		txn  bool
+	}{
+		{"sequential", nil, false},
+		{"parallel", []ferry.TopicOption{ferry.Parallel(4)}, false},
+		// One batch per transaction, so the batch before the failure commits.
+		{"exactly-once", []ferry.TopicOption{ferry.WithDelivery(ferry.ExactlyOnce), ferry.TransactionBatches(1)}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newScenario(t, cluster(t), 1)
+			s.produce(0, 20)
+			failed := make(chan struct{})
+			var once sync.Once
+			var shutdownRan atomic.Bool
+			sc := scripted{
+				consume: func(_ context.Context, _ *ferry.Claim, b *ferry.Batch) error {
+					for _, m := range b.Messages {
+						if m.Offset == 10 {
+							once.Do(func() { close(failed) })
+							return errors.New("offset 10 fails")
+						}
+					}
+					return nil
+				},
+				shutdown: func(context.Context, *ferry.Claim) { shutdownRan.Store(true) },
+			}
+			topicOpts := append([]ferry.TopicOption{ferry.MaxMessages(10), ferry.Retry(ferry.ConstantBackoff(time.Hour))}, tc.opts...)
+			more := []ferry.Option{ferry.ShutdownTimeout(30 * time.Second), s.routeTo(sc.factory(), topicOpts...)}
+			var app *running
+			if tc.txn {
+				app = s.startTransactional(more...)
+			} else {
+				app = s.start(more...)
+			}
+			s.waitClosed("failed at offset 10", failed)
+			s.waitCommittedAt(0, 10) // what came before the failure
+			if err := app.stop(t); err != nil {
+				t.Fatalf("Run = %v, want nil: a retry waiting out its backoff is not in flight", err)
+			}
+			if !shutdownRan.Load() {
+				t.Error("the Shutdown hook did not run")
+			}
+			if got := s.committed(); got[0] != 10 {
+				t.Errorf("committed %v after shutdown, want 10: the failed message is not committed", got)
+			}
+			if first := s.restart(10); first != 10 {
+				t.Errorf("restart began at offset %d, want 10, the failed message", first)
+			}
+		})
 	}
 }
