@@ -240,7 +240,9 @@ func (c *Claim) CommitOffsets() bool { return c.p.Commit() }
 // CommitOffsetsSync commits the stored offsets and waits (M4). With nothing
 // new stored it commits the stored offset again, so its answer, like
 // MarkAsConsumedSync's, is the group coordinator's: true while the
-// partition is owned.
+// partition is owned. Before anything was marked or committed for the
+// partition there is no offset to send, and it reports whether this member
+// still holds the partition as far as it knows.
 func (c *Claim) CommitOffsetsSync(ctx context.Context) (bool, error) { return c.p.CommitSync(ctx) }
 
 // Revoked reports whether the partition was revoked or lost (M5). It turns

@@ -368,3 +368,59 @@ func TestAssignmentLogNamesPartitionsWithoutMapSyntax(t *testing.T) {
 		t.Errorf("log lacks %s or prints a Go map:\n%s", want, out)
 	}
 }
+
+// E1, B5, O3: a dead letter keeps the message's key, value and headers as
+// they were produced — nil and empty told apart, a tombstone stays a
+// tombstone, a header with a nil value keeps it — in sequential, parallel
+// and exactly-once topics alike.
+func TestDeadLetterKeepsNilAndEmptyAsProduced(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		opts []ferry.TopicOption
+		txn  bool
+	}{
+		{"sequential", nil, false},
+		{"parallel", []ferry.TopicOption{ferry.Parallel(4)}, false},
+		{"exactly-once", []ferry.TopicOption{ferry.WithDelivery(ferry.ExactlyOnce)}, true},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			s := newScenario(t, cluster(t), 1)
+			dlq := topic(t, s.c, 1)
+			produced := []*kgo.Record{
+				{Partition: 0, Key: []byte("deleted"), Value: nil, // a tombstone
+					Headers: []kgo.RecordHeader{{Key: "h", Value: nil}, {Key: "h", Value: []byte{}}}},
+				{Partition: 0, Key: nil, Value: []byte{}},
+				{Partition: 0, Key: []byte{}, Value: nil},
+			}
+			if err := s.c.Produce(ctxFor(t, 10*time.Second), s.topic, produced...); err != nil {
+				t.Fatal(err)
+			}
+			fn := func(_ context.Context, b *ferry.Batch) error {
+				return ferry.FailedAt(b.Messages[0], errors.New("always fails"))
+			}
+			route := s.route(fn, append([]ferry.TopicOption{ferry.DeadLetter(dlq), ferry.MaxRetries(0),
+				ferry.Retry(ferry.ConstantBackoff(20 * time.Millisecond))}, mode.opts...)...)
+			var app *running
+			if mode.txn {
+				app = s.startTransactional(route)
+			} else {
+				app = s.start(route)
+			}
+			dead := readAll(t, s.c, dlq, len(produced))
+			s.waitCommittedAt(0, int64(len(produced)))
+			s.stop(app)
+			byOffset := map[string]*kgo.Record{}
+			for _, d := range dead {
+				byOffset[header(d, ferry.HeaderOriginalOffset)] = d
+			}
+			for i, want := range produced {
+				got := byOffset[strconv.Itoa(i)]
+				if got == nil {
+					t.Errorf("no dead letter for offset %d (%d dead letters)", i, len(dead))
+					continue
+				}
+				checkSame(t, i, &kgo.Record{Key: got.Key, Value: got.Value, Headers: got.Headers[:len(want.Headers)]}, want)
+			}
+		})
+	}
+}
