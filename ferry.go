@@ -59,6 +59,13 @@
 // Package ferrypg (a module of its own) builds exactly-once effects in
 // PostgreSQL on the two: the consumer's writes and the partition's offset
 // commit in one database transaction (S4).
+//
+// # Operating a running app
+//
+// Stats, Ready and Healthy report what the app does; OnEvent tells every
+// change as it happens. An operator can hold a partition with Pause until
+// Resume, and move it with Seek — past a message that never succeeds, or
+// back to process messages again.
 package ferry
 
 import (

@@ -41,6 +41,10 @@ type GroupStats struct {
 	// Joined: the member joined its group and received its assignment
 	// (X4); false again while the assignment is lost and during shutdown.
 	Joined bool
+	// MemberID is the member's id in its group, as the group coordinator
+	// knows it (kafka-consumer-groups and `ferry lag` show it); "" before
+	// it joined.
+	MemberID string
 	// LastFetch is when a fetch was last answered (for an exactly-once
 	// group also when a transaction ended); zero before the first.
 	LastFetch time.Time
@@ -75,11 +79,21 @@ type PartitionStats struct {
 	// Parallel, the oldest one still running; zero when none runs, or when
 	// ConsumeStallTimeout is 0.
 	ConsumingSince time.Time
-	// Paused: its fetching is paused (retry backoff, or its consumer is
-	// behind its fetched messages).
+	// Paused: its fetching is paused (retry backoff, its consumer is
+	// behind its fetched messages, or App.Pause).
 	Paused bool
+	// PausedByUser: App.Pause paused it, until App.Resume (O4).
+	PausedByUser bool
+	// Revoking: its revocation began — no new batch starts — and waits for
+	// the work in flight to finish and its marks to be committed before
+	// the partition is handed over (A3).
+	Revoking bool
 	// Queued is the number of fetched messages waiting for a batch.
 	Queued int
+	// InFlight is the number of messages handed to Consume and not
+	// finished: the running batch's, or with Parallel the messages of
+	// every running call.
+	InFlight int
 	// RecordFull: a Parallel partition takes no new messages until its
 	// oldest unfinished message finishes, because the record of the
 	// messages finished after it would no longer fit in the commit
@@ -94,13 +108,14 @@ func (a *App) Stats() Stats {
 	s := Stats{Groups: make([]GroupStats, 0, len(a.groups))}
 	for _, g := range a.groups {
 		es := g.Stats()
-		gs := GroupStats{Name: es.Name, Running: es.Running, Joined: es.Joined, LastFetch: es.LastAlive}
+		gs := GroupStats{Name: es.Name, Running: es.Running, Joined: es.Joined, MemberID: es.MemberID, LastFetch: es.LastAlive}
 		for _, p := range es.Partitions {
 			gs.Partitions = append(gs.Partitions, PartitionStats{
 				Topic: p.Topic, Partition: p.Partition,
 				EndOffset: p.End, CommittedOffset: p.Committed, ProcessedOffset: p.Processed,
 				Lag: lag(p.End, p.Committed), ProcessingLag: lag(p.End, p.Processed),
 				FailingSince: p.FailingSince, ConsumingSince: p.ConsumingSince, Paused: p.Paused, Queued: p.Queued, RecordFull: p.RecordFull,
+				PausedByUser: p.PausedByUser, Revoking: p.Revoking, InFlight: p.InFlight,
 			})
 		}
 		slices.SortFunc(gs.Partitions, func(x, y PartitionStats) int {
@@ -148,7 +163,8 @@ func (a *App) Ready() error {
 // Healthy reports whether the app works (X4): nil unless Run is not
 // running, fetching stalled for FetchStallTimeout (assigned partitions
 // that are not paused, revoked or shutting down got no fetch answer), a
-// partition has been failing for FailingTimeout, or a Consume call has
+// partition has been failing for FailingTimeout (unless an operator paused
+// it, App.Pause), or a Consume call has
 // been running for ConsumeStallTimeout; then an error wrapping
 // ErrUnhealthy that says which.
 func (a *App) Healthy() error {
@@ -163,7 +179,7 @@ func (a *App) Healthy() error {
 		fetching := false
 		for _, p := range s.Partitions {
 			fetching = fetching || p.Fetching
-			if !p.FailingSince.IsZero() && now.Sub(p.FailingSince) >= a.cfg.failingTimeout {
+			if !p.FailingSince.IsZero() && !p.PausedByUser && now.Sub(p.FailingSince) >= a.cfg.failingTimeout {
 				why = append(why, fmt.Sprintf("group %q: %s/%d failing since %s",
 					s.Name, p.Topic, p.Partition, p.FailingSince.UTC().Format(time.RFC3339)))
 			}

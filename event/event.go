@@ -142,6 +142,8 @@ type Lost struct {
 //     order would not fit in the commit metadata if it took more (K4); it
 //     takes nothing new until its oldest unfinished message finishes
 //     (fetching goes on until the queue reaches QueueBytes).
+//   - "user": an operator paused it (App.Pause, O4); it stays paused until
+//     App.Resume, whatever its retries do.
 //
 // A Resumed event with the same Reason ends each pause, unless the
 // partition was revoked or lost meanwhile. Pauses are rare (not per message
@@ -167,6 +169,7 @@ const (
 	PauseBackoff = "backoff"
 	PauseMemory  = "memory"
 	PauseRecord  = "record"
+	PauseUser    = "user"
 )
 
 // FetchFailed: a fetch of a partition returned an error franz-go does not

@@ -29,7 +29,7 @@
 //	ferry_commits_total{group,reason,result}              counter    commit requests; result is "success" or "failure"
 //	ferry_rebalances_total{group,kind}                    counter    partitions assigned, revoked or lost (kind), counting events that named any
 //	ferry_fetch_errors_total{group,topic,partition}       counter    fetch errors
-//	ferry_pauses_total{group,topic,partition,reason}      counter    pauses of a partition: "backoff" (retry), "memory" (QueueBytes), "record" (Parallel's record full)
+//	ferry_pauses_total{group,topic,partition,reason}      counter    pauses of a partition: "backoff" (retry), "memory" (QueueBytes), "record" (Parallel's record full), "user" (App.Pause)
 //	ferry_consumer_lag{group,topic,partition}             gauge      end offset − committed offset
 //	ferry_consumer_processing_lag{group,topic,partition}  gauge      end offset − offset after the last processed message
 //	ferry_partitions_assigned{group}                      gauge      partitions this member owns
@@ -114,7 +114,7 @@ func New(reg prometheus.Registerer, opts ...Option) (*Metrics, error) {
 		commits:     counter("ferry_commits_total", "Commit requests (and committed transactions), by reason and result.", "group", "reason", "result"),
 		rebalances:  counter("ferry_rebalances_total", "Rebalance callbacks that assigned, revoked or lost partitions.", "group", "kind"),
 		fetchErrors: counter("ferry_fetch_errors_total", "Fetch errors franz-go does not retry by itself.", byPartition...),
-		pauses: counter("ferry_pauses_total", "Times a partition stopped taking messages for a while, by reason: backoff, memory or record.",
+		pauses: counter("ferry_pauses_total", "Times a partition stopped taking messages for a while, by reason: backoff, memory, record or user.",
 			append(byPartition, "reason")...),
 	}
 	m.stats = newStats()

@@ -11,7 +11,8 @@
 //   - Resume is where processing continues after a retry. The newest mark sets
 //     it, even when that mark is older than an earlier one.
 //   - Stored is the highest mark made; it is what the next commit sends. It
-//     never moves backwards, so a commit never rewinds the group.
+//     never moves backwards, so a commit never rewinds the group — unless an
+//     operator moves the partition on purpose (Seek).
 //   - Committed is what Kafka acknowledged.
 //
 // A Window tracks messages that finish out of order (parallel processing
@@ -38,6 +39,9 @@ type Tracker struct {
 	committed Mark
 	stored    Mark
 	resume    int64
+	// moved: Seek moved the stored mark, possibly below the committed
+	// position, and the next commit must send it.
+	moved bool
 }
 
 // New returns a tracker for a partition whose group-committed position is
@@ -77,7 +81,20 @@ func (t *Tracker) Resume() int64 { return t.resume }
 // Pending returns the mark the next commit should send, and false when Kafka
 // already has it.
 func (t *Tracker) Pending() (Mark, bool) {
-	return t.stored, t.stored.Offset > t.committed.Offset
+	return t.stored, t.moved || t.stored.Offset > t.committed.Offset
+}
+
+// Seek moves the partition to m, an operator's decision that overrides the
+// marks: processing resumes at m.Offset. With commit, m also replaces the
+// stored mark — even below the committed position, the one way a commit
+// may go backwards — and Pending reports it until Kafka acknowledged it.
+// Without commit (the consumer commits its own marks) only the resume
+// point moves.
+func (t *Tracker) Seek(m Mark, commit bool) {
+	t.resume = m.Offset
+	if commit {
+		t.stored, t.moved = m, true
+	}
 }
 
 // Stored returns the highest mark made (or the committed position if none).
@@ -87,8 +104,15 @@ func (t *Tracker) Stored() Mark { return t.stored }
 func (t *Tracker) Committed() Mark { return t.committed }
 
 // Acknowledge records that Kafka accepted a commit of m. An acknowledgement
-// older than the current committed position is ignored.
+// older than the current committed position is ignored — unless a Seek is
+// pending: then Kafka has m now, and the sought mark is still to be sent
+// (or, once m is it, committed, even backwards).
 func (t *Tracker) Acknowledge(m Mark) {
+	if t.moved {
+		t.committed = m
+		t.moved = m.Offset != t.stored.Offset
+		return
+	}
 	if m.Offset > t.committed.Offset {
 		t.committed = m
 	}
@@ -102,6 +126,6 @@ func (t *Tracker) Acknowledge(m Mark) {
 // An exactly-once runtime calls it when a transaction aborts, since the
 // marks made inside it were never committed and their messages come again.
 func (t *Tracker) Discard() {
-	t.stored = t.committed
+	t.stored, t.moved = t.committed, false
 	t.resume = -1
 }

@@ -4,7 +4,7 @@ import "testing"
 
 // step is one operation on a Tracker in a table test.
 type step struct {
-	op     string // "mark", "start", "ack", "discard"
+	op     string // "mark", "start", "ack", "discard", "seek", "seek-only"
 	offset int64
 	meta   string
 	// expectations after the step
@@ -90,6 +90,32 @@ func TestTracker(t *testing.T) {
 				{op: "mark", offset: 40, changed: true, resume: 40, pending: -1, committed: 50},
 			},
 		},
+		{
+			// O5: an operator's seek backwards is committed, the one way
+			// the committed offset moves back; later marks go on from it.
+			name:      "seek backwards is committed",
+			committed: Mark{Offset: 50, Epoch: 0},
+			steps: []step{
+				{op: "mark", offset: 60, changed: true, resume: 60, pending: 60, committed: 50},
+				{op: "seek", offset: 20, resume: 20, pending: 20, committed: 50},
+				{op: "ack", offset: 60, resume: 20, pending: 20, committed: 60}, // an older commit's answer
+				{op: "mark", offset: 25, changed: true, resume: 25, pending: 25, committed: 60},
+				{op: "ack", offset: 25, resume: 25, pending: -1, committed: 25},
+				{op: "mark", offset: 30, changed: true, resume: 30, pending: 30, committed: 25},
+			},
+		},
+		{
+			// O5: a seek forwards skips; without commit (manual offsets)
+			// only the resume point moves.
+			name:      "seek without commit moves the resume point only",
+			committed: Mark{Offset: 50, Epoch: 0},
+			steps: []step{
+				{op: "seek-only", offset: 80, resume: 80, pending: -1, committed: 50},
+				{op: "seek-only", offset: 10, resume: 10, pending: -1, committed: 50},
+				{op: "seek", offset: 90, resume: 90, pending: 90, committed: 50},
+				{op: "discard", resume: -1, pending: -1, committed: 50},
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -105,6 +131,8 @@ func TestTracker(t *testing.T) {
 					tr.Acknowledge(Mark{Offset: s.offset, Epoch: 1})
 				case "discard":
 					tr.Discard()
+				case "seek", "seek-only":
+					tr.Seek(Mark{Offset: s.offset, Epoch: -1}, s.op == "seek")
 				}
 				if changed != s.changed {
 					t.Errorf("step %d %s(%d): changed = %v, want %v", i, s.op, s.offset, changed, s.changed)

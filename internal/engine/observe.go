@@ -257,8 +257,14 @@ type PartitionStats struct {
 	// RecordFull: a parallel partition takes no new messages because the
 	// record of those finished out of order would not fit (K4).
 	RecordFull bool
-	// Queued is the number of fetched messages waiting for a batch.
-	Queued int
+	// PausedByUser: paused by Group.Pause until Group.Resume (O4).
+	PausedByUser bool
+	// Revoking: its revocation began and waits for in-flight work and the
+	// commit before the partition is handed over (A3).
+	Revoking bool
+	// Queued is the number of fetched messages waiting for a batch;
+	// InFlight the number handed to Consume and not finished.
+	Queued, InFlight int
 }
 
 // GroupStats is a snapshot of one running group.
@@ -268,6 +274,8 @@ type GroupStats struct {
 	Running bool
 	// Joined: the member is in its group and was given its assignment.
 	Joined bool
+	// MemberID is the member's id in its group; "" before it joined.
+	MemberID string
 	// LastAlive is when a fetch was last answered (or, exactly-once, a
 	// transaction round ended); zero before the first.
 	LastAlive time.Time
@@ -285,6 +293,7 @@ func (cfg *Group) Stats() GroupStats {
 		return s
 	}
 	s.Running, s.Joined = true, g.joined.Load()
+	s.MemberID, _ = g.cl.GroupMetadata()
 	if t := g.lastAlive.Load(); t != 0 {
 		s.LastAlive = time.Unix(0, t)
 	}
@@ -308,7 +317,8 @@ func (p *Partition) stats() (PartitionStats, bool) {
 	}
 	s := PartitionStats{Topic: p.topic.Name, Partition: p.id, End: p.end.Load(), Processed: p.processed.Load(),
 		Committed: p.tracker.Committed().Offset, Paused: p.pausedInKgo, Queued: p.queued,
-		RecordFull: p.par != nil && p.par.wide, Fetching: p.state == owned && !p.pausedInKgo}
+		RecordFull: p.par != nil && p.par.wide, Fetching: p.state == owned && !p.pausedInKgo,
+		PausedByUser: p.pausedUser, Revoking: p.state == revoking, InFlight: int(p.inFlight.Load())}
 	if t := p.failingSince.Load(); t != 0 {
 		s.FailingSince = time.Unix(0, t)
 	}

@@ -247,8 +247,8 @@ func (p *Partition) resume() int64 {
 func (p *Partition) acknowledge(m offsets.Mark) {
 	p.mu.Lock()
 	p.tracker.Acknowledge(m)
-	if p.par != nil && m.Offset >= p.par.committed.Offset {
-		p.par.committed = m
+	if p.par != nil && (m.Offset >= p.par.committed.Offset || p.par.moved) {
+		p.par.committed, p.par.moved = m, false
 	}
 	p.mu.Unlock()
 }

@@ -85,11 +85,21 @@ type Partition struct {
 	// (observe.go); nil unless someone subscribed.
 	news []event.Event
 
+	// Operator control (control.go), under mu: pausedUser holds the
+	// partition until resumed (O4); seekReq is a seek waiting for nothing
+	// to be in flight (O5). held is either, read without the lock before a
+	// batch starts; seekWake ends a retry's backoff for a seek.
+	pausedUser bool
+	seekReq    *seekRequest
+	held       atomic.Bool
+	seekWake   chan struct{}
+
 	// For Stats and health (observe.go).
 	end          atomic.Int64 // how far the partition can be read, as of the latest fetch; -1 unknown
 	processed    atomic.Int64 // the offset after the last processed message; -1 unknown
 	failingSince atomic.Int64 // unix nanoseconds of the first failure in a row; 0 when not failing
 	busySince    atomic.Int64 // unix nanoseconds the running Consume started; 0 when none (or not timed)
+	inFlight     atomic.Int64 // messages handed to Consume and not finished
 }
 
 func newPartition(g *group, t *Topic, id int32, prev *Partition) *Partition {
@@ -113,6 +123,7 @@ func newPartition(g *group, t *Topic, id int32, prev *Partition) *Partition {
 		round:     make(chan []*kgo.Record),
 		roundDone: make(chan roundResult, 1),
 		done:      make(chan struct{}),
+		seekWake:  make(chan struct{}, 1),
 		prev:      prev,
 	}
 	p.end.Store(-1)
@@ -236,12 +247,17 @@ func (p *Partition) consumeHeld(w Worker, batch []*kgo.Record) *failure {
 // consume runs one batch and applies its outcome: marks after success (A1),
 // or the failure to retry (A5).
 func (p *Partition) consume(w Worker, batch []*kgo.Record) *failure {
+	if p.holdBack(batch) {
+		return nil // O4, O5: paused or moved by an operator; fetched again
+	}
 	attempt := p.failures + 1
 	if p.topic.Delivery == AtMostOnce && !p.commitBefore(batch) {
 		return &failure{err: errors.New("at-most-once: committing before processing failed"), batch: batch, resume: batch[0].Offset}
 	}
 	began := p.begin()
+	p.inFlight.Store(int64(len(batch)))
 	err := guard(func() error { return w.Consume(p.ctx, batch, attempt) })
+	p.inFlight.Store(0)
 	p.consumed(batch, attempt, began, err)
 	if errors.Is(err, ErrNotOwned) {
 		p.log.Warn("ferry: another member owns the partition now; it is dropped until it is assigned again", "err", err)

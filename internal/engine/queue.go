@@ -43,6 +43,12 @@ func (p *Partition) push(recs []*kgo.Record, end int64, now time.Time) {
 		p.mu.Unlock()
 		return
 	}
+	if p.pausedUser { // O4: fetched in the meantime; fetched again on resume
+		p.requeueLocked(recs[0].Offset)
+		p.mu.Unlock()
+		p.g.wantSeek()
+		return
+	}
 	p.markReadyLocked()
 	p.end.Store(end)
 	if p.processed.Load() < 0 {
@@ -84,7 +90,7 @@ func recordSize(r *kgo.Record) int {
 
 // syncPauseLocked tells kgo whether to fetch this partition.
 func (p *Partition) syncPauseLocked() {
-	want := (p.pausedFull || p.pausedRetry) && p.state == owned
+	want := (p.pausedFull || p.pausedRetry || p.pausedUser) && p.state == owned
 	if want == p.pausedInKgo {
 		return
 	}
@@ -216,6 +222,11 @@ func (p *Partition) next() ([]*kgo.Record, bool) {
 		if p.state != owned {
 			p.mu.Unlock()
 			return nil, false
+		}
+		if req := p.takeSeekLocked(); req != nil { // O5
+			p.mu.Unlock()
+			p.applySeek(req)
+			continue
 		}
 		if batch := p.takeLocked(now); batch != nil {
 			p.tracker.Start(batch[0].Offset)

@@ -176,9 +176,19 @@ func (p *Partition) retryLater(f *failure) {
 // waitBackoff waits out a retry backoff (or the partition stopping), then
 // lets the partition fetch again.
 func (p *Partition) waitBackoff(delay time.Duration) {
-	select {
-	case <-p.g.clock.After(delay):
-	case <-p.stop:
+	after := p.g.clock.After(delay)
+wait:
+	for {
+		select {
+		case <-after:
+			break wait
+		case <-p.stop:
+			break wait
+		case <-p.seekWake:
+			if p.seekPending() {
+				break wait // O5: the seek replaces the retry
+			}
+		}
 	}
 	p.mu.Lock()
 	p.pausedRetry = false

@@ -39,6 +39,7 @@ type parallelState struct {
 	epoch     int32        // leader epoch of a message below the committed position
 	committed offsets.Mark // what Kafka acknowledged, with its full metadata
 	wide      bool         // admission waits: a wider record might not fit (K4)
+	moved     bool         // an operator's seek is to be committed, even backwards (O5)
 	// retried holds the messages of running units past their first
 	// attempt, with that attempt (Claim.DeadLetter's count); a message
 	// missing from it runs its first.
@@ -61,7 +62,7 @@ func (s *parallelState) pendingLocked() (offsets.Mark, bool) {
 	}
 	m := offsets.Mark{Offset: next, Epoch: s.epoch, Metadata: md}
 	c := s.committed
-	return m, next > c.Offset || (next == c.Offset && md != c.Metadata)
+	return m, s.moved || next > c.Offset || (next == c.Offset && md != c.Metadata)
 }
 
 // doneLocked records that r finished.
@@ -112,6 +113,7 @@ type lane struct {
 	waiting  bool          // waiting out a retry backoff
 	queued   bool          // in scheduler.ready
 	failures int           // failed attempts of its first message
+	gen      int           // the scheduler's gen when it began waiting out a backoff
 }
 
 // unit is one run of a lane's messages handed to the consumer.
@@ -151,6 +153,7 @@ type scheduler struct {
 	results chan *unit
 	wakeups chan *lane // a lane's backoff elapsed
 	wg      sync.WaitGroup
+	gen     int // counts operator seeks (O5): lanes waiting from before are dropped
 }
 
 func newScheduler(p *Partition, w Worker) *scheduler {
@@ -180,6 +183,10 @@ func (p *Partition) runParallel(w Worker) {
 				s.start()
 			}
 		}
+		if stop != nil && s.inflight == 0 && p.held.Load() && p.seekPending() {
+			s.seek() // O5
+			continue
+		}
 		if s.inflight == 0 {
 			s.release()
 			if stop == nil {
@@ -195,8 +202,10 @@ func (p *Partition) runParallel(w Worker) {
 			s.finishReady() // one admission and start for every unit that ended meanwhile
 			s.applyDone()
 		case l := <-s.wakeups:
-			l.waiting = false
-			s.markReady(l)
+			if l.gen == s.gen { // else dropped by a seek
+				l.waiting = false
+				s.markReady(l)
+			}
 		case <-p.wake:
 		case <-stop:
 		}
@@ -327,9 +336,9 @@ func (s *scheduler) markReady(l *lane) {
 // in flight (K1).
 func (s *scheduler) start() {
 	t := s.p.topic
-	for !s.draining && s.inflight < t.Parallel && len(s.ready) > 0 {
-		if !s.slot && !s.acquire() {
-			return
+	for !s.draining && !s.p.held.Load() && s.inflight < t.Parallel && len(s.ready) > 0 {
+		if !s.slot && (!s.acquire() || s.p.held.Load()) {
+			return // stopped, or paused or moved while waiting for the slot
 		}
 		l := s.ready[0]
 		s.ready[0] = nil
@@ -352,6 +361,7 @@ func (s *scheduler) start() {
 		l.pending = l.pending[k:]
 		l.busy = true
 		s.inflight += k
+		s.p.inFlight.Store(int64(s.inflight))
 		s.started += k
 		if u.attempt > 1 {
 			s.noteRetried(u.recs, u.attempt)
@@ -466,6 +476,7 @@ func (s *scheduler) finish(u *unit) {
 	}
 	l.busy = false
 	s.inflight -= len(u.recs)
+	p.inFlight.Store(int64(s.inflight))
 	var done, back []*kgo.Record
 	switch {
 	case u.err == nil:
@@ -581,7 +592,7 @@ func (s *scheduler) retryLater(l *lane, u *unit) {
 	}
 	p.log.Error("ferry: message failed; retrying it after backoff, other keys go on",
 		append([]any{"offset", r.Offset, "attempt", u.attempt, "backoff", delay}, errAttrs(u.err)...)...)
-	l.waiting = true
+	l.waiting, l.gen = true, s.gen
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

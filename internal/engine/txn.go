@@ -473,7 +473,9 @@ func (p *Partition) consumeRound(w Worker, recs []*kgo.Record) roundResult {
 		}
 		attempt := p.failures + 1
 		began := p.begin()
+		p.inFlight.Store(int64(len(batch)))
 		err := guard(func() error { return w.Consume(p.ctx, batch, attempt) })
+		p.inFlight.Store(0)
 		<-p.g.slots
 		p.consumed(batch, attempt, began, err)
 		if err == nil {
