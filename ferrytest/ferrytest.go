@@ -64,7 +64,7 @@ func Embedded(fake *kfake.Cluster, clientOpts ...kgo.Opt) (*Cluster, error) {
 func StartEmbedded(opts ...kfake.Opt) (*Cluster, error) {
 	base := []kfake.Opt{
 		kfake.NumBrokers(1),
-		kfake.ListenFn(func(network, _ string) (netListener, error) { return listenLocal(network) }),
+		kfake.ListenFn(listenLocal),
 	}
 	fake, err := kfake.NewCluster(append(base, opts...)...)
 	if err != nil {

@@ -83,7 +83,7 @@ func StartSecured(dir string) (*Secured, error) {
 		{Resource: kmsg.ACLResourceTypeCluster, Name: "kafka-cluster", Pattern: kmsg.ACLResourcePatternTypeLiteral,
 			Operation: kmsg.ACLOperationIdempotentWrite, Allow: true}}
 	kopts := []kfake.Opt{kfake.NumBrokers(1), kfake.TLS(serverTLS), kfake.EnableSASL(), kfake.EnableACLs(),
-		kfake.ListenFn(func(network, _ string) (netListener, error) { return listenLocal(network) })}
+		kfake.ListenFn(listenLocal)}
 	for _, m := range []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} {
 		kopts = append(kopts, kfake.Superuser(m, SecuredAdmin, SecuredAdminPassword))
 		if m == "SCRAM-SHA-512" {
