@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferrykit/ferry"
 	"github.com/ferrykit/ferry/ferrytest"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -183,5 +184,49 @@ func TestCommitOfLostPartitionsIsNotAFailure(t *testing.T) {
 	}
 	if strings.Contains(sink.String(), "commit failed") {
 		t.Errorf("the commit of a lost partition was reported as failed:\n%s", sink.String())
+	}
+}
+
+// A7: a member removed from its group whose next commit the coordinator
+// refuses says what happened — it no longer owns the partition — and not
+// that the commit failed and will be retried: no later commit can store it.
+// The partition's uncommitted message is redelivered and committed once the
+// member has joined again. Runs on the real broker too (static membership
+// lets an admin remove the member).
+func TestCommitRefusedToRemovedMemberIsNotRetried(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	s.produce(0, 5)
+	instance := ferrytest.UniqueName("member")
+	log, sink := testLogger(t)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(sink.String())
+		}
+	})
+	// Heartbeats are rare, so the commit, not a heartbeat, is the first to
+	// learn of the removal.
+	app := s.start(ferry.Logger(log), ferry.CommitInterval(100*time.Millisecond),
+		ferry.ClientOptions(kgo.InstanceID(instance), kgo.SessionTimeout(30*time.Second), kgo.HeartbeatInterval(8*time.Second)),
+		s.route(s.rec.fn()))
+	s.waitSeen(5)
+	s.waitCommittedAt(0, 5)
+	resp, err := s.c.Admin().LeaveGroup(ctxFor(t, 10*time.Second), kadm.LeaveGroup(s.group).InstanceIDs(instance))
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatalf("removing the member from its group: %v", err)
+	}
+	s.produce(0, 1)
+	s.waitUntil("refused a commit", func() bool { return strings.Contains(sink.String(), "refused a commit") })
+	// franz-go rejoins at once and keeps the partition; ferry gives it a
+	// new instance, resuming from the committed offset, when its next
+	// records come.
+	s.produce(0, 1)
+	s.waitUntil("delivered the refused message again", func() bool { return s.rec.times(s.topic, 0, 5) >= 2 })
+	s.waitCommittedAt(0, 7)
+	s.stop(app)
+	if logs := sink.String(); strings.Contains(logs, "will retry") {
+		t.Errorf("a commit refused because the member was removed is reported as retried:\n%s", logs)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/ferrykit/ferry/offsets"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -119,9 +120,23 @@ func (g *group) commitLoop(stop <-chan struct{}) {
 	}
 }
 
-func (g *group) commitAndLog(ctx context.Context, why string) {
+// commitAndLog commits and says what became of each failure. A partition
+// this member no longer owns once the answer came — the coordinator refused
+// the commit because the member is gone (loseToCommit said so), the
+// partition was lost meanwhile, or it is in handedBack, whose revocation
+// this commit ends — gets no later commit: its uncommitted work is
+// redelivered to its next owner. Only an owned partition's failure is
+// retried by the next commit.
+func (g *group) commitAndLog(ctx context.Context, why string, handedBack ...*Partition) {
 	for p, err := range g.commit(ctx, why, nil) {
-		p.log.Warn("ferry: commit failed; will retry on the next commit", "why", why, "err", err)
+		switch {
+		case memberGone(err):
+		case !p.Owned() || slices.Contains(handedBack, p):
+			p.log.Warn("ferry: commit failed and the partition is no longer this member's; its uncommitted work will be redelivered to its next owner",
+				"why", why, "err", err)
+		default:
+			p.log.Warn("ferry: commit failed; will retry on the next commit", "why", why, "err", err)
+		}
 	}
 }
 

@@ -815,7 +815,7 @@ func (g *group) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string
 	for _, p := range leaving {
 		<-p.done
 	}
-	g.commitAndLog(ctx, "revocation hooks")
+	g.commitAndLog(ctx, "revocation hooks", leaving...)
 	g.mu.Lock()
 	for _, p := range leaving {
 		p.mu.Lock()
