@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/ferrykit/ferry"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 )
 
 // S3: the broker goes away while a transaction ends, for longer than
@@ -119,5 +121,50 @@ func TestInteropExactlyOnceSurvivesBrokerOutage(t *testing.T) {
 	s.waitCommitted(map[int32]int64{0: each, 1: each}) // the suite's client may first see its old connection's end
 	if logs := sink.String(); !strings.Contains(logs, "ferry: transactions resumed from the committed offsets") {
 		t.Error("the log does not say the transactions resumed after the outage")
+	}
+}
+
+// S3: the end of a transaction is answered INVALID_PRODUCER_EPOCH (what a
+// broker answers once it aborted a transaction that outlived its timeout).
+// franz-go keeps the transaction open on its side, so the next one cannot
+// begin. The member does not stop: it aborts what is open, initialises its
+// producer again, resumes from the committed offsets, and every input still
+// has exactly one committed output. The client speaks Kafka 3.9's protocol,
+// whose producer franz-go can recover from that answer (with KIP-890's
+// transactions of Kafka 4 it cannot, and the member stops).
+func TestExactlyOnceRecoversWhenTransactionCannotBegin(t *testing.T) {
+	s := newScenario(t, embedded(t), 1) // answers one end of a transaction through kfake
+	out := topic(t, s.c, 1)
+	var answered atomic.Bool
+	log, sink := testLogger(t)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(sink.String())
+		}
+	})
+	app := s.startTransactional(ferry.Logger(log), ferry.ClientOptions(kgo.MaxVersions(kversion.V3_9_0())),
+		s.route(copier(out, nil), ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(5)))
+	s.produce(0, 20)
+	waitOutputs(t, s.c, out, 20)
+	s.c.Fake.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		answered.Store(true)
+		resp := req.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = kerr.InvalidProducerEpoch.Code
+		return resp, nil, true
+	})
+	s.produce(0, 20)
+	waitOutputs(t, s.c, out, 40)
+	s.produce(0, 20) // and the member goes on after it
+	got := waitOutputs(t, s.c, out, 60)
+	if !answered.Load() {
+		t.Fatal("no transaction end was answered INVALID_PRODUCER_EPOCH")
+	}
+	s.stop(app)
+	checkExactlyOnce(t, got, 1, 60)
+	checkExactlyOnce(t, committedOutputs(t, s.c, out), 1, 60)
+	s.wantCommitted(map[int32]int64{0: 60})
+	if logs := sink.String(); !strings.Contains(logs, "ferry: cannot begin a transaction") ||
+		!strings.Contains(logs, "ferry: transactions resumed from the committed offsets") {
+		t.Errorf("the log does not say the transaction could not begin and transactions resumed:\n%.3000s", logs)
 	}
 }

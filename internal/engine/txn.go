@@ -199,7 +199,7 @@ func maxInt(a, b int) int {
 // transactional producer is unusable.
 func (g *group) round(ctx context.Context, fetches kgo.Fetches) error {
 	if err := g.sess.Begin(); err != nil {
-		return fmt.Errorf("ferry: group %q: begin transaction: %w", g.cfg.Name, err)
+		return g.beginFailed(ctx, fetches, err)
 	}
 	g.txn.begin()
 	began := time.Now()
@@ -277,7 +277,7 @@ func (g *group) round(ctx context.Context, fetches kgo.Fetches) error {
 		for p := range parts {
 			p.discardMarks()
 		}
-		if err := g.restartTxns(ctx, err); err != nil {
+		if err := g.restartTxns(ctx, "ferry: cannot end the transaction; aborting it and resuming from the committed offsets once the broker answers", err); err != nil {
 			return err
 		}
 	default:

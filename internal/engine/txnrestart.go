@@ -51,12 +51,11 @@ func txnFatal(err error) bool {
 // txnRestartTimeout bounds one attempt at starting transactions again.
 const txnRestartTimeout = 30 * time.Second
 
-// restartTxns starts a fresh transactional session after a round whose
-// transaction could not be ended (cause), retrying every second until it
+// restartTxns starts a fresh transactional session after a transaction
+// could not be ended or begun (what, cause), retrying every second until it
 // succeeds or ctx ends. It returns an error only when the member must stop.
-func (g *group) restartTxns(ctx context.Context, cause error) error {
-	g.log.Error("ferry: cannot end the transaction; aborting it and resuming from the committed offsets once the broker answers",
-		"transactional_id", g.cfg.Txn.ID, "err", cause)
+func (g *group) restartTxns(ctx context.Context, what string, cause error) error {
+	g.log.Error(what, "transactional_id", g.cfg.Txn.ID, "err", cause)
 	began := time.Now()
 	for {
 		err := g.restartTxnsOnce(ctx)
@@ -137,4 +136,45 @@ func (g *group) resumeFromCommitted(ctx context.Context) error {
 	}
 	g.cl.SetOffsets(set)
 	return nil
+}
+
+// beginFailed handles a transaction that could not begin, before any of the
+// polled records was given to a consumer. franz-go's BeginTransaction gets
+// over passing failures itself: when re-initialising the producer id meets
+// a retriable answer or an unreachable broker, it flags the id for another
+// try and begins. So what it returns is one of:
+//
+//   - a Kafka error: the producer id failed with an answer franz-go keeps
+//     for the client's life (fenced by another instance, an epoch the broker
+//     no longer accepts, not authorised, or another answer it cannot recover
+//     from). No retry can begin a transaction on this client: the member
+//     stops, as when the transaction could not end for that reason;
+//   - franz-go's own state: a transaction it still holds open because an
+//     earlier end was not confirmed, or a producer id failure that is not a
+//     Kafka answer. The member starts transactions again as after an end that
+//     could not be confirmed (restartTxns): it aborts what is open,
+//     initialises the producer id again and resumes from the committed
+//     offsets, every second until the broker answers.
+//
+// The polled records go back to be fetched again either way.
+func (g *group) beginFailed(ctx context.Context, fetches kgo.Fetches, err error) error {
+	if ctx.Err() != nil {
+		return nil // shutting down
+	}
+	if _, kafka := errors.AsType[*kerr.Error](err); kafka || errors.Is(err, kgo.ErrClientClosed) {
+		return fmt.Errorf("ferry: group %q: begin transaction: %w", g.cfg.Name, err)
+	}
+	set := make(map[string]map[int32]kgo.EpochOffset)
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if len(fp.Records) == 0 {
+			return
+		}
+		if set[fp.Topic] == nil {
+			set[fp.Topic] = make(map[int32]kgo.EpochOffset)
+		}
+		first := fp.Records[0]
+		set[fp.Topic][fp.Partition] = kgo.EpochOffset{Epoch: first.LeaderEpoch, Offset: first.Offset}
+	})
+	g.cl.SetOffsets(set)
+	return g.restartTxns(ctx, "ferry: cannot begin a transaction; aborting what is open and resuming from the committed offsets once the broker answers", err)
 }
