@@ -320,12 +320,15 @@ func unsignedToken(subject string, life time.Duration) string {
 // T1, T2: a client certificate from files (TLSFiles with a certificate and a
 // key) is presented to brokers that verify it: one signed by the brokers'
 // CA connects; one signed by a CA they do not trust fails Run with ErrTLS.
-// Embedded cluster only (the secured real broker asks for no certificate).
+// On the embedded cluster the certificate comes with SASL; on the real
+// broker it is the only credential, on its listener that requires one
+// (scripts/kafka up --secure; FERRY_SECURE_CERT_BROKERS).
 func TestSecuredClientCertificate(t *testing.T) {
 	s := securedCluster(t)
 	if s.ClientCertFile == "" {
-		t.Skip("the secured real broker does not verify client certificates")
+		t.Skip("the secured real broker has no client-certificate listener (FERRY_SECURE_CERT_BROKERS)")
 	}
+	t.Setenv("FERRY_SECURE_BROKERS", "")                 // the stranger is embedded, whatever the suite runs on
 	stranger, err := ferrytest.StartSecured(t.TempDir()) // another CA, another client certificate
 	if err != nil {
 		t.Fatal(err)
@@ -333,20 +336,28 @@ func TestSecuredClientCertificate(t *testing.T) {
 	stranger.Close()
 	tp := s.topic(t, 1, true)
 	produceN(t, s.Cluster, tp, 0, 3)
+	withCert := func(cert, key string, more ...ferry.Option) []ferry.Option {
+		if s.ClientCertBrokers == nil {
+			return s.app(t, "SCRAM-SHA-512", securedUserPassword, append([]ferry.Option{ferry.TLSFiles(s.CAFile, cert, key)}, more...)...)
+		}
+		log, _ := testLogger(t)
+		return append([]ferry.Option{ferry.Brokers(s.ClientCertBrokers...), ferry.Logger(log),
+			ferry.CommitInterval(200 * time.Millisecond), ferry.TLSFiles(s.CAFile, cert, key)}, more...)
+	}
 
 	rec := newRecorder()
-	app := start(t, s.app(t, "SCRAM-SHA-512", securedUserPassword,
-		ferry.TLSFiles(s.CAFile, s.ClientCertFile, s.ClientKeyFile),
-		ferry.RouteFunc(ferrytest.UniqueName(securedPrefix+"g"), tp, rec.fn()))...)
+	group := ferrytest.UniqueName(securedPrefix + "g")
+	app := start(t, withCert(s.ClientCertFile, s.ClientKeyFile, ferry.RouteFunc(group, tp, rec.fn()))...)
 	rec.waitDistinct(t, tp, 3, 30*time.Second)
 	if err := app.stop(t); err != nil {
 		t.Fatal(err)
 	}
+	if got, _ := s.Committed(ctxFor(t, 10*time.Second), group, tp); got[0] != 3 {
+		t.Errorf("committed %v, want partition 0 at 3", got)
+	}
 
-	group := ferrytest.UniqueName(securedPrefix + "g")
-	err, took, log := runRefused(t, s.app(t, "SCRAM-SHA-512", securedUserPassword,
-		ferry.TLSFiles(s.CAFile, stranger.ClientCertFile, stranger.ClientKeyFile),
-		ferry.RouteFunc(group, tp, nopConsume))...)
+	group = ferrytest.UniqueName(securedPrefix + "g")
+	err, took, log := runRefused(t, withCert(stranger.ClientCertFile, stranger.ClientKeyFile, ferry.RouteFunc(group, tp, nopConsume))...)
 	if !errors.Is(err, ferry.ErrTLS) {
 		t.Fatalf("Run returned %v, want an error wrapping ErrTLS", err)
 	}

@@ -43,14 +43,21 @@ type Secured struct {
 	// CAFile is the PEM file of the CA that signed the brokers'
 	// certificates.
 	CAFile string
-	// ClientCertFile and ClientKeyFile hold a client certificate signed by
-	// the same CA, which the embedded cluster verifies when a client
-	// presents one (empty for the real broker).
+	// ClientCertFile and ClientKeyFile hold SecuredUser's client
+	// certificate, signed by the same CA: the embedded cluster verifies it
+	// when a client presents one; the real broker requires it on
+	// ClientCertBrokers. Empty for a real broker without that listener.
 	ClientCertFile, ClientKeyFile string
+	// ClientCertBrokers, for the real broker, is its listener that takes
+	// TLS with a client certificate (ssl.client.auth=required) and no SASL;
+	// the certificate's CN is the user. Nil for the embedded cluster.
+	ClientCertBrokers []string
 }
 
 // StartSecured returns the secured cluster named by FERRY_SECURE_BROKERS
-// and FERRY_SECURE_CA (what scripts/kafka up --secure starts), or starts an
+// and FERRY_SECURE_CA (what scripts/kafka up --secure starts) — with, if
+// FERRY_SECURE_CERT_BROKERS names its client-certificate listener,
+// FERRY_SECURE_CLIENT_CERT and FERRY_SECURE_CLIENT_KEY — or starts an
 // embedded one that requires SASL over TLS, with the users above and their
 // ACLs, writing its CA's certificate into dir.
 func StartSecured(dir string) (*Secured, error) {
@@ -64,7 +71,12 @@ func StartSecured(dir string) (*Secured, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Secured{Cluster: c, CAFile: ca}, nil
+		s := &Secured{Cluster: c, CAFile: ca}
+		if certBrokers := os.Getenv("FERRY_SECURE_CERT_BROKERS"); certBrokers != "" {
+			s.ClientCertBrokers = strings.Split(certBrokers, ",")
+			s.ClientCertFile, s.ClientKeyFile = os.Getenv("FERRY_SECURE_CLIENT_CERT"), os.Getenv("FERRY_SECURE_CLIENT_KEY")
+		}
+		return s, nil
 	}
 	files, serverTLS, err := certificates(dir)
 	if err != nil {
