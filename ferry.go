@@ -65,7 +65,8 @@
 // Stats, Ready and Healthy report what the app does; OnEvent tells every
 // change as it happens. An operator can hold a partition with Pause until
 // Resume, and move it with Seek — past a message that never succeeds, or
-// back to process messages again.
+// back to process messages again; package dashboard puts both behind
+// buttons when asked to.
 package ferry
 
 import (

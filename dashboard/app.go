@@ -87,7 +87,13 @@ func (d *App) Snapshot(context.Context) (Snapshot, error) {
 	stats := app.Stats() // outside d.mu: events arrive while it runs
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	s := Snapshot{Time: time.Now(), Source: "this app", Groups: []Group{}}
+	return d.snapshotLocked(stats, time.Now()), nil
+}
+
+// snapshotLocked turns the app's stats and the collected notes into what
+// the page shows.
+func (d *App) snapshotLocked(stats ferry.Stats, now time.Time) Snapshot {
+	s := Snapshot{Time: now, Source: "this app", Groups: []Group{}}
 	for _, g := range stats.Groups {
 		state := "joined"
 		switch {
@@ -96,14 +102,25 @@ func (d *App) Snapshot(context.Context) (Snapshot, error) {
 		case !g.Joined:
 			state = "joining"
 		}
-		m := Member{ID: "(this app)", Partitions: []Partition{}}
+		m := Member{ID: g.MemberID, Partitions: []Partition{}}
+		if m.ID == "" {
+			m.ID = "(this app, not joined)"
+		}
 		for _, p := range g.Partitions {
 			n := d.notes(g.Name, p.Topic, p.Partition)
-			row := Partition{Topic: p.Topic, Partition: p.Partition, State: "owned",
-				Committed: p.CommittedOffset, End: p.EndOffset, Lag: p.Lag, Queued: p.Queued, DeadLetters: n.deadLetters}
+			row := Partition{Topic: p.Topic, Partition: p.Partition, State: "owned", PausedByUser: p.PausedByUser,
+				Committed: p.CommittedOffset, End: p.EndOffset, Lag: p.Lag, Queued: p.Queued, InFlight: p.InFlight,
+				ConsumingSince: p.ConsumingSince, RecordFull: p.RecordFull, DeadLetters: n.deadLetters}
+			if !p.FailingSince.IsZero() {
+				row.Attempt, row.LastError = n.attempt, n.lastError
+			}
 			switch {
+			case p.Revoking:
+				row.State = "revoking"
+			case p.PausedByUser:
+				row.State = "paused"
 			case !p.FailingSince.IsZero():
-				row.State, row.Attempt, row.LastError = "retrying", n.attempt, n.lastError
+				row.State = "retrying"
 			case p.Paused:
 				row.State = "paused"
 			}
@@ -111,5 +128,5 @@ func (d *App) Snapshot(context.Context) (Snapshot, error) {
 		}
 		s.Groups = append(s.Groups, Group{Name: g.Name, State: state, Members: []Member{m}, Processed: d.processed[g.Name]})
 	}
-	return s, nil
+	return s
 }

@@ -26,8 +26,12 @@ func uiCmd(stdout, stderr io.Writer) *ffcli.Command {
 		LongHelp: `Serves ferry's dashboard page for any cluster, from its admin API: every
 consumer group, its members and their partitions with committed and end
 offsets and lag, and the committed messages per second. (An app that mounts
-the dashboard itself also shows retries, errors and dead letters.) Read-only.
-Listens on localhost unless -addr says otherwise; Ctrl-C stops it.
+the dashboard itself also shows retries, errors, dead letters and messages in
+flight, and may offer pause, resume and skip to an offset on its own
+partitions.) This page is read-only: it offers no actions. To move a group's
+offsets, use 'ferry offsets reset', which like Kafka's tool requires the group
+to have no live members. Listens on localhost unless -addr says otherwise;
+Ctrl-C stops it.
 
 EXAMPLES
   ferry ui                          # then open http://127.0.0.1:8080/
@@ -96,7 +100,8 @@ func clusterSnapshot(adm *kadm.Client, seeds []string) dashboard.Source {
 				if p.Err != nil || p.Commit.At < 0 && p.Member == nil {
 					continue
 				}
-				row := dashboard.Partition{Topic: p.Topic, Partition: p.Partition, State: "unowned", Committed: p.Commit.At, End: p.End.Offset, Lag: p.Lag}
+				row := dashboard.Partition{Topic: p.Topic, Partition: p.Partition, State: "unowned", Committed: p.Commit.At, End: p.End.Offset, Lag: p.Lag,
+					Queued: -1, InFlight: -1} // only the app knows
 				if p.Commit.At >= 0 {
 					g.Processed += p.Commit.At
 				}
