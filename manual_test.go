@@ -611,3 +611,51 @@ func waitClosed(t *testing.T, ch <-chan struct{}, within time.Duration, failure 
 		t.Fatal(failure)
 	}
 }
+
+// M2, A4: a goroutine of the consumer's that keeps marking, after Consume
+// returned, while the app shuts down: every mark that returned true is in
+// the final commit — none is reported stored and then dropped — and once
+// the partition is closed marks return false. (Run a few times: the marks
+// race the final commit.)
+func TestManualMarksFromAnotherGoroutineDuringShutdown(t *testing.T) {
+	for run := range 3 {
+		t.Run(fmt.Sprint(run), func(t *testing.T) {
+			s := newScenario(t, cluster(t), 1)
+			s.produce(0, 1000)
+			var claim atomic.Pointer[ferry.Claim]
+			var delivered sync.Map // offset → message
+			sc := scripted{consume: func(_ context.Context, c *ferry.Claim, b *ferry.Batch) error {
+				claim.Store(c)
+				for _, m := range b.Messages {
+					delivered.Store(m.Offset, m)
+				}
+				return nil // the marking happens elsewhere
+			}}
+			app := s.start(ferry.CommitInterval(time.Hour), s.routeTo(sc.factory(), ferry.ManualOffsets()))
+			s.waitUntil("delivered every message", func() bool { _, ok := delivered.Load(int64(999)); return ok })
+			lastTrue := int64(-1)
+			marking := make(chan struct{})
+			go func() {
+				defer close(marking)
+				for o := int64(0); o < 1000; o++ {
+					m, _ := delivered.Load(o)
+					if !claim.Load().MarkAsConsumed(m.(*ferry.Message)) {
+						return
+					}
+					lastTrue = o
+					time.Sleep(20 * time.Microsecond)
+				}
+			}()
+			time.Sleep(5 * time.Millisecond)
+			s.stop(app)
+			<-marking
+			if lastTrue == 999 {
+				t.Skip("the goroutine marked everything before the shutdown")
+			}
+			if got := s.committed()[0]; got != lastTrue+1 {
+				t.Errorf("committed %d after shutdown; the last mark that returned true was of offset %d (want %d committed)",
+					got, lastTrue, lastTrue+1)
+			}
+		})
+	}
+}

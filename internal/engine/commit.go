@@ -94,9 +94,10 @@ var errNothingOwned = errors.New("ferry: partitions lost before the commit was s
 type sent struct {
 	p    *Partition
 	mark offsets.Mark
-	// abandoned: the partition was given up at the shutdown timeout; the
-	// mark is what its finished batches stored (A4).
-	abandoned bool
+	// final: the partition refuses marks now — it was closed for the
+	// shutdown commit, or given up at the shutdown timeout — and the mark
+	// is what it stored before (A4, M2).
+	final bool
 }
 
 // commitSoon asks the commit loop for a commit without waiting (M4).
@@ -177,10 +178,10 @@ func (g *group) commitLocked(ctx context.Context, confirm *Partition) (map[tp]se
 		}
 	}
 	g.mu.RUnlock()
-	for k, s := range g.abandoned {
+	for k, s := range g.final {
 		batch[k] = s
 	}
-	g.abandoned = nil
+	g.final = nil
 	if len(batch) == 0 {
 		return nil, nil
 	}
@@ -207,7 +208,7 @@ func (g *group) commitLocked(ctx context.Context, confirm *Partition) (map[tp]se
 			for _, pp := range t.Partitions {
 				k := tp{t.Topic, pp.Partition}
 				s, ok := batch[k]
-				if !ok || !(s.abandoned || s.p.Owned()) {
+				if !ok || !(s.final || s.p.Owned()) {
 					dropped[k] = true
 					continue
 				}

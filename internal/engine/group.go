@@ -53,7 +53,7 @@ type group struct {
 	workers  sync.WaitGroup // partition goroutines
 
 	commitMu  sync.Mutex    // one commit at a time; revocation commits under it too
-	abandoned map[tp]sent   // under commitMu: finished marks of partitions given up at shutdown
+	final     map[tp]sent   // under commitMu: what partitions closed or given up at shutdown stored, for the final commit
 	commitNow chan struct{} // poked by Partition.Commit
 
 	joined    atomic.Bool  // assigned since the last join, for readiness (X4)
@@ -359,7 +359,12 @@ func (g *group) run(ctx context.Context) error {
 		runErr = errors.Join(runErr, g.abandon(parts))
 	}
 
-	// One final synchronous commit of everything that finished.
+	// One final synchronous commit of everything that finished. The
+	// partitions refuse marks from here on, so a mark that returned true
+	// — from a goroutine of the consumer's, say — is in it (M2).
+	if !g.eos {
+		g.closeForCommit(parts)
+	}
 	cctx, cancel := context.WithDeadline(context.Background(), later(deadline, time.Now().Add(5*time.Second)))
 	for p, err := range g.commit(cctx, "shutdown", nil) {
 		g.log.Error("ferry: final commit failed", "topic", p.topic.Name, "partition", p.id, "err", err)
@@ -397,15 +402,30 @@ func (g *group) abandon(parts []*Partition) error {
 		default:
 		}
 		if m, ok := p.abandon(); ok {
-			finished[tp{p.topic.Name, p.id}] = sent{p: p, mark: m, abandoned: true}
+			finished[tp{p.topic.Name, p.id}] = sent{p: p, mark: m, final: true}
 		}
 		stuck[p.topic.Name] = append(stuck[p.topic.Name], p.id)
 	}
 	g.commitMu.Lock()
-	g.abandoned = finished
+	g.final = finished
 	g.commitMu.Unlock()
 	return fmt.Errorf("%w after %s: still running on %s; their unfinished batches were not committed",
 		ErrShutdownTimeout, g.cfg.ShutdownTimeout, stuck)
+}
+
+// closeForCommit closes the partitions at shutdown: they refuse marks from
+// now on, and what they stored goes into the next commit.
+func (g *group) closeForCommit(parts []*Partition) {
+	g.commitMu.Lock()
+	defer g.commitMu.Unlock()
+	for _, p := range parts {
+		if m, ok := p.close(); ok {
+			if g.final == nil {
+				g.final = make(map[tp]sent)
+			}
+			g.final[tp{p.topic.Name, p.id}] = sent{p: p, mark: m, final: true}
+		}
+	}
 }
 
 func later(a, b time.Time) time.Time {

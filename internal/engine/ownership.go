@@ -22,7 +22,7 @@ const (
 	stopping              // app shutting down: no new batch, marks accepted
 	released              // handed back after revocation: marks refused
 	lost                  // assignment lost: marks refused, never committed
-	closed                // final commit done at shutdown: marks refused
+	closed                // taken by the final commit at shutdown: marks refused
 )
 
 func (s state) marksAccepted() bool { return s <= stopping }
@@ -211,6 +211,19 @@ func (p *Partition) abandon() (offsets.Mark, bool) {
 	p.state = lost
 	p.mu.Unlock()
 	p.cancel()
+	return m, ok
+}
+
+// close ends the partition's assignment at shutdown (A4): marks are
+// refused from now on, and it returns what was stored, for the final
+// commit.
+func (p *Partition) close() (offsets.Mark, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m, ok := p.pendingLocked()
+	if p.state.marksAccepted() {
+		p.state = closed
+	}
 	return m, ok
 }
 
