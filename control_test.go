@@ -351,3 +351,30 @@ func TestStatsShowInFlightAndRevoking(t *testing.T) {
 		})
 	}
 }
+
+// O4: an exactly-once partition paused takes no new transaction's messages
+// until it is resumed, then goes on where it stopped: every message once.
+func TestPauseExactlyOnce(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	app := s.startTransactional(s.route(s.rec.fn(), ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(5)))
+	s.produce(0, 10)
+	s.waitSeen(10)
+	if err := app.app.Pause(s.group, s.topic, 0); err != nil {
+		t.Fatal(err)
+	}
+	s.produce(0, 10) // 10..19
+	if !s.quiet(1500 * time.Millisecond) {
+		t.Fatal("a paused exactly-once partition took new batches")
+	}
+	if n := s.rec.distinct(s.topic); n != 10 {
+		t.Fatalf("a paused exactly-once partition consumed %d messages, want the 10 before the pause", n)
+	}
+	if err := app.app.Resume(s.group, s.topic, 0); err != nil {
+		t.Fatal(err)
+	}
+	s.waitSeen(20)
+	s.waitCommittedAt(0, 20)
+	if d := s.rec.duplicates(s.topic); d != 0 {
+		t.Errorf("%d messages delivered twice", d)
+	}
+}
