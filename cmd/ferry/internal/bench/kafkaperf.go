@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ferrykit/ferry/internal/security"
 )
 
 // ConsumerPerformance runs Kafka's own org.apache.kafka.tools.ConsumerPerformance
@@ -16,11 +20,26 @@ import (
 // fetch time plays the part of ferry's first-to-last-message window;
 // allocations are not measured, and its CPU time and peak resident set are
 // the whole JVM's, start-up included, measured by running it under
-// `self rusage` (see Rusage).
+// `self rusage` (see Rusage). It reaches the cluster with the TLS and SASL
+// settings of the environment (FERRY_TLS*, FERRY_SASL*), as the other
+// contenders do.
 func ConsumerPerformance(ctx context.Context, self, kafkaScript string, brokers []string, topic, group string, n int) (Result, error) {
-	out, usage, err := underRusage(ctx, self, kafkaScript, "tool", "ConsumerPerformance",
+	dir, err := os.MkdirTemp("", "ferry-kafka-perf")
+	if err != nil {
+		return Result{}, err
+	}
+	defer os.RemoveAll(dir)
+	config, err := javaClientConfig(os.Getenv, dir)
+	if err != nil {
+		return Result{}, fmt.Errorf("ConsumerPerformance: %w", err)
+	}
+	argv := []string{kafkaScript, "tool", "ConsumerPerformance",
 		"--bootstrap-server", strings.Join(brokers, ","), "--topic", topic,
-		"--num-records", strconv.Itoa(n), "--group", group, "--timeout", "600000")
+		"--num-records", strconv.Itoa(n), "--group", group, "--timeout", "600000"}
+	if config != "" {
+		argv = append(argv, "--command-config", config)
+	}
+	out, usage, err := underRusage(ctx, self, argv...)
 	if err != nil {
 		return Result{}, err
 	}
@@ -52,6 +71,10 @@ func ConsumerPerformance(ctx context.Context, self, kafkaScript string, brokers 
 // output topic with txnSize messages per transaction. Its window runs from
 // its RebalanceComplete event to ShutdownComplete.
 func TransactionalMessageCopier(ctx context.Context, kafkaScript string, brokers []string, topic, output, group string, txnSize int) (Result, error) {
+	// The tool takes no client settings: it reaches plaintext clusters only.
+	if sec, err := security.FromEnv(os.Getenv); err != nil || sec.TLS != nil || sec.SASL != nil {
+		return Result{}, errors.New("TransactionalMessageCopier takes no TLS or SASL settings: it cannot reach a secured cluster")
+	}
 	cmd := exec.CommandContext(ctx, kafkaScript, "tool", "TransactionalMessageCopier",
 		"--input-topic", topic, "--input-partition", "0", "--output-topic", output,
 		"--broker-list", strings.Join(brokers, ","), "--transactional-id", group,

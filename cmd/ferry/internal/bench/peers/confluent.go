@@ -10,8 +10,12 @@ import (
 
 // runConfluent consumes with a confluent-kafka-go (librdkafka) consumer
 // until the window is full.
-func runConfluent(ctx context.Context, w *window, brokers []string, topic, group string) error {
-	c, err := kafka.NewConsumer(&kafka.ConfigMap{
+func runConfluent(ctx context.Context, w *window, brokers []string, topic, group string, sec security) error {
+	settings, err := sec.librdkafka()
+	if err != nil {
+		return err
+	}
+	cfg := kafka.ConfigMap{
 		"bootstrap.servers":          strings.Join(brokers, ","),
 		"group.id":                   group,
 		"client.id":                  "bench-confluent",
@@ -22,7 +26,11 @@ func runConfluent(ctx context.Context, w *window, brokers []string, topic, group
 		"enable.auto.offset.store":   true,
 		"fetch.max.bytes":            50 << 20,
 		"queued.max.messages.kbytes": 64 << 10,
-	})
+	}
+	for k, v := range settings {
+		cfg[k] = v
+	}
+	c, err := kafka.NewConsumer(&cfg)
 	if err != nil {
 		return err
 	}

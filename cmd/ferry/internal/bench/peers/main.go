@@ -6,6 +6,9 @@
 //
 //	peers -client sarama -brokers 127.0.0.1:9092 -topic T -group G -messages N
 //
+// Each reaches the cluster with the TLS and SASL settings of the FERRY_TLS*
+// and FERRY_SASL* variables, as ferry does (SASL: PLAIN and SCRAM).
+//
 // Every client reads committed data from the earliest offset, touches each
 // value (sums its length, like the ferry and franz-go contenders) and
 // commits in the background, each tuned for throughput as its documentation
@@ -97,14 +100,18 @@ func main() {
 	defer cancel()
 	seeds := strings.Split(*brokers, ",")
 	var name string
-	var err error
+	sec, err := securityFromEnv()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "peers:", err)
+		os.Exit(2)
+	}
 	switch *client {
 	case "sarama":
-		name, err = "sarama", runSarama(ctx, w, seeds, *topic, *group)
+		name, err = "sarama", runSarama(ctx, w, seeds, *topic, *group, sec)
 	case "kafka-go":
-		name, err = "segmentio/kafka-go", runKafkaGo(ctx, w, seeds, *topic, *group)
+		name, err = "segmentio/kafka-go", runKafkaGo(ctx, w, seeds, *topic, *group, sec)
 	case "confluent":
-		name, err = "confluent-kafka-go", runConfluent(ctx, w, seeds, *topic, *group)
+		name, err = "confluent-kafka-go", runConfluent(ctx, w, seeds, *topic, *group, sec)
 	default:
 		err = fmt.Errorf("unknown client %q: want sarama, kafka-go or confluent", *client)
 	}

@@ -8,7 +8,7 @@ import (
 )
 
 // runSarama consumes with a sarama ConsumerGroup until the window is full.
-func runSarama(ctx context.Context, w *window, brokers []string, topic, group string) error {
+func runSarama(ctx context.Context, w *window, brokers []string, topic, group string, sec security) error {
 	cfg := sarama.NewConfig()
 	cfg.Version = sarama.V4_0_0_0
 	cfg.ClientID = "bench-sarama"
@@ -18,6 +18,7 @@ func runSarama(ctx context.Context, w *window, brokers []string, topic, group st
 	cfg.Consumer.Fetch.Default = 8 << 20
 	cfg.ChannelBufferSize = 1024
 	cfg.Consumer.Return.Errors = false
+	sec.sarama(cfg)
 	cg, err := sarama.NewConsumerGroup(brokers, group, cfg)
 	if err != nil {
 		return err
