@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -764,5 +765,79 @@ func TestManualSyncMarkInHooksCommitsBeforeReturning(t *testing.T) {
 				t.Errorf("partition %d, kept: flushes %q, want one reporting true, committed when it returned", 1-moved, kept)
 			}
 		})
+	}
+}
+
+// M2, A3: a goroutine of the consumer's that keeps marking, after Consume
+// returned, while its partition moves to another member: every mark that
+// returned true is in the revocation's commit — the new owner starts right
+// after the last one — and marks return false once the partition is let go.
+// (Run a few times: the marks race the revocation's last commit.)
+func TestManualMarksFromAnotherGoroutineDuringRevocation(t *testing.T) {
+	const n = 3000
+	for _, proto := range append(protocols(), eagerProtocol()) {
+		for run := range 3 {
+			t.Run(fmt.Sprintf("%s/%d", proto.name, run), func(t *testing.T) {
+				s := newScenario(t, cluster(t, fastHeartbeats()), 2)
+				s.produceEach(2, n)
+				var mu sync.Mutex
+				claims := map[int32]*ferry.Claim{}
+				delivered := map[int32]map[int64]*ferry.Message{0: {}, 1: {}}
+				sc := scripted{consume: func(_ context.Context, c *ferry.Claim, b *ferry.Batch) error {
+					mu.Lock()
+					defer mu.Unlock()
+					claims[b.Partition] = c
+					for _, m := range b.Messages {
+						delivered[b.Partition][m.Offset] = m
+					}
+					return nil // the marking happens elsewhere
+				}}
+				a := s.start(member(proto), ferry.CommitInterval(time.Hour), s.routeTo(sc.factory(), ferry.ManualOffsets()))
+				s.waitUntil("delivered every message", func() bool {
+					mu.Lock()
+					defer mu.Unlock()
+					return len(delivered[0]) == n && len(delivered[1]) == n
+				})
+				var lastTrue [2]atomic.Int64
+				stopped := [2]chan struct{}{make(chan struct{}), make(chan struct{})}
+				for p := range int32(2) {
+					lastTrue[p].Store(-1)
+					mu.Lock()
+					claim, msgs := claims[p], maps.Clone(delivered[p])
+					mu.Unlock()
+					go func() {
+						defer close(stopped[p])
+						for o := int64(0); o < n; o++ { // for a few seconds, past the rebalance
+							if !claim.MarkAsConsumed(msgs[o]) {
+								return
+							}
+							lastTrue[p].Store(o)
+							time.Sleep(time.Millisecond)
+						}
+					}()
+				}
+				assigned := make(chan int32, 2)
+				recB := newRecorder()
+				b := scripted{
+					initialized: func(c *ferry.Claim) { assigned <- c.Partition() },
+					consume:     func(_ context.Context, _ *ferry.Claim, b *ferry.Batch) error { recB.record(b); return nil },
+				}
+				appB := s.start(member(proto), s.routeTo(b.factory()))
+				moved := recv(t, assigned)
+				s.waitClosed("stopped marking the moved partition", stopped[moved])
+				last := lastTrue[moved].Load()
+				if last == n-1 {
+					t.Skip("the goroutine marked everything before the revocation")
+				}
+				s.waitUntil("the new owner consumed", func() bool { return recB.distinct(s.topic) > 0 })
+				if first := recB.snapshot()[0]; first.partition != moved || first.offsets[0] != last+1 {
+					t.Errorf("the new owner of partition %d started at %d; the last mark that returned true before the revocation was of offset %d (want %d)",
+						moved, first.offsets[0], last, last+1)
+				}
+				s.stop(appB)
+				s.stop(a)
+				s.waitClosed("stopped marking", stopped[1-moved])
+			})
+		}
 	}
 }

@@ -94,9 +94,9 @@ var errNothingOwned = errors.New("ferry: partitions lost before the commit was s
 type sent struct {
 	p    *Partition
 	mark offsets.Mark
-	// final: the partition refuses marks now — it was closed for the
-	// shutdown commit, or given up at the shutdown timeout — and the mark
-	// is what it stored before (A4, M2).
+	// final: the partition refuses marks now — it was released at the end
+	// of a revocation, closed at shutdown or given up at the shutdown
+	// timeout — and the mark is what it stored before (A3, A4, M2).
 	final bool
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,7 +54,7 @@ type group struct {
 	workers  sync.WaitGroup // partition goroutines
 
 	commitMu  sync.Mutex    // one commit at a time; revocation commits under it too
-	final     map[tp]sent   // under commitMu: what partitions closed or given up at shutdown stored, for the final commit
+	final     map[tp]sent   // under commitMu: what partitions let go (revoked, closed or given up at shutdown) stored, for their last commit
 	commitNow chan struct{} // poked by Partition.Commit
 
 	joined    atomic.Bool  // assigned since the last join, for readiness (X4)
@@ -363,7 +364,7 @@ func (g *group) run(ctx context.Context) error {
 	// partitions refuse marks from here on, so a mark that returned true
 	// — from a goroutine of the consumer's, say — is in it (M2).
 	if !g.eos {
-		g.closeForCommit(parts)
+		g.retire(parts, closed)
 	}
 	cctx, cancel := context.WithDeadline(context.Background(), later(deadline, time.Now().Add(5*time.Second)))
 	for p, err := range g.commit(cctx, "shutdown", nil) {
@@ -413,13 +414,14 @@ func (g *group) abandon(parts []*Partition) error {
 		ErrShutdownTimeout, g.cfg.ShutdownTimeout, stuck)
 }
 
-// closeForCommit closes the partitions at shutdown: they refuse marks from
-// now on, and what they stored goes into the next commit.
-func (g *group) closeForCommit(parts []*Partition) {
+// retire lets partitions go — released after a revocation, closed at
+// shutdown: they refuse marks from now on, and what they stored goes into
+// the next commit, their last.
+func (g *group) retire(parts []*Partition, to state) {
 	g.commitMu.Lock()
 	defer g.commitMu.Unlock()
 	for _, p := range parts {
-		if m, ok := p.close(); ok {
+		if m, ok := p.retire(to); ok {
 			if g.final == nil {
 				g.final = make(map[tp]sent)
 			}
@@ -835,12 +837,20 @@ func (g *group) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string
 	for _, p := range leaving {
 		<-p.done
 	}
+	// The partitions are let go as their last commit takes their marks: a
+	// mark made from now on — from a goroutine of the consumer's, say —
+	// returns false, so every mark that returned true is in it (M2).
+	if !g.eos {
+		g.retire(slices.Concat(leaving, stoppingNow), released)
+	}
 	g.commitAndLog(ctx, "revocation hooks", leaving...)
 	g.mu.Lock()
 	for _, p := range leaving {
 		p.mu.Lock()
-		p.state = released
-		p.syncPauseLocked()
+		if p.state.marksAccepted() { // not retired above: exactly once
+			p.state = released
+			p.syncPauseLocked()
+		}
 		p.mu.Unlock()
 		k := tp{p.topic.Name, p.id}
 		if g.parts[k] == p {

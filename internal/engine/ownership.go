@@ -214,15 +214,19 @@ func (p *Partition) abandon() (offsets.Mark, bool) {
 	return m, ok
 }
 
-// close ends the partition's assignment at shutdown (A4): marks are
-// refused from now on, and it returns what was stored, for the final
-// commit.
-func (p *Partition) close() (offsets.Mark, bool) {
+// retire ends the partition's assignment — released at the end of a
+// revocation, closed at shutdown — if it still accepts marks: they are
+// refused from now on. It returns what was stored, for the partition's
+// last commit, so every mark that returned true is in it (M2).
+func (p *Partition) retire(to state) (offsets.Mark, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	m, ok := p.pendingLocked()
 	if p.state.marksAccepted() {
-		p.state = closed
+		p.state = to
+		if to == released {
+			p.syncPauseLocked()
+		}
 	}
 	return m, ok
 }
