@@ -426,7 +426,10 @@ func Retry(b Backoff) TopicOption {
 
 // QueueBytes bounds the bytes fetched ahead for one partition; past it
 // fetching of that partition pauses until its consumer catches up. Default
-// 32 MiB. The app also stops polling while the queues of all unpaused
+// 32 MiB. The fetch that fills the queue is queued whole, so a partition
+// holds up to QueueBytes plus one fetch: below 1 MiB, the group fetches at
+// most its topics' smallest QueueBytes of a partition at once (kgo's
+// FetchMaxPartitionBytes, which ClientOptions may set instead). The app also stops polling while the queues of all unpaused
 // partitions of a group hold what their consumers drain in about 100 ms
 // (between 1 and 16 MiB; 1 MiB for consumers slower than about 50 MB/s), so
 // this bound only bites for a partition that is stuck while others flow

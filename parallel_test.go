@@ -2,6 +2,7 @@ package ferry_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -446,19 +447,25 @@ func TestParallelInvalidConfig(t *testing.T) {
 // K8: one key stuck on its first message while thousands of its messages
 // follow: the partition admits a bounded number to its lanes, then its
 // queue fills and its fetching pauses, instead of buffering the backlog.
+// The fetch taken when the queue fills is queued whole, so a fetch holds at
+// most QueueBytes of a partition: 16 KiB are about 60 of these messages,
+// and the queue holds a few times that, not the backlog.
 func TestParallelMemoryIsBoundedWhileAKeyIsStuck(t *testing.T) {
 	s := newScenario(t, cluster(t), 1)
 	fn, stuck, release := s.holdFirst()
 	s.produceKeyed("stuck")
+	for range 30 { // the backlog is there before the first fetch: one fetch could take it all
+		recs := make([]*kgo.Record, 100)
+		for i := range recs {
+			recs[i] = &kgo.Record{Partition: 0, Key: []byte("stuck"), Value: make([]byte, 200)}
+			rand.Read(recs[i].Value) // incompressible: a fetch's bytes are the queue's
+		}
+		if err := s.c.Produce(ctxFor(t, 30*time.Second), s.topic, recs...); err != nil {
+			t.Fatal(err)
+		}
+	}
 	app := s.start(s.route(fn, ferry.Parallel(4), ferry.MaxMessages(10), ferry.QueueBytes(16<<10)))
 	<-stuck
-	for range 30 { // the backlog arrives over many fetches
-		keys := make([]string, 100)
-		for i := range keys {
-			keys[i] = "stuck"
-		}
-		s.produceKeyed(keys...)
-	}
 	var p ferry.PartitionStats
 	if err := ferrytest.WaitFor(ctxFor(t, 30*time.Second), func() bool {
 		if g := app.app.Stats().Groups; len(g) == 1 && len(g[0].Partitions) == 1 {

@@ -233,6 +233,14 @@ func Run(ctx context.Context, cfg *Group) error {
 		kgo.FetchMaxWait(500 * time.Millisecond),
 		kgo.WithHooks(&g.saslClosed),
 	}
+	// K8: a partition's fetching pauses once its queue holds QueueBytes,
+	// but the fetch already taken is queued whole: with kgo's 1 MiB per
+	// partition it could hold many times a small QueueBytes. Fetching at
+	// most QueueBytes of a partition at once keeps the queue within about
+	// twice QueueBytes (a caller's FetchMaxPartitionBytes still wins).
+	if b := minQueueBytes(cfg.Topics); b < 1<<20 {
+		opts = append(opts, kgo.FetchMaxPartitionBytes(int32(b)))
+	}
 	if cfg.Txn != nil {
 		// Kafka 4's transactions (KIP-890) answer a produce that arrives
 		// while the previous transaction's markers are still being
@@ -889,4 +897,16 @@ func (g *group) onLost(_ context.Context, _ *kgo.Client, lostParts map[string][]
 	if len(ours) > 0 {
 		g.log.Warn("ferry: partitions lost; their uncommitted work will be redelivered", "lost", ours)
 	}
+}
+
+// minQueueBytes is the smallest QueueBytes of the topics (1 MiB if none is
+// smaller).
+func minQueueBytes(topics map[string]*Topic) int {
+	b := 1 << 20
+	for _, t := range topics {
+		if t.QueueBytes > 0 {
+			b = min(b, t.QueueBytes)
+		}
+	}
+	return b
 }
