@@ -3,6 +3,8 @@ package ferry_test
 import (
 	"context"
 	"crypto/rand"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/ferrykit/ferry"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // B2, B3, B4: partitions run in parallel on at most Concurrency workers;
@@ -126,5 +129,47 @@ func (s *scenario) produceRandom(partitions int32, n, size int) {
 			recs[i] = &kgo.Record{Topic: s.topic, Partition: p, Value: v}
 		}
 		produceRecords(s.t, s.c, nil, recs...)
+	}
+}
+
+// Memory (K8's bound holds per partition; this is the per-broker part):
+// ferry asks each broker for fetch responses of at most 5 MiB where kgo
+// asks for 50 MiB, so what a consumer holds per broker — the response its
+// consumers work through plus the one kgo reads — stays small whatever the
+// partitions hold. ClientOptions(kgo.FetchMaxBytes) sets another.
+func TestFetchResponsesAreCapped(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []kgo.Opt
+		want int32
+	}{
+		{"default", nil, 5 << 20},
+		{"ClientOptions", []kgo.Opt{kgo.FetchMaxBytes(16 << 20)}, 16 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := embedded(t)
+			s := newScenario(t, c, 1)
+			var mu sync.Mutex
+			asked := map[int32]bool{}
+			c.Fake.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+				c.Fake.KeepControl()
+				// kgo ends its fetch session with a 1-byte fetch.
+				if n := req.(*kmsg.FetchRequest).MaxBytes; n > 1 {
+					mu.Lock()
+					asked[n] = true
+					mu.Unlock()
+				}
+				return nil, nil, false
+			})
+			s.produce(0, 5)
+			app := s.start(ferry.ClientOptions(tc.opts...), s.route(s.rec.fn()))
+			s.waitSeen(5)
+			s.stop(app)
+			mu.Lock()
+			defer mu.Unlock()
+			if len(asked) != 1 || !asked[tc.want] {
+				t.Errorf("fetches asked for at most %v bytes, want %d only", slices.Sorted(maps.Keys(asked)), tc.want)
+			}
+		})
 	}
 }

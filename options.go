@@ -229,11 +229,14 @@ func WithClock(clk Clock) Option {
 // ClientOptions passes extra franz-go options to every client ferry creates
 // (the group consumers and the producers): static membership
 // (kgo.InstanceID), the KIP-848 group protocol (kgo.ServerSideBalancer, with
-// a sticky or range balancer in kgo.Balancers), timeouts and fetch sizes.
-// Default: none. TLS and SASL have options of their own (TLS, SASL); a
-// kgo.DialTLSConfig or kgo.SASL given here comes after theirs. Options that
-// would break ferry's contract — autocommit, the isolation level, the
-// partition callbacks — are overridden by ferry. See ExampleClientOptions.
+// a sticky or range balancer in kgo.Balancers), timeouts and fetch sizes
+// (ferry asks for fetch responses of at most 5 MiB where kgo asks for
+// 50 MiB, which bounds what a consumer holds per broker; kgo.FetchMaxBytes
+// here sets another). Default: none. TLS and SASL have options of their
+// own (TLS, SASL); a kgo.DialTLSConfig or kgo.SASL given here comes after
+// theirs. Options that would break ferry's contract — autocommit, the
+// isolation level, the partition callbacks — are overridden by ferry. See
+// ExampleClientOptions.
 func ClientOptions(opts ...kgo.Opt) Option {
 	return func(c *config) { c.clientOpts = append(c.clientOpts, opts...) }
 }

@@ -110,26 +110,36 @@ func TestBatchesDoNotAlias(t *testing.T) {
 	}
 }
 
-// A tail too short for a batch is copied out of its fetch — the record
-// array and the records themselves — so the fetch, and the records already
-// consumed, can be freed while it waits.
+// A tail too short for a batch never pins the fetch's record array (and
+// through it the records already consumed). A slow consumer's tail, which
+// may wait long, is copied out of its fetch — the records and their values
+// — so the fetch can be freed meanwhile; a fast consumer's keeps its
+// records, and so its fetch, until the next fetch arrives (cutLocked).
 func TestShortTailDoesNotPinFetch(t *testing.T) {
-	p := testPartition(100, time.Second)
-	fetched := records(0, 250)
-	p.push(fetched, 1000, time.Now())
-	for range 2 {
-		if b := p.takeLocked(time.Now()); len(b) != 100 {
-			t.Fatalf("batch of %d, want 100", len(b))
+	for _, slow := range []bool{true, false} {
+		p := testPartition(100, time.Second)
+		p.g.slow.Store(slow)
+		fetched := records(0, 250)
+		p.push(fetched, 1000, time.Now())
+		for range 2 {
+			if b := p.takeLocked(time.Now()); len(b) != 100 {
+				t.Fatalf("slow %v: batch of %d, want 100", slow, len(b))
+			}
 		}
-	}
-	tail := p.chunks[0].recs
-	if len(tail) != 50 || tail[0].Offset != 200 || tail[49].Offset != 249 {
-		t.Fatalf("tail of %d from %d, want 50 from 200", len(tail), tail[0].Offset)
-	}
-	if &tail[0] == &fetched[200] {
-		t.Fatal("the short tail still points into the fetch's record array")
-	}
-	if tail[0] == fetched[200] || &tail[0].Value[0] == &fetched[200].Value[0] {
-		t.Fatal("the short tail still holds the fetch's records or their values")
+		tail := p.chunks[0].recs
+		if len(tail) != 50 || tail[0].Offset != 200 || tail[49].Offset != 249 {
+			t.Fatalf("slow %v: tail of %d from %d, want 50 from 200", slow, len(tail), tail[0].Offset)
+		}
+		if &tail[0] == &fetched[200] {
+			t.Fatalf("slow %v: the short tail still points into the fetch's record array", slow)
+		}
+		copied := tail[0] != fetched[200] && &tail[0].Value[0] != &fetched[200].Value[0]
+		if copied != slow || p.chunks[0].detached != slow {
+			t.Errorf("slow %v: tail copied out of its fetch %v (detached %v), want %v", slow, copied, p.chunks[0].detached, slow)
+		}
+		p.push(records(250, 50), 1000, time.Now())
+		if b := p.takeLocked(time.Now()); len(b) != 100 || b[0].Offset != 200 || b[99].Offset != 299 {
+			t.Fatalf("slow %v: tail and next fetch give a batch of %d from %d, want 100 from 200", slow, len(b), b[0].Offset)
+		}
 	}
 }

@@ -105,6 +105,17 @@ const (
 	stallWait = 50 * time.Millisecond
 )
 
+// fetchMaxBytes is ferry's default for kgo's FetchMaxBytes, the most one
+// fetch response from a broker carries (a partition's first record batch
+// comes whole even when larger). A consumer holds about two responses per
+// broker — the one its consumers work through and the one kgo reads or
+// buffers — and a fast consumer's short tails keep the previous one until
+// the next arrives (cutLocked), which spares the GC a quarter of its runs:
+// smaller responses keep that within the memory a plain poll loop with
+// kgo's defaults holds (docs/BENCHMARKS.md, "Memory"). Callers may set
+// their own with ClientOptions.
+const fetchMaxBytes = 5 << 20
+
 // addAhead counts bytes into or out of the fetch-ahead total.
 func (g *group) addAhead(delta int) {
 	if n := g.ahead.Add(int64(delta)); delta < 0 && n < g.limit.Load() {
@@ -231,6 +242,9 @@ func Run(ctx context.Context, cfg *Group) error {
 		// A resumed or newly assigned partition waits for the fetch in
 		// flight to its broker; keep that wait short (kgo's default is 5 s).
 		kgo.FetchMaxWait(500 * time.Millisecond),
+		// Fetch responses of at most fetchMaxBytes (kgo's default is
+		// 50 MiB): see fetchMaxBytes.
+		kgo.FetchMaxBytes(fetchMaxBytes),
 		kgo.WithHooks(&g.saslClosed),
 	}
 	// K8: a partition's fetching pauses once its queue holds QueueBytes,
