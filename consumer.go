@@ -164,6 +164,13 @@ func (w *worker) EOF(ctx context.Context) error {
 // ExactlyOnce topic: its offsets reach Kafka only with its transactions.
 var ErrTransactional = engine.ErrTransactional
 
+// ErrMarkTooFarAhead is returned by MarkAsConsumedSync (and makes
+// MarkAsConsumed return false) in a Parallel partition for a message not
+// delivered yet and further ahead of the oldest unfinished message than the
+// commit's record of finished messages can describe, about 24,000 offsets
+// (K4). Nothing is stored.
+var ErrMarkTooFarAhead = engine.ErrMarkTooFarAhead
+
 // Claim is a consumer's handle on the topic-partition it was built for: the
 // offset-management API of Karafka, ownership-safe (M2–M9).
 //
@@ -203,6 +210,12 @@ func (c *Claim) Logger() *slog.Logger { return c.p.Logger() }
 // this consumer no longer owns the partition (or msg is from another
 // partition). Marking an older message than one already marked moves the
 // retry point back but never the committed offset (M6).
+//
+// Marking a message not delivered yet is allowed: in sequential mode the
+// stored offset moves past it (and past everything before it); in Parallel
+// mode, where a mark is per message (K7), that message alone counts as
+// finished and is skipped when it arrives — unless it lies too far ahead
+// (see ErrMarkTooFarAhead), when false is returned.
 func (c *Claim) MarkAsConsumed(msg *Message) bool { return c.p.Mark(msg, "") }
 
 // MarkWithMetadata is MarkAsConsumed with a metadata string committed along

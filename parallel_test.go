@@ -725,3 +725,52 @@ func TestParallelMarksInConsumeNameTheFailedMessage(t *testing.T) {
 		}
 	}
 }
+
+// M2, M3, K7: in a parallel partition, marking a message not delivered yet
+// counts it as finished, as a sequential partition's mark moves past it: the
+// mark returns true, the sync one once the commit covers it, and the message
+// is skipped when it arrives while its neighbours are processed. A mark
+// further ahead than the commit's record can describe is refused with
+// ErrMarkTooFarAhead, not reported as a lost partition.
+func TestParallelMarkOfAMessageNotDeliveredYet(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	s.produceKeyed("a", "b", "c", "d", "e")
+	var claim atomic.Pointer[ferry.Claim]
+	consumer := scripted{
+		initialized: func(cl *ferry.Claim) { claim.Store(cl) },
+		consume: func(_ context.Context, cl *ferry.Claim, b *ferry.Batch) error {
+			s.rec.record(b)
+			for _, m := range b.Messages {
+				cl.MarkAsConsumed(m)
+			}
+			return nil
+		},
+	}
+	app := s.start(s.routeTo(consumer.factory(), ferry.Parallel(4), ferry.ManualOffsets()))
+	s.waitSeen(5)
+	s.waitCommitted(map[int32]int64{0: 5})
+	cl := claim.Load()
+	ahead := func(o int64) *ferry.Message { return &ferry.Message{Topic: s.topic, Partition: 0, Offset: o} }
+	ctx := ctxFor(t, 15*time.Second)
+	if ok, err := cl.MarkAsConsumedSync(ctx, ahead(5)); !ok || err != nil {
+		t.Fatalf("MarkAsConsumedSync of the next message, not delivered yet = %v, %v; want true, nil", ok, err)
+	}
+	s.waitCommitted(map[int32]int64{0: 6})
+	if !cl.MarkAsConsumed(ahead(7)) {
+		t.Fatal("MarkAsConsumed of a message two ahead, not delivered yet = false; want true")
+	}
+	if ok, err := cl.MarkAsConsumedSync(ctx, ahead(10_000_000)); ok || !errors.Is(err, ferry.ErrMarkTooFarAhead) {
+		t.Errorf("MarkAsConsumedSync 10,000,000 offsets ahead = %v, %v; want false, ErrMarkTooFarAhead", ok, err)
+	}
+	if cl.MarkAsConsumed(ahead(10_000_000)) {
+		t.Error("MarkAsConsumed 10,000,000 offsets ahead = true; want false")
+	}
+	s.produceKeyed("f", "g", "h", "i") // offsets 5 to 8
+	s.waitCommitted(map[int32]int64{0: 9})
+	s.stop(app)
+	for o, want := range map[int64]int{5: 0, 6: 1, 7: 0, 8: 1} {
+		if got := s.rec.times(s.topic, 0, o); got != want {
+			t.Errorf("offset %d processed %d times, want %d", o, got, want)
+		}
+	}
+}

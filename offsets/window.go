@@ -55,6 +55,10 @@ func (w *Window) Add(offset int64) (skip, ok bool) {
 		w.restored = w.restored[1:]
 		skip = true
 	}
+	if w.started && offset < w.next { // finished before it arrived (MarkAhead)
+		w.last, w.any = offset, true
+		return true, true
+	}
 	w.offsets = append(w.offsets, offset)
 	w.done = append(w.done, false)
 	w.last, w.any = offset, true
@@ -87,6 +91,34 @@ func (w *Window) Done(offset int64) (next int64, advanced bool) {
 		w.offsets, w.done = w.offsets[:0:0], w.done[:0:0]
 	}
 	return w.next, true
+}
+
+// MarkAhead records that offset finished before it was added (a message
+// marked before its delivery): it counts as finished at once — in Next when
+// nothing unfinished is below it, else in Finished — and Add reports it as
+// skip when it arrives. It reports false, changing nothing, when offset was
+// added already (use Done) or the window has no position yet.
+func (w *Window) MarkAhead(offset int64) bool {
+	if !w.started || w.next < 0 || (w.any && offset <= w.last) || offset < w.next {
+		return false
+	}
+	if len(w.offsets) == 0 && offset == w.next {
+		w.next++
+		for len(w.restored) > 0 && w.restored[0] <= w.next {
+			if w.restored[0] == w.next {
+				w.next++
+			}
+			w.restored = w.restored[1:]
+		}
+		return true
+	}
+	i := sort.Search(len(w.restored), func(i int) bool { return w.restored[i] >= offset })
+	if i == len(w.restored) || w.restored[i] != offset {
+		w.restored = append(w.restored, 0)
+		copy(w.restored[i+1:], w.restored[i:])
+		w.restored[i] = offset
+	}
+	return true
 }
 
 // IsDone reports whether offset finished: below the committed position, or
@@ -122,6 +154,14 @@ func (w *Window) Finished() []int64 {
 		}
 	}
 	return append(out, w.restored...)
+}
+
+// Last is the highest offset added, or -1 before the first Add.
+func (w *Window) Last() int64 {
+	if !w.any {
+		return -1
+	}
+	return w.last
 }
 
 // Len is the number of offsets added and not yet released: in flight, or

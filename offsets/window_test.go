@@ -133,3 +133,49 @@ func TestWindowNextBeforeAnything(t *testing.T) {
 		t.Fatalf("Next = %d, want 42: nothing below the first delivered offset is outstanding", w.Next())
 	}
 }
+
+// K7, M2: an offset marked before it was added counts as finished: at once
+// in Next when nothing unfinished is below it, else in Finished; Add reports
+// it as skip when it arrives.
+func TestWindowMarkAhead(t *testing.T) {
+	var w Window
+	w.Restore(10, []int64{12})
+	if !w.MarkAhead(10) || w.Next() != 11 {
+		t.Fatalf("MarkAhead(10) on an empty window at 10: Next = %d, want 11", w.Next())
+	}
+	if !w.MarkAhead(11) || w.Next() != 13 { // 12 finished under an earlier owner
+		t.Fatalf("MarkAhead(11): Next = %d, want 13", w.Next())
+	}
+	for _, o := range []int64{10, 11, 12} {
+		if skip, ok := w.Add(o); !skip || !ok {
+			t.Fatalf("Add(%d) = %v, %v; want skip", o, skip, ok)
+		}
+	}
+	if skip, _ := w.Add(13); skip {
+		t.Fatal("Add(13) skipped a message nobody marked")
+	}
+	if !w.MarkAhead(15) || !w.MarkAhead(15) {
+		t.Fatal("MarkAhead(15) refused")
+	}
+	if w.MarkAhead(13) {
+		t.Fatal("MarkAhead(13), an added offset, = true; want false (Done)")
+	}
+	if got := w.Finished(); !slices.Equal(got, []int64{15}) {
+		t.Fatalf("Finished = %v, want [15]", got)
+	}
+	if skip, _ := w.Add(14); skip {
+		t.Fatal("Add(14) skipped")
+	}
+	if skip, _ := w.Add(15); !skip {
+		t.Fatal("Add(15) not skipped")
+	}
+	w.Done(13)
+	w.Done(14)
+	if w.Next() != 16 {
+		t.Fatalf("Next = %d, want 16", w.Next())
+	}
+	var empty Window
+	if empty.MarkAhead(3) {
+		t.Fatal("MarkAhead on a window without a position = true")
+	}
+}

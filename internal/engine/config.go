@@ -117,6 +117,11 @@ func (e *MessageError) Unwrap() error { return e.Err }
 // its offsets are committed by its transactions.
 var ErrTransactional = errors.New("ferry: offsets of an exactly-once topic are committed by its transactions")
 
+// ErrMarkTooFarAhead refuses a mark, in a parallel partition, of a message
+// not delivered yet and further ahead of the oldest unfinished one than the
+// commit's record of finished messages can describe (K4, K7).
+var ErrMarkTooFarAhead = errors.New("ferry: marked message too far ahead of the oldest unfinished one")
+
 // ErrNotOwned, returned (wrapped) by a worker, says another member owns the
 // partition now, as something outside Kafka (a fencing token in a
 // database) found out: the partition is dropped as if its assignment were

@@ -74,8 +74,14 @@ func (p *Partition) CommittedMetadata() string {
 // false, storing nothing, when the partition is no longer owned or r belongs
 // to another partition (M2).
 func (p *Partition) Mark(r *kgo.Record, metadata string) bool {
+	ok, _ := p.mark(r, metadata)
+	return ok
+}
+
+// mark is Mark, with the reason a mark of an owned partition was refused.
+func (p *Partition) mark(r *kgo.Record, metadata string) (bool, error) {
 	if r.Topic != p.topic.Name || r.Partition != p.id {
-		return false
+		return false, nil
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -84,20 +90,22 @@ func (p *Partition) Mark(r *kgo.Record, metadata string) bool {
 		// commit any more; the transaction the mark was meant to join
 		// aborts, and the new owner processes the messages again.
 		p.g.txn.fail(p.g.txn.current(), errMarkAfterRevocation)
-		return false
+		return false, nil
 	}
 	if !p.state.marksAccepted() {
-		return false
+		return false, nil
 	}
 	if p.par != nil {
 		// K7: a mark is per message; the commit moves as the finished
 		// prefix allows.
+		if err := p.par.markLocked(r); err != nil {
+			return false, err
+		}
 		p.par.user = metadata
-		p.par.doneLocked(r)
-		return true
+		return true, nil
 	}
 	p.tracker.Mark(offsets.Mark{Offset: r.Offset + 1, Epoch: r.LeaderEpoch, Metadata: metadata})
-	return true
+	return true, nil
 }
 
 // MarkSync stores the mark and commits before returning (M3). It reports
@@ -106,8 +114,8 @@ func (p *Partition) MarkSync(ctx context.Context, r *kgo.Record, metadata string
 	if p.g.eos {
 		return false, ErrTransactional
 	}
-	if !p.Mark(r, metadata) {
-		return false, nil
+	if ok, err := p.mark(r, metadata); !ok {
+		return false, err
 	}
 	ok, err := p.CommitSync(ctx)
 	if !ok || err != nil || p.par == nil {

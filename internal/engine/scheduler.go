@@ -72,6 +72,22 @@ func (s *parallelState) doneLocked(r *kgo.Record) {
 	}
 }
 
+// markLocked records a mark of r (K7). A message not delivered yet counts
+// as finished at once and is skipped when it arrives, as a sequential
+// partition's mark moves its position past it (M2) — unless it lies further
+// ahead than the record of finished messages can describe (K4).
+func (s *parallelState) markLocked(r *kgo.Record) error {
+	w := &s.window
+	if w.IsDone(r.Offset) || w.Len() > 0 && r.Offset <= w.Last() {
+		s.doneLocked(r) // delivered (or never will be: a gap)
+		return nil
+	}
+	if w.SpanWith(r.Offset) > offsets.MaxSpan(s.user) || !w.MarkAhead(r.Offset) {
+		return ErrMarkTooFarAhead
+	}
+	return nil
+}
+
 // coveredLocked reports whether the acknowledged commit records offset as
 // done: below the committed offset or in its record (K7).
 func (s *parallelState) coveredLocked(offset int64) bool {
