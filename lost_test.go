@@ -230,3 +230,36 @@ func TestCommitRefusedToRemovedMemberIsNotRetried(t *testing.T) {
 		t.Errorf("a commit refused because the member was removed is reported as retried:\n%s", logs)
 	}
 }
+
+// A7: as above, but nothing is produced after the refused commit: the
+// partition, kept by franz-go's rejoin, is consumed again from the committed
+// offset at once, so the refused message is processed again and committed
+// without waiting for new messages on an idle partition.
+func TestCommitRefusedOnAnIdlePartitionIsRedeliveredPromptly(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	s.produce(0, 5)
+	instance := ferrytest.UniqueName("member")
+	log, sink := testLogger(t)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(sink.String())
+		}
+	})
+	app := s.start(ferry.Logger(log), ferry.CommitInterval(100*time.Millisecond),
+		ferry.ClientOptions(kgo.InstanceID(instance), kgo.SessionTimeout(30*time.Second), kgo.HeartbeatInterval(8*time.Second)),
+		s.route(s.rec.fn()))
+	s.waitSeen(5)
+	s.waitCommittedAt(0, 5)
+	resp, err := s.c.Admin().LeaveGroup(ctxFor(t, 10*time.Second), kadm.LeaveGroup(s.group).InstanceIDs(instance))
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatalf("removing the member from its group: %v", err)
+	}
+	s.produce(0, 1)
+	s.waitUntil("refused a commit", func() bool { return strings.Contains(sink.String(), "refused a commit") })
+	s.waitUntil("delivered the refused message again", func() bool { return s.rec.times(s.topic, 0, 5) >= 2 })
+	s.waitCommittedAt(0, 6)
+	s.stop(app)
+}

@@ -611,13 +611,22 @@ func (g *group) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string
 		}
 	}
 	g.log.Info("ferry: partitions assigned", "assigned", partitionList(assigned))
+	// kgo calls this after every join, also one that assigned nothing
+	// new: a partition dropped after a refused commit and not revoked
+	// since is still assigned, and is consumed again now from the
+	// committed offset — not when its next records come (A7).
+	for _, p := range g.parts {
+		g.restartKeptLocked(p)
+	}
 }
 
 // restartKept gives a new instance to a partition dropped after a refused
 // commit that kgo kept: kgo rejoined without letting it go, so no
-// assignment callback will. The new instance starts from the group's
-// committed offset. It gives up when a rebalance is in progress; the next
-// fetch of the partition tries again.
+// assignment callback names it. The new instance starts from the group's
+// committed offset. The assignment callback that ends kgo's rejoin does
+// this at once (onAssigned); the poll loop, when the partition's records
+// come first, too. It gives up when a rebalance is in progress; that
+// rebalance's assignment, or the next fetch of the partition, tries again.
 func (g *group) restartKept(old *Partition) {
 	if !g.rebalanceMu.TryLock() {
 		return
@@ -625,6 +634,11 @@ func (g *group) restartKept(old *Partition) {
 	defer g.rebalanceMu.Unlock()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.restartKeptLocked(old)
+}
+
+// restartKeptLocked is restartKept with rebalanceMu and mu held.
+func (g *group) restartKeptLocked(old *Partition) {
 	k := tp{old.topic.Name, old.id}
 	if g.shutting || g.parts[k] != old || !old.keptAfterLoss() {
 		return
