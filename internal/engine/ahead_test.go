@@ -77,3 +77,37 @@ func TestDetachCopiesRecordsOutOfTheirFetch(t *testing.T) {
 		t.Errorf("copies overlap: %q %q", v, got[1].Key)
 	}
 }
+
+// A consumer counts as slow below minAhead per slowSpan and fast again only
+// above twice that: one draining at about the threshold keeps one way of
+// fetching instead of switching at every sample.
+func TestSlowConsumerStaysSlowNearTheThreshold(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	threshold := float64(minAhead) / slowSpan.Seconds() // bytes per second
+	g := &group{room: make(chan struct{}, 1)}
+	g.budget(t0)
+	now := t0
+	run := func(perSec float64, samples int) {
+		for range samples {
+			now = now.Add(rateEvery)
+			g.drain(int(perSec * rateEvery.Seconds()))
+			g.budget(now)
+		}
+	}
+	run(0.9*threshold, 10)
+	if !g.slow.Load() {
+		t.Fatalf("not slow at 0.9× the threshold (rate %.0f B/s)", g.rate)
+	}
+	run(1.1*threshold, 10)
+	if !g.slow.Load() {
+		t.Errorf("fast again at 1.1× the threshold (rate %.0f B/s); want slow until twice it", g.rate)
+	}
+	run(2.5*threshold, 10)
+	if g.slow.Load() {
+		t.Errorf("still slow at 2.5× the threshold (rate %.0f B/s)", g.rate)
+	}
+	run(1.1*threshold, 10)
+	if g.slow.Load() {
+		t.Errorf("slow again at 1.1× the threshold (rate %.0f B/s); want fast until below it", g.rate)
+	}
+}

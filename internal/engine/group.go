@@ -148,7 +148,13 @@ func (g *group) budget(now time.Time) int64 {
 		}
 		g.rateAt, g.rateBase = now, d
 	}
+	// Slow below minAhead per slowSpan; fast again only above twice that,
+	// so a consumer draining at about the threshold does not switch
+	// between the two ways at every sample.
 	slow := g.measured && g.rate*slowSpan.Seconds() < minAhead
+	if g.slow.Load() {
+		slow = g.rate*slowSpan.Seconds() < 2*minAhead
+	}
 	b := int64(minAhead)
 	if !slow {
 		b = min(max(int64(g.rate*aheadSpan.Seconds()), minAhead), fetchAhead)
