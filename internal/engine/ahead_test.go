@@ -111,3 +111,34 @@ func TestSlowConsumerStaysSlowNearTheThreshold(t *testing.T) {
 		t.Errorf("slow again at 1.1× the threshold (rate %.0f B/s); want fast until below it", g.rate)
 	}
 }
+
+// A batch is cut only once the partition holds a worker slot: while the
+// pool is busy the records stay queued, where a slow consumer's poll can
+// copy them out of their fetch, instead of a cut batch holding it.
+func TestBatchIsCutOnlyWithAWorkerSlot(t *testing.T) {
+	p := testPartition(10, time.Second)
+	p.g.slots = make(chan struct{}, 1)
+	p.g.slots <- struct{}{} // the pool is busy
+	p.push(records(0, 25), 1000, time.Now())
+	got := make(chan []*kgo.Record)
+	go func() {
+		b, _ := p.next()
+		got <- b
+	}()
+	time.Sleep(50 * time.Millisecond)
+	p.mu.Lock()
+	queued := p.queued
+	p.mu.Unlock()
+	if queued != 25 {
+		t.Fatalf("%d records queued while waiting for a slot, want all 25: a batch was cut before it could run", queued)
+	}
+	<-p.g.slots // a slot frees
+	select {
+	case b := <-got:
+		if len(b) != 10 || b[0].Offset != 0 || len(p.g.slots) != 1 {
+			t.Fatalf("batch of %d from %d with %d slots taken, want 10 from 0 holding the slot", len(b), b[0].Offset, len(p.g.slots))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no batch after a slot freed")
+	}
+}

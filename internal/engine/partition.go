@@ -15,7 +15,6 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/ferrykit/ferry/event"
 	"github.com/ferrykit/ferry/offsets"
@@ -178,12 +177,9 @@ func (p *Partition) run() {
 		p.runParallel(w)
 	}
 	for !p.g.eos && p.par == nil {
-		batch, ok := p.next()
+		batch, ok := p.next() // with a slot of the worker pool
 		if !ok {
 			break
-		}
-		if !p.takeSlot(&batch) {
-			continue // never started: the next owner fetches it again
 		}
 		failed := p.consumeHeld(w, batch)
 		<-p.g.slots
@@ -369,35 +365,4 @@ func guard(fn func() error) (err error) {
 		}
 	}()
 	return fn()
-}
-
-// slotWait is how long a cut batch waits for a worker slot before it is
-// copied out of its fetch (see detach): the slots are busy with slow
-// consumers, and the batch would keep the whole fetch in memory meanwhile.
-const slotWait = 5 * time.Millisecond
-
-// takeSlot waits for a worker slot for batch, copying it out of its fetch
-// if the wait is long. It reports false if the partition stopped first.
-func (p *Partition) takeSlot(batch *[]*kgo.Record) bool {
-	select {
-	case p.g.slots <- struct{}{}:
-		return true
-	default:
-	}
-	wait := time.NewTimer(slotWait)
-	defer wait.Stop()
-	select {
-	case p.g.slots <- struct{}{}:
-		return true
-	case <-p.stop:
-		return false
-	case <-wait.C:
-		*batch = detach(*batch)
-	}
-	select {
-	case p.g.slots <- struct{}{}:
-		return true
-	case <-p.stop:
-		return false
-	}
 }

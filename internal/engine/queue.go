@@ -107,15 +107,16 @@ func (p *Partition) syncPauseLocked() {
 // the oldest queued record waited MaxWait, or the fetch reached the end of
 // the partition. It returns nil when no batch is due.
 func (p *Partition) takeLocked(now time.Time) []*kgo.Record {
+	if !p.dueLocked(now) {
+		return nil
+	}
+	return p.cutLocked(min(p.queued, p.topic.MaxMessages))
+}
+
+// dueLocked reports whether a batch is due (see takeLocked).
+func (p *Partition) dueLocked(now time.Time) bool {
 	n := p.queued
-	if n == 0 {
-		return nil
-	}
-	max := p.topic.MaxMessages
-	if n < max && !p.caughtUp && now.Sub(p.chunks[0].at) < p.topic.MaxWait {
-		return nil
-	}
-	return p.cutLocked(min(n, max))
+	return n > 0 && (n >= p.topic.MaxMessages || p.caughtUp || now.Sub(p.chunks[0].at) >= p.topic.MaxWait)
 }
 
 // cutLocked removes the first k queued records (k <= p.queued) and returns
@@ -219,10 +220,15 @@ func (p *Partition) setFullLocked(full bool) {
 	}
 }
 
-// next waits for the next batch. It returns false once no new batch may
-// start (revocation, loss, shutdown).
+// next waits for the next batch and a slot of the app's worker pool, and
+// cuts the batch only once it holds the slot: a batch cut while it waits
+// for a slot would keep its whole fetch in memory meanwhile (see detach),
+// while the records left queued can be copied out of it. It returns false,
+// holding no slot, once no new batch may start (revocation, loss,
+// shutdown).
 func (p *Partition) next() ([]*kgo.Record, bool) {
 	var timer *time.Timer
+	slot := false
 	defer func() {
 		if timer != nil {
 			timer.Stop()
@@ -233,19 +239,41 @@ func (p *Partition) next() ([]*kgo.Record, bool) {
 		p.mu.Lock()
 		if p.state != owned {
 			p.mu.Unlock()
+			if slot {
+				<-p.g.slots
+			}
 			return nil, false
 		}
 		if req := p.takeSeekLocked(); req != nil { // O5
 			p.mu.Unlock()
+			if slot {
+				<-p.g.slots // not held idle while the seek applies
+				slot = false
+			}
 			p.applySeek(req)
 			continue
 		}
-		if batch := p.takeLocked(now); batch != nil {
+		if p.dueLocked(now) {
+			if !slot {
+				p.mu.Unlock()
+				select {
+				case p.g.slots <- struct{}{}:
+					slot = true
+				case <-p.stop:
+				}
+				continue
+			}
+			batch := p.takeLocked(now)
 			p.tracker.Start(batch[0].Offset)
 			news := p.newsLocked()
 			p.mu.Unlock()
 			p.tell(news)
 			return batch, true
+		}
+		if slot {
+			// The queue was cleared (a seek) while waiting for the slot.
+			<-p.g.slots
+			slot = false
 		}
 		var due <-chan time.Time
 		if p.queued > 0 {
