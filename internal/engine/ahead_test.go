@@ -2,6 +2,8 @@ package engine
 
 import (
 	"bytes"
+	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,6 +111,102 @@ func TestSlowConsumerStaysSlowNearTheThreshold(t *testing.T) {
 	run(1.1*threshold, 10)
 	if g.slow.Load() {
 		t.Errorf("slow again at 1.1× the threshold (rate %.0f B/s); want fast until below it", g.rate)
+	}
+}
+
+// A slow consumer's batch cut from records still in their fetch pins that
+// fetch for the poll loop, which waits for it before polling again (so the
+// fetch is freed before kgo reads the next one); a batch of copies pins
+// nothing, nor does a batch of an older poll's fetch, nor does anything
+// while the consumers are fast.
+func TestSlowPollWaitsForBatchesHoldingTheLastFetch(t *testing.T) {
+	p := testPartition(10, time.Second)
+	g := p.g
+	g.seekCh = make(chan struct{}, 1)
+	g.slow.Store(true)
+	g.nextGen()
+	p.push(records(0, 25), 1000, time.Now())
+	b := p.takeLocked(time.Now())
+	if len(b) != 10 || p.cutFrom != g.gen {
+		t.Fatalf("batch of %d cut from poll %d, want 10 from poll %d (its fetch)", len(b), p.cutFrom, g.gen)
+	}
+	held := g.pin(p.cutFrom)
+
+	// The poll waits for the batch, however long it runs (within the
+	// bound), and goes on once it is done.
+	var released atomic.Bool
+	done := make(chan bool)
+	go func() { done <- g.waitUnpinned(context.Background(), time.Minute) }()
+	select {
+	case <-done:
+		t.Fatal("the poll did not wait for the batch holding the last fetch")
+	case <-time.After(20 * time.Millisecond):
+	}
+	released.Store(true)
+	g.unpin(held)
+	select {
+	case ok := <-done:
+		if !ok || !released.Load() {
+			t.Fatalf("waitUnpinned = %v before the batch finished", ok)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the poll still waits after the batch finished")
+	}
+
+	// Copies pin nothing.
+	p.detachQueued()
+	if b := p.takeLocked(time.Now()); len(b) != 10 || p.cutFrom != 0 || g.pin(p.cutFrom) != 0 {
+		t.Fatalf("a batch of copies (%d records) pins poll %d", len(b), p.cutFrom)
+	}
+
+	// A batch of an older poll does not hold the next poll up: waiting
+	// would not free the newest fetch.
+	clearQueue := func() {
+		p.mu.Lock()
+		p.clearQueueLocked()
+		p.mu.Unlock()
+	}
+	clearQueue()
+	p.push(records(100, 25), 1000, time.Now())
+	b = p.takeLocked(time.Now())
+	held = g.pin(p.cutFrom)
+	if held == 0 {
+		t.Fatal("a batch from the newest fetch is not pinned")
+	}
+	g.nextGen()
+	if !g.waitUnpinned(context.Background(), time.Minute) {
+		t.Fatal("waitUnpinned failed")
+	}
+	g.unpin(held) // late: counts for nothing
+	if g.pinned != 0 {
+		t.Fatalf("%d pinned after a batch of an older poll finished", g.pinned)
+	}
+
+	// A stuck batch holds the poll up only for the bound (B3), and the
+	// poll stops waiting when the group stops.
+	clearQueue()
+	p.push(records(200, 25), 1000, time.Now())
+	p.takeLocked(time.Now())
+	if held = g.pin(p.cutFrom); held == 0 {
+		t.Fatal("a batch from the newest fetch is not pinned")
+	}
+	if !g.waitUnpinned(context.Background(), time.Millisecond) {
+		t.Fatal("waitUnpinned with a stuck batch failed")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if g.waitUnpinned(ctx, time.Minute) {
+		t.Fatal("waitUnpinned = true after the group stopped")
+	}
+	g.unpin(held)
+
+	// Fast consumers pin nothing: their polls never wait.
+	g.slow.Store(false)
+	clearQueue()
+	p.push(records(300, 25), 1000, time.Now())
+	p.takeLocked(time.Now())
+	if p.cutFrom == 0 || g.pin(p.cutFrom) != 0 {
+		t.Fatal("a fast consumer's batch pins its fetch")
 	}
 }
 

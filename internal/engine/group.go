@@ -74,6 +74,14 @@ type group struct {
 	rateAt    time.Time    // when rate was last sampled
 	rateBase  int64        // drained at rateAt
 
+	// Fetch pins, for a slow consumer's poll (see waitUnpinned): gen
+	// numbers the polls (written by the poll loop under pinMu); pinned
+	// counts the batches in flight that hold records still in the memory
+	// of poll gen's fetches.
+	pinMu  sync.Mutex
+	gen    uint64
+	pinned int
+
 	pollMu     sync.Mutex
 	pollCancel context.CancelFunc // cancels the poll in progress
 	seekWanted bool               // a partition asked the poll loop to seek
@@ -88,10 +96,12 @@ type group struct {
 // without discarding fetched data. The budget follows how fast the
 // consumers drain the queues: what they take in aheadSpan at their recent
 // rate, between minAhead and fetchAhead. Consumers that drain less than
-// minAhead in slowSpan (about 50 MB/s) are slow: their budget is minAhead,
-// and records that may wait long are copied out of their fetch (see
-// detach), so they hold about what a plain poll loop would — the records in
-// hand plus kgo's one buffered fetch — not fixed budgets' worth.
+// minAhead in slowSpan (about 50 MB/s) are slow, until they drain twice
+// that: their budget is minAhead; before each poll the records left of the
+// previous one are copied out of their fetch (see detach) and the poll
+// waits for the batches in flight that still hold it (waitUnpinned), so
+// they hold about what a plain poll loop would — the fetch in hand plus
+// kgo's one buffered fetch — not fixed budgets' worth.
 const (
 	fetchAhead = 16 << 20
 	minAhead   = 1 << 20
@@ -162,6 +172,102 @@ func (g *group) budget(now time.Time) int64 {
 	g.limit.Store(b)
 	g.slow.Store(slow)
 	return b
+}
+
+// pinWait bounds how long a slow consumer's poll waits for the batches
+// that hold the previous poll's fetches (waitUnpinned).
+const pinWait = 100 * time.Millisecond
+
+// pin notes that a batch handed to a consumer holds records still in the
+// memory of poll gen's fetches (0: it holds copies only). It returns gen if
+// the consumers are slow and that is the newest poll — the one the poll
+// loop may wait for — else 0; pass the result to unpin when the batch is
+// done.
+func (g *group) pin(gen uint64) uint64 {
+	if gen == 0 || !g.slow.Load() {
+		return 0
+	}
+	g.pinMu.Lock()
+	defer g.pinMu.Unlock()
+	if gen != g.gen {
+		return 0
+	}
+	g.pinned++
+	return gen
+}
+
+// unpin notes that a batch pin counted has finished.
+func (g *group) unpin(gen uint64) {
+	if gen == 0 {
+		return
+	}
+	g.pinMu.Lock()
+	defer g.pinMu.Unlock()
+	if gen == g.gen {
+		if g.pinned--; g.pinned == 0 {
+			select {
+			case g.room <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// nextGen starts the next poll's generation: batches holding the fetches
+// of earlier polls no longer count. Only the poll loop calls it.
+func (g *group) nextGen() {
+	g.pinMu.Lock()
+	g.gen++
+	g.pinned = 0
+	g.pinMu.Unlock()
+}
+
+// waitUnpinned holds a slow consumer's next poll until the batches in
+// flight that hold records of the previous poll's fetches have finished
+// (the records still queued were copied out of them: detachQueued). Then
+// those fetches are freed before kgo reads the next one, which it starts as
+// soon as the poll took the one it buffered: otherwise three fetches would
+// be in memory at once — the one pinned, the one polled and the one kgo
+// reads — where a plain poll loop has two. It waits at most what the
+// records queued take to drain at the measured rate (pinBound), so the
+// consumers do not run dry meanwhile, nor a stuck batch holds the others up
+// (B3); seeks are applied meanwhile. It reports false when ctx ended.
+func (g *group) waitUnpinned(ctx context.Context, wait time.Duration) bool {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		g.pinMu.Lock()
+		pinned := g.pinned
+		g.pinMu.Unlock()
+		if pinned <= 0 || wait <= 0 {
+			return true
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-g.room:
+		case <-timer.C:
+			return true
+		case <-g.seekCh:
+			g.applySeeks()
+		}
+	}
+}
+
+// pinBound is how long the next poll may wait for pinned batches: what
+// the records queued take to drain at the measured rate, at most pinWait.
+func (g *group) pinBound() time.Duration {
+	if g.rate <= 0 {
+		return 0
+	}
+	return min(pinWait, time.Duration(float64(max(g.ahead.Load(), 0))/g.rate*float64(time.Second)))
 }
 
 // waitForRoom blocks the poll loop while more than the budget is queued,
@@ -474,14 +580,20 @@ func (g *group) pollLoop(ctx context.Context) error {
 		if !g.waitForRoom(ctx) {
 			return nil
 		}
-		if g.slow.Load() && g.ahead.Load() > 0 {
+		if g.slow.Load() {
 			// A slow consumer: what is left of the previous fetch
-			// (under the budget) is copied so that fetch can go.
-			g.mu.RLock()
-			for _, p := range g.parts {
-				p.detachQueued()
+			// (under the budget) is copied so that fetch can go once
+			// the batches in flight that hold it finish.
+			if g.ahead.Load() > 0 {
+				g.mu.RLock()
+				for _, p := range g.parts {
+					p.detachQueued()
+				}
+				g.mu.RUnlock()
 			}
-			g.mu.RUnlock()
+			if !g.waitUnpinned(ctx, g.pinBound()) {
+				return nil
+			}
 		}
 		pctx, cancel := context.WithCancel(ctx)
 		g.pollMu.Lock()
@@ -500,6 +612,7 @@ func (g *group) pollLoop(ctx context.Context) error {
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return nil
 		}
+		g.nextGen() // what this poll pushes
 		if err := g.logFetchErrors(fetches); err != nil {
 			return err
 		}

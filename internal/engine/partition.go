@@ -79,6 +79,11 @@ type Partition struct {
 
 	// Owned by the worker goroutine.
 	failures int
+	// cutFrom: the poll whose fetch the batch cut last holds records of
+	// (0: copies only); holds: the one the running batch pins for the poll
+	// loop (group.pin), 0 for none.
+	cutFrom uint64
+	holds   uint64
 
 	// news: events that happened under mu, reported once it is released
 	// (observe.go); nil unless someone subscribed.
@@ -228,7 +233,10 @@ const slotBatches = 8
 // to retry, if any.
 func (p *Partition) consumeHeld(w Worker, batch []*kgo.Record) *failure {
 	for held := 1; ; held++ {
-		if f := p.consume(w, batch); f != nil {
+		f := p.consume(w, batch)
+		p.g.unpin(p.holds) // the batch no longer keeps its fetch for the poll loop
+		p.holds = 0
+		if f != nil {
 			return f
 		}
 		if held == slotBatches {

@@ -21,6 +21,16 @@ type chunk struct {
 	bytes    int       // approximate size of the records left, for QueueBytes
 	per      int       // average record size
 	detached bool      // recs are copies that no longer hold the fetch in memory (detach)
+	gen      uint64    // the poll that fetched them (group.gen)
+}
+
+// fetchGen returns the poll whose fetch the chunk's records are still in,
+// or 0 if they are copies.
+func (c *chunk) fetchGen() uint64 {
+	if c.detached {
+		return 0
+	}
+	return c.gen
 }
 
 // take removes the chunk's first k records and returns their bytes.
@@ -55,7 +65,8 @@ func (p *Partition) push(recs []*kgo.Record, end int64, now time.Time) {
 		p.processed.Store(recs[0].Offset) // nothing processed before the first fetch
 	}
 	size := chunkSize(recs)
-	p.chunks = append(p.chunks, chunk{recs: recs, at: now, bytes: size, per: size / len(recs)})
+	// The poll loop is the only writer of gen, and push runs on it.
+	p.chunks = append(p.chunks, chunk{recs: recs, at: now, bytes: size, per: size / len(recs), gen: p.g.gen})
 	p.queued += len(recs)
 	p.addBytesLocked(size)
 	p.caughtUp = end >= 0 && recs[len(recs)-1].Offset+1 >= end
@@ -124,14 +135,19 @@ func (p *Partition) dueLocked(now time.Time) bool {
 func (p *Partition) cutLocked(k int) []*kgo.Record {
 	max := p.topic.MaxMessages
 	var batch []*kgo.Record
+	p.cutFrom = 0
 	if head := &p.chunks[0]; len(head.recs) >= k {
 		batch = head.recs[:k:k] // no copy; capped so appends cannot reach the rest
+		p.cutFrom = head.fetchGen()
 		p.addBytesLocked(-head.take(k))
 	} else {
 		batch = make([]*kgo.Record, 0, k)
 		for len(batch) < k {
 			head := &p.chunks[0]
 			n := min(k-len(batch), len(head.recs))
+			if gen := head.fetchGen(); gen > p.cutFrom {
+				p.cutFrom = gen
+			}
 			batch = append(batch, head.recs[:n]...)
 			p.addBytesLocked(-head.take(n))
 			if len(head.recs) == 0 {
@@ -265,6 +281,7 @@ func (p *Partition) next() ([]*kgo.Record, bool) {
 			}
 			batch := p.takeLocked(now)
 			p.tracker.Start(batch[0].Offset)
+			p.holds = p.g.pin(p.cutFrom)
 			news := p.newsLocked()
 			p.mu.Unlock()
 			p.tell(news)
@@ -304,6 +321,7 @@ func (p *Partition) due() []*kgo.Record {
 	batch := p.takeLocked(time.Now())
 	if batch != nil {
 		p.tracker.Start(batch[0].Offset)
+		p.holds = p.g.pin(p.cutFrom)
 	}
 	news := p.newsLocked()
 	p.mu.Unlock()
