@@ -168,3 +168,50 @@ func TestExactlyOnceRecoversWhenTransactionCannotBegin(t *testing.T) {
 		t.Errorf("the log does not say the transaction could not begin and transactions resumed:\n%.3000s", logs)
 	}
 }
+
+// S3: a transaction's end is not confirmed (the broker drops the
+// connection), and the broker answers every InitProducerID of the restart
+// with UNKNOWN_SERVER_ERROR, a failure franz-go keeps for the client's life:
+// the producer can never be initialised again. The member does not retry
+// forever: Run returns an error saying so.
+func TestExactlyOnceStopsWhenTheProducerIDFailsForGood(t *testing.T) {
+	s := newScenario(t, embedded(t), 1) // answers through kfake
+	out := topic(t, s.c, 1)
+	log, sink := testLogger(t)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(sink.String())
+		}
+	})
+	app := s.startTransactional(ferry.Logger(log),
+		ferry.ClientOptions(kgo.RequestRetries(2), kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond })),
+		s.route(copier(out, nil), ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(5)))
+	s.produce(0, 10)
+	waitOutputs(t, s.c, out, 10)
+	var inits atomic.Int32
+	s.c.Fake.ControlKey(int16(kmsg.InitProducerID), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		s.c.Fake.KeepControl()
+		if req.(*kmsg.InitProducerIDRequest).TransactionalID == nil {
+			return nil, nil, false // the test's own producer
+		}
+		inits.Add(1)
+		resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
+		resp.ErrorCode = kerr.UnknownServerError.Code
+		return resp, nil, true
+	})
+	s.c.Fake.ControlKey(int16(kmsg.EndTxn), func(kmsg.Request) (kmsg.Response, error, bool) {
+		s.c.Fake.KeepControl()
+		return nil, errors.New("the broker is away"), true // closes the connection: the end is unconfirmed
+	})
+	s.produce(0, 10)
+	select {
+	case err := <-app.done:
+		app.done <- err
+		t.Logf("Run = %v", err)
+		if !errors.Is(err, kerr.UnknownServerError) {
+			t.Fatalf("Run = %v, want an error wrapping UNKNOWN_SERVER_ERROR", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("Run still retrying after 30 s (%d InitProducerID requests answered UNKNOWN_SERVER_ERROR)", inits.Load())
+	}
+}

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"time"
@@ -29,9 +31,14 @@ import (
 //     no pending transactional commit), and every owned partition resumes
 //     there — past the round if it did commit, at its start if it did not.
 //
-// Each step is retried every second while the broker is away; only a
-// refusal (the member was fenced by another instance, or is not authorised)
-// ends the group.
+// Each step is retried every second while the broker is away (a closed or
+// refused connection, a timeout) or answers with an error that may clear,
+// and the wait is logged. A failure that cannot clear ends the group (Run
+// returns it): a refusal (the member was fenced by another instance, or is
+// not authorised), a TLS certificate that fails verification, or a
+// producer id failure franz-go keeps for the client's life (a non-retriable
+// answer to InitProducerID such as UNKNOWN_SERVER_ERROR, which every later
+// ProducerID call returns without asking the broker again).
 
 // txnFatal reports whether a transactional failure leaves the producer
 // unusable: fenced by another instance, refused by the broker for good, or
@@ -69,8 +76,11 @@ func (g *group) restartTxns(ctx context.Context, what string, cause error) error
 		if denied := g.notAuthorized("", err); denied != nil {
 			return denied // T3
 		}
-		if txnFatal(err) {
+		if txnFatal(err) || errors.Is(err, errProducerIDKept) {
 			return fmt.Errorf("ferry: group %q: starting transactions again: %w", g.cfg.Name, err)
+		}
+		if certificateRefused(err) { // T2: a broker restarting cannot cause this
+			return fmt.Errorf("ferry: group %q: starting transactions again: %w: %w", g.cfg.Name, ErrTLS, err)
 		}
 		if ok, held := g.fetchLogs.allow("\x00transactions", time.Now()); ok {
 			g.log.Warn("ferry: cannot start transactions again yet; retrying", "err", err, "repeats_not_logged", held)
@@ -95,12 +105,55 @@ func (g *group) restartTxnsOnce(ctx context.Context) error {
 	// former, and ProducerID reloads the id now (InitProducerID), before
 	// anything is produced again.
 	if err := g.cl.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		if _, _, perr := g.cl.ProducerID(ctx); producerIDKept(perr) {
+			return fmt.Errorf("%w: %w", errProducerIDKept, perr)
+		}
 		return err
 	}
 	if _, _, err := g.cl.ProducerID(ctx); err != nil {
+		if producerIDKept(err) {
+			return fmt.Errorf("%w: %w", errProducerIDKept, err)
+		}
 		return err
 	}
 	return g.resumeFromCommitted(ctx)
+}
+
+// certificateRefused reports whether err is a TLS certificate that failed
+// verification, on either side: unlike a closed connection, which a broker
+// restarting causes too, retrying does not clear it.
+func certificateRefused(err error) bool {
+	var verify *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var alert tls.AlertError
+	return errors.As(err, &verify) || errors.As(err, &unknownCA) || errors.As(err, &hostname) ||
+		errors.As(err, &invalid) || errors.As(err, &alert)
+}
+
+// errProducerIDKept: the producer id failed with an answer franz-go keeps
+// for the client's life; no retry can start transactions on this client.
+var errProducerIDKept = errors.New("the producer id cannot be initialised again: franz-go keeps the broker's answer for the client's life")
+
+// producerIDKept reports whether err, from ProducerID after an abort that
+// recovers what franz-go can recover, is a failure franz-go keeps: a
+// non-retriable Kafka answer to InitProducerID (UNKNOWN_SERVER_ERROR, say)
+// is stored and returned by every later call, without asking the broker
+// again. Transport failures and retriable answers are not stored (the next
+// call asks again), and the failures franz-go's abort recovers from (an
+// unknown producer id, its epoch or mapping no longer valid, an abortable
+// transaction) are not counted: the next attempt's abort reloads the id.
+func producerIDKept(err error) bool {
+	ke, ok := errors.AsType[*kerr.Error](err)
+	if !ok || ke.Retriable {
+		return false
+	}
+	switch ke {
+	case kerr.UnknownProducerID, kerr.InvalidProducerIDMapping, kerr.InvalidProducerEpoch, kerr.TransactionAbortable:
+		return false
+	}
+	return true
 }
 
 // resumeFromCommitted reads the group's committed offsets from the broker
