@@ -253,6 +253,46 @@ func TestTypedConsumerDeadLettersUndecodable(t *testing.T) {
 	}
 }
 
+// E3: a tombstone (nil value) is not undecodable: a typed JSON consumer
+// hands it on with the zero value and Tombstone true, in offset order among
+// the others, and nothing goes to the dead-letter topic. An empty value is
+// still decoded, and is undecodable JSON.
+func TestTypedConsumerPassesTombstones(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	dlq := topic(t, s.c, 1)
+	recs := []*kgo.Record{
+		{Partition: 0, Key: []byte("a"), Value: []byte(`{"id":1,"cents":100}`)},
+		{Partition: 0, Key: []byte("a")}, // tombstone
+		{Partition: 0, Key: []byte("b"), Value: []byte{}},
+		{Partition: 0, Key: []byte("c"), Value: []byte(`{"id":3,"cents":300}`)},
+	}
+	if err := s.c.Produce(ctxFor(t, 10*time.Second), s.topic, recs...); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var seen []string
+	handle := func(ctx context.Context, b *ferry.TypedBatch[order]) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, it := range b.Items {
+			seen = append(seen, fmt.Sprintf("%d:%s:%v:%d", it.Offset, it.Key, it.Tombstone(), it.Data.ID))
+		}
+		return nil
+	}
+	app := s.start(s.route(ferry.Typed(ferry.JSON[order](), handle), ferry.DeadLetter(dlq)))
+	dead := readAll(t, s.c, dlq, 1)
+	s.waitCommitted(map[int32]int64{0: 4})
+	s.stop(app)
+	if len(dead) != 1 || string(dead[0].Key) != "b" {
+		t.Errorf("first dead letter has key %q, want the empty value's (b), not the tombstone's (a)", dead[0].Key)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got, want := strings.Join(seen, " "), "0:a:false:1 1:a:true:0 3:c:false:3"; got != want {
+		t.Errorf("handler saw %q, want %q", got, want)
+	}
+}
+
 // E2: dead-lettering on a topic without a dead-letter topic is an error the
 // consumer can check.
 func TestDeadLetterWithoutTopicIsAnError(t *testing.T) {

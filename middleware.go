@@ -38,11 +38,17 @@ func JSON[T any]() Decoder[T] {
 	}
 }
 
-// Decoded is a message with its decoded value.
+// Decoded is a message with its decoded value. A tombstone (a nil value,
+// which deletes its key in a compacted topic) is not decoded: Data is T's
+// zero value and Tombstone reports true.
 type Decoded[T any] struct {
 	*Message
 	Data T
 }
+
+// Tombstone reports whether the message has a nil value: Data was not
+// decoded and is T's zero value. An empty, non-nil value is decoded.
+func (d Decoded[T]) Tombstone() bool { return d.Message.Value == nil }
 
 // TypedBatch is a batch whose values were decoded. Items holds the messages
 // that decoded, in offset order; Batch still holds them all.
@@ -65,10 +71,17 @@ func (e *DecodeError) Unwrap() error { return e.Err }
 // the topic's dead-letter topic at once, without retries (E3), and handle
 // never sees it. Without a dead-letter topic (or if the dispatch fails) the
 // batch fails at that message and is retried, so nothing is lost.
+//
+// A tombstone (nil value) is not given to decode: it reaches handle with
+// T's zero value, and its Decoded.Tombstone reports true (E3).
 func Typed[T any](decode Decoder[T], handle func(ctx context.Context, b *TypedBatch[T]) error) ConsumerFunc {
 	return func(ctx context.Context, b *Batch) error {
 		tb := &TypedBatch[T]{Batch: b, Items: make([]Decoded[T], 0, len(b.Messages))}
 		for _, m := range b.Messages {
+			if m.Value == nil { // a tombstone deletes its key; nothing to decode
+				tb.Items = append(tb.Items, Decoded[T]{Message: m})
+				continue
+			}
 			v, err := decode(m.Value)
 			if err == nil {
 				tb.Items = append(tb.Items, Decoded[T]{Message: m, Data: v})
