@@ -189,14 +189,12 @@ func TestExactlyOnceMemberFencedByAnotherInstanceStops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-r.done:
-		r.done <- err
-		if !errors.Is(err, kerr.ProducerFenced) {
-			t.Errorf("Run: %v, want PRODUCER_FENCED", err)
-		}
-	case <-time.After(30 * time.Second):
+	returned, err := r.Returned(30 * time.Second)
+	if !returned {
 		t.Fatal("the fenced member did not stop")
+	}
+	if !errors.Is(err, kerr.ProducerFenced) {
+		t.Errorf("Run: %v, want PRODUCER_FENCED", err)
 	}
 }
 

@@ -109,11 +109,8 @@ func TestInteropExactlyOnceSurvivesBrokerOutage(t *testing.T) {
 	t.Logf("broker back %s after it was killed", time.Since(stopped).Round(100*time.Millisecond))
 
 	got := waitOutputs(t, s.c, out, partitions*each)
-	select {
-	case err := <-app.done:
-		app.done <- err
+	if returned, err := app.Returned(0); returned {
 		t.Fatalf("Run returned during or after the outage: %v", err)
-	default:
 	}
 	s.stop(app)
 	checkExactlyOnce(t, got, partitions, each)
@@ -204,14 +201,12 @@ func TestExactlyOnceStopsWhenTheProducerIDFailsForGood(t *testing.T) {
 		return nil, errors.New("the broker is away"), true // closes the connection: the end is unconfirmed
 	})
 	s.produce(0, 10)
-	select {
-	case err := <-app.done:
-		app.done <- err
-		t.Logf("Run = %v", err)
-		if !errors.Is(err, kerr.UnknownServerError) {
-			t.Fatalf("Run = %v, want an error wrapping UNKNOWN_SERVER_ERROR", err)
-		}
-	case <-time.After(30 * time.Second):
+	returned, err := app.Returned(30 * time.Second)
+	if !returned {
 		t.Fatalf("Run still retrying after 30 s (%d InitProducerID requests answered UNKNOWN_SERVER_ERROR)", inits.Load())
+	}
+	t.Logf("Run = %v", err)
+	if !errors.Is(err, kerr.UnknownServerError) {
+		t.Fatalf("Run = %v, want an error wrapping UNKNOWN_SERVER_ERROR", err)
 	}
 }

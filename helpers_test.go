@@ -1,11 +1,8 @@
 package ferry_test
 
 import (
-	"bytes"
 	"context"
-	"io"
 	"log/slog"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -16,77 +13,35 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// cluster starts the suite's cluster: FERRY_BROKERS when set, else embedded.
+// cluster is the suite's cluster: FERRY_BROKERS when set, else embedded.
 func cluster(t *testing.T, opts ...kfake.Opt) *ferrytest.Cluster {
 	t.Helper()
-	c, err := ferrytest.Start(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
+	return ferrytest.New(t, opts...)
 }
 
-// embedded starts an embedded cluster even when FERRY_BROKERS is set: for
+// embedded is an embedded cluster even when FERRY_BROKERS is set: for
 // tests that inject faults through kfake.
 func embedded(t *testing.T, opts ...kfake.Opt) *ferrytest.Cluster {
 	t.Helper()
-	c, err := ferrytest.StartEmbedded(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
+	return ferrytest.NewEmbedded(t, opts...)
 }
 
-func ctxFor(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
+func ctxFor(t *testing.T, d time.Duration) context.Context { return ferrytest.Context(t, d) }
 
 func topic(t *testing.T, c *ferrytest.Cluster, partitions int32) string {
 	t.Helper()
-	name := ferrytest.UniqueName("t")
-	if err := c.CreateTopic(ctxFor(t, 20*time.Second), name, partitions); err != nil {
-		t.Fatal(err)
-	}
-	return name
+	return ferrytest.NewTopic(t, c, partitions)
 }
 
 func produceN(t *testing.T, c *ferrytest.Cluster, topic string, partition int32, n int) {
 	t.Helper()
-	if _, err := c.ProduceN(ctxFor(t, 30*time.Second), topic, partition, n); err != nil {
-		t.Fatal(err)
-	}
+	ferrytest.Fill(t, c, topic, partition, n)
 }
 
-// testLogger writes to the test log when -v, else discards, and keeps a copy
-// for assertions.
-type logSink struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *logSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
-func testLogger(t *testing.T) (*slog.Logger, *logSink) {
-	sink := &logSink{}
-	var w io.Writer = sink
-	if testing.Verbose() && os.Getenv("FERRY_TEST_LOG") != "" {
-		w = io.MultiWriter(sink, os.Stderr)
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})), sink
+// testLogger returns a logger and what it wrote, for assertions.
+func testLogger(*testing.T) (*slog.Logger, *ferrytest.Log) {
+	l := &ferrytest.Log{}
+	return l.Logger(), l
 }
 
 // delivery is one batch as a consumer saw it.
@@ -201,12 +156,10 @@ func (r *recorder) fn() ferry.ConsumerFunc {
 	}
 }
 
-// running starts app.Run in the background; stop cancels it and returns
-// Run's error.
+// running is an app running in the background (ferrytest.Run).
 type running struct {
-	app    *ferry.App
-	cancel context.CancelFunc
-	done   chan error
+	*ferrytest.Running
+	app *ferry.App
 }
 
 func start(t *testing.T, opts ...ferry.Option) *running {
@@ -215,31 +168,13 @@ func start(t *testing.T, opts ...ferry.Option) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{app: app, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- app.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-r.done:
-		case <-time.After(90 * time.Second):
-			t.Error("app did not stop")
-		}
-	})
-	return r
+	return &running{ferrytest.Run(t, app), app}
 }
 
+// stop cancels the app and returns Run's error.
 func (r *running) stop(t *testing.T) error {
 	t.Helper()
-	r.cancel()
-	select {
-	case err := <-r.done:
-		r.done <- err // let Cleanup see it too
-		return err
-	case <-time.After(90 * time.Second):
-		t.Fatal("app did not stop within 90s")
-		return nil
-	}
+	return r.Stop()
 }
 
 // base returns options every test app uses.

@@ -400,11 +400,8 @@ func TestInteropSurvivesBrokerKill9(t *testing.T) {
 			if m.prod.err != nil {
 				t.Logf("some produce requests failed (not counted as acknowledged): %v", m.prod.err)
 			}
-			select {
-			case err := <-m.app.done:
-				m.app.done <- err
+			if returned, err := m.app.Returned(0); returned {
 				t.Fatalf("Run returned during or after the outage: %v", err)
-			default:
 			}
 			if err := ferrytest.WaitFor(ctxFor(t, 30*time.Second), func() bool { return len(m.seen.missingOf(acked)) == 0 }); err != nil {
 				miss := m.seen.missingOf(acked)

@@ -177,7 +177,7 @@ type vcEvent struct {
 // a member that is not ferry.
 type javaConsumer struct {
 	cmd    *exec.Cmd
-	stderr logSink
+	stderr ferrytest.Log
 	done   chan struct{} // closed once stdout is drained and the process reaped
 	err    error         // the process's exit, once done
 

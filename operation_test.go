@@ -114,10 +114,8 @@ func TestRunWaitsForLateBroker(t *testing.T) {
 	app := start(t, ferry.Brokers(l.Addr().String()), ferry.Logger(log), ferry.ConnectTimeout(30*time.Second),
 		ferry.RouteFunc("g", "t", rec.fn()))
 	time.Sleep(time.Second) // the app is retrying refused connections
-	select {
-	case err := <-app.done:
+	if returned, err := app.Returned(0); returned {
 		t.Fatalf("Run returned %v before the broker started", err)
-	default:
 	}
 	fake, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.SeedTopics(1, "t"))
 	if err != nil {

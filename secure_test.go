@@ -269,14 +269,12 @@ func TestSecuredDeniedWhileRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	produceN(t, s.Cluster, tp, 0, 3)
-	select {
-	case err := <-app.done:
-		app.done <- err
-		if !errors.Is(err, ferry.ErrNotAuthorized) || !strings.Contains(err.Error(), tp) {
-			t.Fatalf("Run returned %v, want an error wrapping ErrNotAuthorized naming %s", err, tp)
-		}
-	case <-time.After(60 * time.Second):
+	returned, err := app.Returned(60 * time.Second)
+	if !returned {
 		t.Fatal("Run did not stop after its topic was denied")
+	}
+	if !errors.Is(err, ferry.ErrNotAuthorized) || !strings.Contains(err.Error(), tp) {
+		t.Fatalf("Run returned %v, want an error wrapping ErrNotAuthorized naming %s", err, tp)
 	}
 }
 

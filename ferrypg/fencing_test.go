@@ -20,9 +20,9 @@ import (
 // partition dropped. Every message's effect is in the database once.
 func TestD3StuckMemberIsFencedWhenItWakes(t *testing.T) {
 	db := database(t)
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	produceN(t, c, tp, 0, 20)
+	c := ferrytest.New(t)
+	tp := ferrytest.NewTopic(t, c, 1)
+	ferrytest.Fill(t, c, tp, 0, 20)
 	fx := newEffects(t, db)
 	table, group := name("offsets"), name("g")
 	// Eager rebalancing: the stuck member must give up everything when
@@ -54,7 +54,7 @@ func TestD3StuckMemberIsFencedWhenItWakes(t *testing.T) {
 	// Usually the owner token fences the woken member's commit; if kgo told
 	// it first that the partition was lost, its context is cancelled and
 	// the transaction fails on that instead. Either way it must not commit.
-	err := ferrytest.WaitFor(ctxFor(t, 30*time.Second), func() bool {
+	err := ferrytest.WaitFor(ferrytest.Context(t, 30*time.Second), func() bool {
 		log := a.log.String()
 		return strings.Contains(log, "another member owns the partition") || strings.Contains(log, "partitions lost")
 	})

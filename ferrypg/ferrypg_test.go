@@ -25,9 +25,9 @@ var fastRetry = ferrypg.TopicOptions(ferry.Retry(ferry.ExponentialBackoff(10*tim
 // retried, so every message's effect is in the database once.
 func TestD1WritesAndOffsetCommitTogether(t *testing.T) {
 	db := database(t)
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	produceN(t, c, tp, 0, 60)
+	c := ferrytest.New(t)
+	tp := ferrytest.NewTopic(t, c, 1)
+	ferrytest.Fill(t, c, tp, 0, 60)
 	fx := newEffects(t, db)
 	table, group := name("offsets"), name("g")
 
@@ -55,7 +55,7 @@ func TestD1WritesAndOffsetCommitTogether(t *testing.T) {
 		t.Fatal("the failing batches never ran")
 	}
 	// Kafka's committed offset follows the database (for lag tools).
-	err := ferrytest.WaitFor(ctxFor(t, 30*time.Second), func() bool {
+	err := ferrytest.WaitFor(ferrytest.Context(t, 30*time.Second), func() bool {
 		got, err := c.Committed(context.Background(), group, tp)
 		return err == nil && got[0] == 60
 	})
@@ -70,16 +70,16 @@ func TestD1WritesAndOffsetCommitTogether(t *testing.T) {
 // left to consume.
 func TestD2StartsFromTheDatabaseOffset(t *testing.T) {
 	db := database(t)
-	c := cluster(t)
-	tp := topic(t, c, 3)
+	c := ferrytest.New(t)
+	tp := ferrytest.NewTopic(t, c, 3)
 	for p := range int32(3) {
-		produceN(t, c, tp, p, 30)
+		ferrytest.Fill(t, c, tp, p, 30)
 	}
 	fx := newEffects(t, db)
 	table, group := name("offsets"), name("g")
 
 	// The database says 10, 25 and 30 (the end); Kafka says 25, 5 and 5.
-	if _, err := db.Exec(ctxFor(t, 10*time.Second), `CREATE TABLE `+table+` (
+	if _, err := db.Exec(ferrytest.Context(t, 10*time.Second), `CREATE TABLE `+table+` (
 	consumer_group text        NOT NULL,
 	topic          text        NOT NULL,
 	partition      integer     NOT NULL,
@@ -89,7 +89,7 @@ func TestD2StartsFromTheDatabaseOffset(t *testing.T) {
 	PRIMARY KEY (consumer_group, topic, partition))`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec(ctxFor(t, 10*time.Second), `INSERT INTO `+table+
+	if _, err := db.Exec(ferrytest.Context(t, 10*time.Second), `INSERT INTO `+table+
 		` (consumer_group, topic, partition, next_offset, owner_token) VALUES ($1, $2, 0, 10, 7), ($1, $2, 1, 25, 7), ($1, $2, 2, 30, 7)`, group, tp); err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestD2StartsFromTheDatabaseOffset(t *testing.T) {
 	kafka.Add(kadm.Offset{Topic: tp, Partition: 0, At: 25, LeaderEpoch: -1})
 	kafka.Add(kadm.Offset{Topic: tp, Partition: 1, At: 5, LeaderEpoch: -1})
 	kafka.Add(kadm.Offset{Topic: tp, Partition: 2, At: 5, LeaderEpoch: -1})
-	if err := c.Admin().CommitAllOffsets(ctxFor(t, 10*time.Second), group, kafka); err != nil {
+	if err := c.Admin().CommitAllOffsets(ferrytest.Context(t, 10*time.Second), group, kafka); err != nil {
 		t.Fatal(err)
 	}
 
@@ -122,7 +122,7 @@ func TestD2StartsFromTheDatabaseOffset(t *testing.T) {
 	fx.exactlyOnce(t, 0, 10, 30)
 	fx.exactlyOnce(t, 1, 25, 30)
 	fx.exactlyOnce(t, 2, 30, 30)
-	err := ferrytest.WaitFor(ctxFor(t, 30*time.Second), func() bool {
+	err := ferrytest.WaitFor(ferrytest.Context(t, 30*time.Second), func() bool {
 		got, err := c.Committed(context.Background(), group, tp)
 		return err == nil && got[0] == 30 && got[1] == 30 && got[2] == 30
 	})
@@ -136,11 +136,11 @@ func TestD2StartsFromTheDatabaseOffset(t *testing.T) {
 // (schema-qualified too), with the documented columns.
 func TestD4OffsetsTableCreatedIfMissing(t *testing.T) {
 	db := database(t)
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	produceN(t, c, tp, 0, 5)
+	c := ferrytest.New(t)
+	tp := ferrytest.NewTopic(t, c, 1)
+	ferrytest.Fill(t, c, tp, 0, 5)
 	schema, table, group := name("s"), name("offsets"), name("g")
-	if _, err := db.Exec(ctxFor(t, 10*time.Second), `CREATE SCHEMA `+schema); err != nil {
+	if _, err := db.Exec(ferrytest.Context(t, 10*time.Second), `CREATE SCHEMA `+schema); err != nil {
 		t.Fatal(err)
 	}
 	qualified := schema + "." + table
@@ -148,7 +148,7 @@ func TestD4OffsetsTableCreatedIfMissing(t *testing.T) {
 		ferrypg.Table(qualified)))
 	waitStored(t, db, qualified, group, tp, 0, 5)
 
-	rows, err := db.Query(ctxFor(t, 10*time.Second), `SELECT column_name || ' ' || data_type FROM information_schema.columns
+	rows, err := db.Query(ferrytest.Context(t, 10*time.Second), `SELECT column_name || ' ' || data_type FROM information_schema.columns
 WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position`, schema, table)
 	if err != nil {
 		t.Fatal(err)
@@ -195,9 +195,9 @@ func (fakeDB) Begin(context.Context) (pgx.Tx, error) { return nil, errors.New("n
 // batch's writes; after a restart the partition resumes right after it.
 func TestManualOffsetsMarkInsideTheTransaction(t *testing.T) {
 	db := database(t)
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	produceN(t, c, tp, 0, 20)
+	c := ferrytest.New(t)
+	tp := ferrytest.NewTopic(t, c, 1)
+	ferrytest.Fill(t, c, tp, 0, 20)
 	table, group := name("offsets"), name("g")
 
 	seen := make(chan int64, 100)
@@ -214,7 +214,7 @@ func TestManualOffsetsMarkInsideTheTransaction(t *testing.T) {
 	}
 	app := start(t, c, route())
 	waitStored(t, db, table, group, tp, 0, 12)
-	if err := app.stop(t); err != nil {
+	if err := app.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	if got := stored(t, db, table, group, tp, 0); got != 12 {
@@ -239,9 +239,9 @@ func TestManualOffsetsMarkInsideTheTransaction(t *testing.T) {
 // batch commit (FailedAt), the ones after it follow.
 func TestDeadLetterBeforeTheOffsetRowMovesPastIt(t *testing.T) {
 	db := database(t)
-	c := cluster(t)
-	tp, dlq := topic(t, c, 1), topic(t, c, 1)
-	produceN(t, c, tp, 0, 10)
+	c := ferrytest.New(t)
+	tp, dlq := ferrytest.NewTopic(t, c, 1), ferrytest.NewTopic(t, c, 1)
+	ferrytest.Fill(t, c, tp, 0, 10)
 	fx := newEffects(t, db)
 	table, group := name("offsets"), name("g")
 
@@ -279,7 +279,7 @@ func TestDeadLetterBeforeTheOffsetRowMovesPastIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	fs := cl.PollFetches(ctxFor(t, 30*time.Second))
+	fs := cl.PollFetches(ferrytest.Context(t, 30*time.Second))
 	var letters []string
 	fs.EachRecord(func(r *kgo.Record) { letters = append(letters, string(r.Value)) })
 	if !slices.Equal(letters, []string{"4"}) {
@@ -317,9 +317,9 @@ func (tx *losingTx) Commit(ctx context.Context) error {
 // retry ferrypg reads the stored offset again and skips what committed.
 func TestCommitWithLostAnswerIsNotRedone(t *testing.T) {
 	pool := database(t)
-	c := cluster(t)
-	tp := topic(t, c, 1)
-	produceN(t, c, tp, 0, 30)
+	c := ferrytest.New(t)
+	tp := ferrytest.NewTopic(t, c, 1)
+	ferrytest.Fill(t, c, tp, 0, 30)
 	fx := newEffects(t, pool)
 	table, group := name("offsets"), name("g")
 	db := &losingDB{Pool: pool}

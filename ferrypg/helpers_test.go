@@ -3,11 +3,8 @@ package ferrypg_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -41,7 +38,7 @@ func database(t *testing.T) *pgxpool.Pool {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	if err := pool.Ping(ctxFor(t, 10*time.Second)); err != nil {
+	if err := pool.Ping(ferrytest.Context(t, 10*time.Second)); err != nil {
 		t.Fatalf("PostgreSQL at FERRY_POSTGRES does not answer: %v", err)
 	}
 	return pool
@@ -50,38 +47,6 @@ func database(t *testing.T) *pgxpool.Pool {
 // name returns a fresh SQL identifier.
 func name(prefix string) string {
 	return strings.ReplaceAll(ferrytest.UniqueName(prefix), "-", "_")
-}
-
-func cluster(t *testing.T) *ferrytest.Cluster {
-	t.Helper()
-	c, err := ferrytest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
-}
-
-func ctxFor(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func topic(t *testing.T, c *ferrytest.Cluster, partitions int32) string {
-	t.Helper()
-	n := ferrytest.UniqueName("t")
-	if err := c.CreateTopic(ctxFor(t, 20*time.Second), n, partitions); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
-func produceN(t *testing.T, c *ferrytest.Cluster, topic string, partition int32, n int) {
-	t.Helper()
-	if _, err := c.ProduceN(ctxFor(t, 30*time.Second), topic, partition, n); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // effects is a table the tests' handlers write one row per message into,
@@ -94,7 +59,7 @@ type effects struct {
 func newEffects(t *testing.T, db *pgxpool.Pool) *effects {
 	t.Helper()
 	e := &effects{db: db, table: name("effects")}
-	if _, err := db.Exec(ctxFor(t, 10*time.Second), `CREATE TABLE `+e.table+
+	if _, err := db.Exec(ferrytest.Context(t, 10*time.Second), `CREATE TABLE `+e.table+
 		` (topic text NOT NULL, partition integer NOT NULL, "offset" bigint NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +79,7 @@ func (e *effects) insert(ctx context.Context, b *ferrypg.Batch) error {
 // counts returns how many rows each offset of a partition has.
 func (e *effects) counts(t *testing.T, partition int32) map[int64]int {
 	t.Helper()
-	rows, err := e.db.Query(ctxFor(t, 10*time.Second),
+	rows, err := e.db.Query(ferrytest.Context(t, 10*time.Second),
 		`SELECT "offset", count(*) FROM `+e.table+` WHERE partition = $1 GROUP BY "offset"`, partition)
 	if err != nil {
 		t.Fatal(err)
@@ -155,13 +120,13 @@ func stored(t *testing.T, db *pgxpool.Pool, table, group, topic string, partitio
 	t.Helper()
 	var next int64 = -2
 	var exists bool
-	if err := db.QueryRow(ctxFor(t, 10*time.Second), `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&exists); err != nil {
+	if err := db.QueryRow(ferrytest.Context(t, 10*time.Second), `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&exists); err != nil {
 		t.Fatal(err)
 	}
 	if !exists {
 		return next
 	}
-	err := db.QueryRow(ctxFor(t, 10*time.Second), `SELECT next_offset FROM `+table+
+	err := db.QueryRow(ferrytest.Context(t, 10*time.Second), `SELECT next_offset FROM `+table+
 		` WHERE consumer_group = $1 AND topic = $2 AND partition = $3`, group, topic, partition).Scan(&next)
 	if err != nil && err != pgx.ErrNoRows {
 		t.Fatal(err)
@@ -185,40 +150,19 @@ func waitStored(t *testing.T, db *pgxpool.Pool, table, group, topic string, part
 	}
 }
 
-type logSink struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *logSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
-// running starts an app in the background; stop cancels it and waits.
+// running is an app running in the background (ferrytest.Run), with what
+// it logged.
 type running struct {
-	cancel context.CancelFunc
-	done   chan error
-	log    *logSink
+	*ferrytest.Running
+	log *ferrytest.Log
 }
 
 func start(t *testing.T, c *ferrytest.Cluster, more ...ferry.Option) *running {
 	t.Helper()
-	sink := &logSink{}
-	var w io.Writer = sink
-	if testing.Verbose() && os.Getenv("FERRY_TEST_LOG") != "" {
-		w = io.MultiWriter(sink, os.Stderr)
-	}
+	log := &ferrytest.Log{}
 	opts := append([]ferry.Option{
 		ferry.Brokers(c.Brokers()...),
-		ferry.Logger(slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))),
+		ferry.Logger(log.Logger()),
 		ferry.CommitInterval(200 * time.Millisecond),
 		ferry.ClientOptions(kgo.SessionTimeout(6 * time.Second)),
 	}, more...)
@@ -226,22 +170,5 @@ func start(t *testing.T, c *ferrytest.Cluster, more ...ferry.Option) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{cancel: cancel, done: make(chan error, 1), log: sink}
-	go func() { r.done <- app.Run(ctx) }()
-	t.Cleanup(func() { r.stop(t) })
-	return r
-}
-
-func (r *running) stop(t *testing.T) error {
-	t.Helper()
-	r.cancel()
-	select {
-	case err := <-r.done:
-		r.done <- err
-		return err
-	case <-time.After(90 * time.Second):
-		t.Fatal("app did not stop within 90 s")
-		return nil
-	}
+	return &running{ferrytest.Run(t, app), log}
 }

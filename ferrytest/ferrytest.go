@@ -4,6 +4,22 @@
 // the real cluster it names, so one suite runs against both. A secured real
 // cluster is reached with the same FERRY_TLS* and FERRY_SASL* environment
 // variables ferry reads.
+//
+// A test gets a cluster that closes when it ends with New, a topic with
+// NewTopic, messages with Fill, and runs an app in the background with Run:
+//
+//	c := ferrytest.New(t)
+//	topic := ferrytest.NewTopic(t, c, 1)
+//	ferrytest.Fill(t, c, topic, 0, 100)
+//	app, err := ferry.New(ferry.Brokers(c.Brokers()...), ferry.RouteFunc("g", topic, consume))
+//	if err != nil {
+//		t.Fatal(err)
+//	}
+//	running := ferrytest.Run(t, app)
+//	// … wait for what consume saw, then:
+//	if err := running.Stop(); err != nil {
+//		t.Fatal(err)
+//	}
 package ferrytest
 
 import (
