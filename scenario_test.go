@@ -3,6 +3,7 @@ package ferry_test
 import (
 	"context"
 	"maps"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -30,6 +31,9 @@ type scenario struct {
 	topic string
 	group string
 	rec   *recorder
+	// reach: what its apps need, besides the suite's base options, to
+	// reach c (a secured cluster's TLS and SASL options).
+	reach []ferry.Option
 }
 
 // newScenario creates a topic of the given partitions on c and names a group.
@@ -63,7 +67,7 @@ func newScenarioWithLimit(t *testing.T, c *ferrytest.Cluster, maxMessageBytes in
 // anotherGroup returns a scenario on the same topic with a consumer group and
 // a recorder of its own.
 func (s *scenario) anotherGroup() *scenario {
-	return &scenario{t: s.t, c: s.c, topic: s.topic, group: ferrytest.UniqueName("g"), rec: newRecorder()}
+	return &scenario{t: s.t, c: s.c, topic: s.topic, group: ferrytest.UniqueName("g"), rec: newRecorder(), reach: s.reach}
 }
 
 // messages returns a keeper of every message consumed that records through
@@ -99,7 +103,7 @@ func (s *scenario) routeTo(newConsumer ferry.NewConsumer, opts ...ferry.TopicOpt
 // at the end of the test if the test does not stop it.
 func (s *scenario) start(more ...ferry.Option) *running {
 	s.t.Helper()
-	return start(s.t, opts(s.t, s.c, more...)...)
+	return start(s.t, opts(s.t, s.c, append(slices.Clone(s.reach), more...)...)...)
 }
 
 // startTransactional runs an app with a transactional id of its own, as

@@ -34,27 +34,38 @@ func securedCluster(t *testing.T) *secured {
 	return &secured{s}
 }
 
+// user returns the SASL option of the user with mechanism and password.
+func user(t *testing.T, mechanism, password string) ferry.Option {
+	switch mechanism {
+	case "PLAIN":
+		return ferry.SASLPlain(securedUser, password)
+	case "SCRAM-SHA-256":
+		return ferry.SASLScramSHA256(securedUser, password)
+	case "SCRAM-SHA-512":
+		return ferry.SASLScramSHA512(securedUser, password)
+	}
+	t.Fatalf("unknown mechanism %s", mechanism)
+	return nil
+}
+
+// scenario returns a scenario on s, on a topic and in a group the user may
+// use, whose apps reach s over TLS and authenticate with auth (user's).
+func (s *secured) scenario(t *testing.T, auth ferry.Option) *scenario {
+	t.Helper()
+	return &scenario{t: t, c: s.Cluster, topic: s.topic(t, 1, true), group: ferrytest.UniqueName(securedPrefix + "g"),
+		rec: newRecorder(), reach: []ferry.Option{ferry.TLSFiles(s.CAFile, "", ""), auth}}
+}
+
 // app returns the options of an app that reaches s as the user with
 // mechanism and password, over TLS.
 func (s *secured) app(t *testing.T, mechanism, password string, more ...ferry.Option) []ferry.Option {
 	log, _ := testLogger(t)
-	var auth ferry.Option
-	switch mechanism {
-	case "PLAIN":
-		auth = ferry.SASLPlain(securedUser, password)
-	case "SCRAM-SHA-256":
-		auth = ferry.SASLScramSHA256(securedUser, password)
-	case "SCRAM-SHA-512":
-		auth = ferry.SASLScramSHA512(securedUser, password)
-	default:
-		t.Fatalf("unknown mechanism %s", mechanism)
-	}
 	return append([]ferry.Option{
 		ferry.Brokers(s.Brokers()...),
 		ferry.Logger(log),
 		ferry.CommitInterval(200 * time.Millisecond),
 		ferry.TLSFiles(s.CAFile, "", ""),
-		auth,
+		user(t, mechanism, password),
 	}, more...)
 }
 

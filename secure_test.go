@@ -26,9 +26,8 @@ func TestSecuredConsumeCommitDeadLetter(t *testing.T) {
 	s := securedCluster(t)
 	for _, mechanism := range []string{"SCRAM-SHA-512", "PLAIN"} {
 		t.Run(mechanism, func(t *testing.T) {
-			tp, dlq := s.topic(t, 1, true), s.topic(t, 1, true)
-			produceN(t, s.Cluster, tp, 0, 10)
-			group := ferrytest.UniqueName(securedPrefix + "g")
+			sc, dlq := s.scenario(t, user(t, mechanism, securedUserPassword)), s.topic(t, 1, true)
+			sc.produce(0, 10)
 			var mu sync.Mutex
 			seen := map[string]int{}
 			fn := func(_ context.Context, b *ferry.Batch) error {
@@ -42,18 +41,10 @@ func TestSecuredConsumeCommitDeadLetter(t *testing.T) {
 				}
 				return nil
 			}
-			app := start(t, s.app(t, mechanism, securedUserPassword, ferry.RouteFunc(group, tp, fn,
-				ferry.DeadLetter(dlq), ferry.MaxRetries(1), ferry.Retry(ferry.ConstantBackoff(20*time.Millisecond))))...)
+			app := sc.start(sc.route(fn, ferry.DeadLetter(dlq), ferry.MaxRetries(1), ferry.Retry(ferry.ConstantBackoff(20*time.Millisecond))))
 			dead := readAll(t, s.Cluster, dlq, 1)
-			if err := ferrytest.WaitFor(ctxFor(t, 20*time.Second), func() bool {
-				got, _ := s.Committed(ctxFor(t, 5*time.Second), group, tp)
-				return got[0] == 10
-			}); err != nil {
-				t.Fatal("offsets never committed past the poison message")
-			}
-			if err := app.stop(t); err != nil {
-				t.Fatal(err)
-			}
+			sc.waitCommittedAt(0, 10) // past the poison message
+			sc.stop(app)
 			if len(dead) != 1 || string(dead[0].Value) != "3" || header(dead[0], ferry.HeaderOriginalOffset) != "3" {
 				t.Fatalf("dead letters %v, want the message at offset 3", values(dead))
 			}
@@ -75,24 +66,14 @@ func TestSecuredExactlyOnce(t *testing.T) {
 	s := securedCluster(t)
 	for _, mechanism := range []string{"SCRAM-SHA-512", "PLAIN"} {
 		t.Run(mechanism, func(t *testing.T) {
-			in, out := s.topic(t, 1, true), s.topic(t, 1, true)
-			produceN(t, s.Cluster, in, 0, 30)
-			group := ferrytest.UniqueName(securedPrefix + "g")
-			app := start(t, s.app(t, mechanism, securedUserPassword,
-				ferry.TransactionalID(ferrytest.UniqueName(securedPrefix+"txn")),
-				ferry.RouteFunc(group, in, copier(out, nil), ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(10)))...)
+			sc, out := s.scenario(t, user(t, mechanism, securedUserPassword)), s.topic(t, 1, true)
+			sc.produce(0, 30)
+			app := sc.start(ferry.TransactionalID(ferrytest.UniqueName(securedPrefix+"txn")),
+				sc.route(copier(out, nil), ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(10)))
 			waitOutputs(t, s.Cluster, out, 30)
-			if err := app.stop(t); err != nil {
-				t.Fatal(err)
-			}
+			sc.stop(app)
 			checkExactlyOnce(t, committedOutputs(t, s.Cluster, out), 1, 30)
-			committed, err := s.Committed(ctxFor(t, 10*time.Second), group, in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if committed[0] != 30 {
-				t.Errorf("input offset committed %v, want 30", committed)
-			}
+			sc.wantCommitted(map[int32]int64{0: 30})
 		})
 	}
 }
@@ -257,24 +238,22 @@ func TestSecuritySettingsValidated(t *testing.T) {
 // logging fetch errors forever.
 func TestSecuredDeniedWhileRunning(t *testing.T) {
 	s := securedCluster(t)
-	tp := s.topic(t, 1, true)
-	produceN(t, s.Cluster, tp, 0, 3)
-	rec := newRecorder()
-	app := start(t, s.app(t, "SCRAM-SHA-512", securedUserPassword,
-		ferry.RouteFunc(ferrytest.UniqueName(securedPrefix+"g"), tp, rec.fn()))...)
-	rec.waitDistinct(t, tp, 3, 30*time.Second)
-	deny := kadm.NewACLs().Deny("User:"+securedUser).Topics(tp).Operations(kadm.OpRead, kadm.OpDescribe).
+	sc := s.scenario(t, user(t, "SCRAM-SHA-512", securedUserPassword))
+	sc.produce(0, 3)
+	app := sc.start(sc.route(sc.rec.fn()))
+	sc.waitSeen(3)
+	deny := kadm.NewACLs().Deny("User:"+securedUser).Topics(sc.topic).Operations(kadm.OpRead, kadm.OpDescribe).
 		ResourcePatternType(kadm.ACLPatternLiteral)
 	if _, err := s.Admin().CreateACLs(ctxFor(t, 10*time.Second), deny); err != nil {
 		t.Fatal(err)
 	}
-	produceN(t, s.Cluster, tp, 0, 3)
+	sc.produce(0, 3)
 	returned, err := app.Returned(60 * time.Second)
 	if !returned {
 		t.Fatal("Run did not stop after its topic was denied")
 	}
-	if !errors.Is(err, ferry.ErrNotAuthorized) || !strings.Contains(err.Error(), tp) {
-		t.Fatalf("Run returned %v, want an error wrapping ErrNotAuthorized naming %s", err, tp)
+	if !errors.Is(err, ferry.ErrNotAuthorized) || !strings.Contains(err.Error(), sc.topic) {
+		t.Fatalf("Run returned %v, want an error wrapping ErrNotAuthorized naming %s", err, sc.topic)
 	}
 }
 
@@ -285,22 +264,16 @@ func TestSecuredOAuthBearer(t *testing.T) {
 	if os.Getenv("FERRY_SECURE_BROKERS") == "" {
 		t.Skip("needs the secured real broker (FERRY_SECURE_BROKERS): the embedded cluster has no OAUTHBEARER")
 	}
-	s := securedCluster(t)
-	tp := s.topic(t, 1, true)
-	produceN(t, s.Cluster, tp, 0, 3)
 	var asked atomic.Int32
 	token := func(context.Context) (string, error) {
 		asked.Add(1)
 		return unsignedToken(securedUser, time.Hour), nil
 	}
-	log, _ := testLogger(t)
-	rec := newRecorder()
-	app := start(t, ferry.Brokers(s.Brokers()...), ferry.Logger(log), ferry.TLSFiles(s.CAFile, "", ""),
-		ferry.SASLOAuthBearer(token), ferry.RouteFunc(ferrytest.UniqueName(securedPrefix+"g"), tp, rec.fn()))
-	rec.waitDistinct(t, tp, 3, 30*time.Second)
-	if err := app.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	sc := securedCluster(t).scenario(t, ferry.SASLOAuthBearer(token))
+	sc.produce(0, 3)
+	app := sc.start(sc.route(sc.rec.fn()))
+	sc.waitSeen(3)
+	sc.stop(app)
 	if asked.Load() == 0 {
 		t.Fatal("the token callback was never called")
 	}
