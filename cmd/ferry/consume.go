@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -53,9 +52,7 @@ EXAMPLES
 				return err
 			}
 			var bad flagErrors
-			if *topic == "" {
-				bad = append(bad, errors.New("-topic is required"))
-			}
+			bad.required("topic", *topic)
 			bad.notNegative("sleep", *sleep)
 			bad.atLeast("count", *count, 0)
 			bad.atLeast("partition", *partition, -1)

@@ -10,6 +10,12 @@ import (
 // refuses them all at once instead of running with something else.
 type flagErrors []error
 
+func (e *flagErrors) required(flag, v string) {
+	if v == "" {
+		*e = append(*e, fmt.Errorf("-%s is required", flag))
+	}
+}
+
 func (e *flagErrors) atLeast(flag string, v, min int) {
 	if v < min {
 		*e = append(*e, fmt.Errorf("-%s %d: must be at least %d", flag, v, min))

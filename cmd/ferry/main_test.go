@@ -35,41 +35,56 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// process is the ferry binary running in the background (startFerry),
+// killed at the end of the test.
+type process struct {
+	*exec.Cmd
+	stdout *bufio.Reader
+	stderr *ferrytest.Log // safe to read while the process writes
+}
+
+// startFerry starts the ferry binary with args, and env added to the test's
+// environment.
+func startFerry(t *testing.T, env []string, args ...string) *process {
+	t.Helper()
+	p := &process{Cmd: exec.Command(binary, args...), stderr: &ferrytest.Log{}}
+	p.Env = append(os.Environ(), env...)
+	p.Stderr = p.stderr
+	out, err := p.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Process.Kill() })
+	p.stdout = bufio.NewReader(out)
+	return p
+}
+
+// firstLine returns the first line the process printed, failing the test
+// with its stderr when there is none.
+func (p *process) firstLine(t *testing.T) string {
+	t.Helper()
+	line, err := p.stdout.ReadString('\n')
+	if err != nil {
+		t.Fatalf("no line printed: %v\n%s", err, p.stderr)
+	}
+	return line
+}
+
 // startConsume runs `ferry consume` on a fresh topic holding a few messages
 // and waits until it printed the first one.
-func startConsume(t *testing.T, sleep string) (*exec.Cmd, *bytes.Buffer) {
+func startConsume(t *testing.T, sleep string) (*exec.Cmd, *ferrytest.Log) {
 	t.Helper()
-	c, err := ferrytest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	topic := ferrytest.UniqueName("sig")
-	if err := c.CreateTopic(ctx, topic, 1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.ProduceN(ctx, topic, 0, 300); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(binary, "consume", "-brokers", strings.Join(c.Brokers(), ","), "-topic", topic,
+	c := ferrytest.New(t)
+	topic := ferrytest.NewTopic(t, c, 1)
+	ferrytest.Fill(t, c, topic, 0, 300)
+	p := startFerry(t, nil, "consume", "-brokers", strings.Join(c.Brokers(), ","), "-topic", topic,
 		"-group", ferrytest.UniqueName("g"), "-sleep", sleep)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
-		t.Fatalf("no message printed: %v\n%s", err, stderr.String())
-	}
-	go func() { _, _ = bufio.NewReader(out).WriteTo(discard{}) }()
-	return cmd, &stderr
+	p.firstLine(t)
+	go func() { _, _ = p.stdout.WriteTo(discard{}) }()
+	return p.Cmd, p.stderr
 }
 
 type discard struct{}

@@ -92,12 +92,8 @@ EXAMPLES
 				return err
 			}
 			var bad flagErrors
-			if *group == "" {
-				bad = append(bad, errors.New("-group is required"))
-			}
-			if *topic == "" {
-				bad = append(bad, errors.New("-topic is required"))
-			}
+			bad.required("group", *group)
+			bad.required("topic", *topic)
 			bad.atLeast("partition", *partition, -1)
 			target, err := parseTarget(*earliest, *latest, *toOffset, *toTime, *shift)
 			if err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -56,9 +55,7 @@ EXAMPLES
 				return err
 			}
 			var bad flagErrors
-			if *topic == "" {
-				bad = append(bad, errors.New("-topic is required"))
-			}
+			bad.required("topic", *topic)
 			bad.atLeast("partition", *partition, -1)
 			if err := bad.err(); err != nil {
 				return err

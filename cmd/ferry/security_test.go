@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -32,37 +29,23 @@ func TestConsumeSecuredCluster(t *testing.T) {
 	if _, err := s.ProduceN(ctx, topic, 0, 5); err != nil {
 		t.Fatal(err)
 	}
-	consume := func(password string) *exec.Cmd {
-		cmd := exec.Command(binary, "consume", "-brokers", strings.Join(s.Brokers(), ","), "-topic", topic,
+	consume := func(password string) *process {
+		return startFerry(t, []string{"FERRY_SASL_PASSWORD=" + password},
+			"consume", "-brokers", strings.Join(s.Brokers(), ","), "-topic", topic,
 			"-group", ferrytest.UniqueName(ferrytest.SecuredPrefix+"g"),
 			"-tls-ca", s.CAFile, "-sasl-mechanism", "SCRAM-SHA-512", "-sasl-username", ferrytest.SecuredUser)
-		cmd.Env = append(os.Environ(), "FERRY_SASL_PASSWORD="+password)
-		return cmd
 	}
 
-	cmd := consume(ferrytest.SecuredUserPassword)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, topic+"/0@0 ") {
-		t.Fatalf("first line %q (%v), want the message at offset 0\n%s", line, err, stderr.String())
+	if line := consume(ferrytest.SecuredUserPassword).firstLine(t); !strings.HasPrefix(line, topic+"/0@0 ") {
+		t.Fatalf("first line %q, want the message at offset 0", line)
 	}
 
-	refused := consume("wrong")
-	var refusal bytes.Buffer
-	refused.Stderr = &refusal
 	began := time.Now()
-	if err := refused.Run(); err == nil {
+	refused := consume("wrong")
+	if err := refused.Wait(); err == nil {
 		t.Fatal("consume with a wrong password exited cleanly")
 	}
+	refusal := refused.stderr
 	if took := time.Since(began); took > 8*time.Second {
 		t.Errorf("consume took %s to give up on a wrong password", took)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -74,6 +75,16 @@ func topicsListCmd(cl *clusterFlags, stdout, stderr io.Writer) *ffcli.Command {
 	}
 }
 
+// topicNames returns the topics a topics subcommand names after its flags,
+// refusing none.
+func topicNames(fs *flag.FlagSet, args []string) ([]string, error) {
+	topics, err := arguments(fs, args, 1<<20)
+	if err == nil && len(topics) == 0 {
+		err = usagef("%s: name at least one topic", strings.TrimPrefix(fs.Name(), "ferry "))
+	}
+	return topics, err
+}
+
 type topicRow struct {
 	Name       string `json:"name"`
 	Partitions int    `json:"partitions"`
@@ -125,12 +136,9 @@ func topicsDescribeCmd(cl *clusterFlags, stdout, stderr io.Writer) *ffcli.Comman
 		LongHelp:   "EXAMPLES\n  ferry topics describe orders\n  ferry topics describe -json orders payments",
 		FlagSet:    fs,
 		Exec: func(ctx context.Context, args []string) error {
-			topics, err := arguments(fs, args, 1<<20)
+			topics, err := topicNames(fs, args)
 			if err != nil {
 				return err
-			}
-			if len(topics) == 0 {
-				return usagef("topics describe: name at least one topic")
 			}
 			return describeTopics(ctx, cl, topics, *asJSON, stdout)
 		},
@@ -312,12 +320,9 @@ func topicsDeleteCmd(cl *clusterFlags, stdout, stderr io.Writer) *ffcli.Command 
 		LongHelp:   "EXAMPLES\n  ferry topics delete orders-test",
 		FlagSet:    fs,
 		Exec: func(ctx context.Context, args []string) error {
-			topics, err := arguments(fs, args, 1<<20)
+			topics, err := topicNames(fs, args)
 			if err != nil {
 				return err
-			}
-			if len(topics) == 0 {
-				return usagef("topics delete: name at least one topic")
 			}
 			adm, err := adminOf(cl, "topics delete")
 			if err != nil {

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"net/http"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,18 +17,10 @@ import (
 func TestUIServesClusterGroups(t *testing.T) {
 	c, brokers := testCluster(t)
 	topic, group := laggingTopic(t, c)
-	cmd := exec.Command(binary, "ui", brokers, "-addr", "127.0.0.1:0")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "ferry dashboard at http://127.0.0.1:") {
-		t.Fatalf("first line %q, %v", line, err)
+	cmd := startFerry(t, nil, "ui", brokers, "-addr", "127.0.0.1:0")
+	line := cmd.firstLine(t)
+	if !strings.HasPrefix(line, "ferry dashboard at http://127.0.0.1:") {
+		t.Fatalf("first line %q", line)
 	}
 	url := strings.TrimSpace(strings.TrimPrefix(line, "ferry dashboard at "))
 	resp, err := http.Get(url + "state.json")
@@ -58,7 +48,7 @@ func TestUIServesClusterGroups(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, err := waitExit(cmd, 30*time.Second); err != nil || code != 0 {
+	if code, _, err := waitExit(cmd.Cmd, 30*time.Second); err != nil || code != 0 {
 		t.Errorf("after SIGINT: exit %d, %v", code, err)
 	}
 }
