@@ -26,11 +26,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // setup starts the cluster and a tracer provider recording into exp.
 func setup(t *testing.T) (*ferrytest.Cluster, *tracetest.InMemoryExporter, *sdktrace.TracerProvider) {
 	t.Helper()
-	c, err := ferrytest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := ferrytest.New(t)
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
@@ -81,12 +77,9 @@ func run(t *testing.T, c *ferrytest.Cluster, tp trace.TracerProvider, group, top
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
+	running := ferrytest.Run(t, app)
 	defer func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := running.Stop(); err != nil {
 			t.Error(err)
 		}
 	}()

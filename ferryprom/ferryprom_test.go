@@ -72,22 +72,8 @@ func app(t *testing.T, c *ferrytest.Cluster, group, tp, dlt string, consume ferr
 	}
 	metrics.Watch(a)
 	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	stopped := false
-	stop := func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		cancel()
-		err := <-done
-		srv.Close()
-		return err
-	}
-	t.Cleanup(func() { _ = stop() })
-	return srv.URL + "/metrics", stop
+	t.Cleanup(srv.Close)
+	return srv.URL + "/metrics", ferrytest.Run(t, a).Stop
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -103,11 +89,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // and is dead-lettered, then a second member joining — /metrics holds the
 // exact counts, and the gauges follow the assignment.
 func TestMetricsAfterAKnownWorkload(t *testing.T) {
-	c, err := ferrytest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := ferrytest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	tp, dlt, group := ferrytest.UniqueName("t"), ferrytest.UniqueName("dlt"), ferrytest.UniqueName("g")
