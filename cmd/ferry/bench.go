@@ -75,10 +75,7 @@ EXAMPLES
   ferry bench -slow
   ferry bench -pipeline default,1,16,250ms`,
 		FlagSet: fs,
-		Exec: func(ctx context.Context, args []string) (err error) {
-			if _, err := arguments(fs, args, 0); err != nil {
-				return err
-			}
+		Exec: noArgs(fs, func(ctx context.Context) (err error) {
 			if *brokers == "" {
 				*brokers = os.Getenv("FERRY_BROKERS")
 			}
@@ -286,7 +283,7 @@ EXAMPLES
 			fmt.Fprintln(stdout)
 			summarize(stdout, &t, all, inProcess)
 			return nil
-		},
+		}),
 	}
 }
 

@@ -52,6 +52,18 @@ func arguments(fs *flag.FlagSet, args []string, max int) ([]string, error) {
 	return pos, nil
 }
 
+// noArgs is the Exec of a command that takes flags and no arguments: it
+// parses the flags (also those after a stray argument, see arguments),
+// refuses any argument, then runs exec.
+func noArgs(fs *flag.FlagSet, exec func(context.Context) error) func(context.Context, []string) error {
+	return func(ctx context.Context, args []string) error {
+		if _, err := arguments(fs, args, 0); err != nil {
+			return err
+		}
+		return exec(ctx)
+	}
+}
+
 // clusterFlags are the flags of the commands that reach a cluster: -brokers
 // and the security flags.
 type clusterFlags struct {
@@ -206,11 +218,8 @@ func versionCmd(stdout, stderr io.Writer) *ffcli.Command {
 		ShortHelp:  "print ferry's version, the commit it was built from and the Go that built it",
 		LongHelp:   "EXAMPLES\n  ferry version\n  ferry version -json | jq -r .commit",
 		FlagSet:    fs,
-		Exec: func(_ context.Context, args []string) error {
-			if _, err := arguments(fs, args, 0); err != nil {
-				return err
-			}
+		Exec: noArgs(fs, func(_ context.Context) error {
 			return printVersion(stdout, *asJSON)
-		},
+		}),
 	}
 }

@@ -28,12 +28,9 @@ EXAMPLES
   ferry cluster -port 9092 &
   export FERRY_BROKERS=127.0.0.1:9092; ferry topics create orders -partitions 4`,
 		FlagSet: fs,
-		Exec: func(ctx context.Context, args []string) error {
-			if _, err := arguments(fs, args, 0); err != nil {
-				return err
-			}
+		Exec: noArgs(fs, func(ctx context.Context) error {
 			return runCluster(ctx, *port, stdout)
-		},
+		}),
 	}
 }
 

@@ -47,10 +47,7 @@ EXAMPLES
   ferry consume -topic orders -offset -5 -format json | jq .value
   ferry consume -topic orders -group console   # commits as group "console"`,
 		FlagSet: fs,
-		Exec: func(ctx context.Context, args []string) error {
-			if _, err := arguments(fs, args, 0); err != nil {
-				return err
-			}
+		Exec: noArgs(fs, func(ctx context.Context) error {
 			var bad flagErrors
 			bad.required("topic", *topic)
 			bad.notNegative("sleep", *sleep)
@@ -71,7 +68,7 @@ EXAMPLES
 				return consumeGroup(ctx, cl, *group, *topic, start, *sleep, *shutdownTimeout, p, stderr)
 			}
 			return consumeDirect(ctx, cl, *topic, int32(*partition), start, *count, *untilEnd, p)
-		},
+		}),
 	}
 }
 

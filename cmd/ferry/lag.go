@@ -31,10 +31,7 @@ EXAMPLES
   ferry lag -group billing
   ferry lag -group billing -json | jq .total_lag`,
 		FlagSet: fs,
-		Exec: func(ctx context.Context, args []string) error {
-			if _, err := arguments(fs, args, 0); err != nil {
-				return err
-			}
+		Exec: noArgs(fs, func(ctx context.Context) error {
 			if *group == "" {
 				return usagef("lag: -group is required")
 			}
@@ -51,7 +48,7 @@ EXAMPLES
 				return printJSON(stdout, rep)
 			}
 			return rep.print(stdout)
-		},
+		}),
 	}
 }
 

@@ -87,10 +87,7 @@ EXAMPLES
   ferry offsets reset -group billing -topic invoices -partition 3 -to-offset 1500 -execute
   ferry offsets reset -group billing -topic invoices -shift-by -100 -json`,
 		FlagSet: fs,
-		Exec: func(ctx context.Context, args []string) error {
-			if _, err := arguments(fs, args, 0); err != nil {
-				return err
-			}
+		Exec: noArgs(fs, func(ctx context.Context) error {
 			var bad flagErrors
 			bad.required("group", *group)
 			bad.required("topic", *topic)
@@ -120,7 +117,7 @@ EXAMPLES
 				return printJSON(stdout, plan)
 			}
 			return plan.print(stdout, target)
-		},
+		}),
 	}
 }
 

@@ -50,10 +50,7 @@ EXAMPLES
   printf 'k1:v1\nk2:v2\n' | ferry produce -topic orders -key-separator :
   ferry produce -topic orders -file orders.txt -header source=import -header v=2`,
 		FlagSet: fs,
-		Exec: func(ctx context.Context, args []string) error {
-			if _, err := arguments(fs, args, 0); err != nil {
-				return err
-			}
+		Exec: noArgs(fs, func(ctx context.Context) error {
 			var bad flagErrors
 			bad.required("topic", *topic)
 			bad.atLeast("partition", *partition, -1)
@@ -83,7 +80,7 @@ EXAMPLES
 				fmt.Fprintf(stderr, "produced %d messages to %s\n", n, *topic)
 			}
 			return err
-		},
+		}),
 	}
 }
 

@@ -46,12 +46,9 @@ EXAMPLES
 			topicsCreateCmd(cl, stdout, stderr),
 			topicsDeleteCmd(cl, stdout, stderr),
 		},
-		Exec: func(ctx context.Context, args []string) error {
-			if _, err := arguments(fs, args, 0); err != nil {
-				return err
-			}
+		Exec: noArgs(fs, func(ctx context.Context) error {
 			return listTopics(ctx, cl, *asJSON, *internal, stdout)
-		},
+		}),
 	}
 }
 
@@ -66,12 +63,9 @@ func topicsListCmd(cl *clusterFlags, stdout, stderr io.Writer) *ffcli.Command {
 		ShortHelp:  "list the topics with their partition and replica counts",
 		LongHelp:   "EXAMPLES\n  ferry topics list\n  ferry topics list -json | jq -r '.[].name'",
 		FlagSet:    fs,
-		Exec: func(ctx context.Context, args []string) error {
-			if _, err := arguments(fs, args, 0); err != nil {
-				return err
-			}
+		Exec: noArgs(fs, func(ctx context.Context) error {
 			return listTopics(ctx, cl, *asJSON, *internal, stdout)
-		},
+		}),
 	}
 }
 

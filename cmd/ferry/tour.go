@@ -104,10 +104,7 @@ EXAMPLES
   ferry tour
   ferry tour -messages 100 -v`,
 		FlagSet: fs,
-		Exec: func(ctx context.Context, args []string) error {
-			if _, err := arguments(fs, args, 0); err != nil {
-				return err
-			}
+		Exec: noArgs(fs, func(ctx context.Context) error {
 			var bad flagErrors
 			bad.atLeast("messages", *perWave, 1)
 			if err := bad.err(); err != nil {
@@ -224,7 +221,7 @@ EXAMPLES
 				return errors.New("tour: member B processed nothing, so no hand-off was shown")
 			}
 			return nil
-		},
+		}),
 	}
 }
 

@@ -37,10 +37,7 @@ EXAMPLES
   ferry ui                          # then open http://127.0.0.1:8080/
   ferry ui -addr 0.0.0.0:8080       # reachable from other machines`,
 		FlagSet: fs,
-		Exec: func(ctx context.Context, args []string) error {
-			if _, err := arguments(fs, args, 0); err != nil {
-				return err
-			}
+		Exec: noArgs(fs, func(ctx context.Context) error {
 			adm, err := adminOf(cl, "ui")
 			if err != nil {
 				return err
@@ -66,7 +63,7 @@ EXAMPLES
 				err = errors.Join(err, serr)
 			}
 			return err
-		},
+		}),
 	}
 }
 

@@ -56,10 +56,7 @@ EXAMPLES
   ferry verify -brokers 127.0.0.1:9092 -kafka scripts/kafka -broker-faults 2
   FERRY_POSTGRES=postgres://... ferry verify -modes eos-db`,
 		FlagSet: fs,
-		Exec: func(ctx context.Context, args []string) error {
-			if _, err := arguments(fs, args, 0); err != nil {
-				return err
-			}
+		Exec: noArgs(fs, func(ctx context.Context) error {
 			cl.fromEnv()
 			settings, err := sec.settings()
 			if err != nil {
@@ -96,7 +93,7 @@ EXAMPLES
 				cfg.Modes = append(cfg.Modes, mode)
 			}
 			return verifyAndPrint(ctx, cfg, *brokers, *jsonPath, *strict, stdout)
-		},
+		}),
 	}
 }
 
@@ -168,10 +165,7 @@ EXAMPLES
   ferry demo
   ferry demo -kills 20`,
 		FlagSet: fs,
-		Exec: func(ctx context.Context, args []string) error {
-			if _, err := arguments(fs, args, 0); err != nil {
-				return err
-			}
+		Exec: noArgs(fs, func(ctx context.Context) error {
 			cfg := verify.Config{
 				Modes: []verify.Mode{verify.AtMostOnce, verify.AtLeastOnce, verify.ExactlyOnce}, Messages: 4000, Partitions: 4, Workers: 2, Kills: *kills,
 				Every: 400 * time.Millisecond, Work: 40 * time.Millisecond, Rebalance: true,
@@ -196,7 +190,7 @@ EXAMPLES
 				fmt.Fprintln(stdout, pgNote)
 			}
 			return err
-		},
+		}),
 	}
 }
 
