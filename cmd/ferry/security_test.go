@@ -13,7 +13,8 @@ import (
 // T1: the ferry command reaches a secured cluster through its TLS and SASL
 // flags, the password coming from the environment: consume prints the
 // messages of a topic the user may read. With a wrong password it exits at
-// once with an error that says authentication failed, naming the mechanism.
+// once — the first refusal ends it, nothing is retried — with an error that
+// says authentication failed, naming the mechanism.
 func TestConsumeSecuredCluster(t *testing.T) {
 	s, err := ferrytest.StartSecured(t.TempDir())
 	if err != nil {
@@ -40,17 +41,20 @@ func TestConsumeSecuredCluster(t *testing.T) {
 		t.Fatalf("first line %q, want the message at offset 0", line)
 	}
 
-	began := time.Now()
 	refused := consume("wrong")
 	if err := refused.Wait(); err == nil {
 		t.Fatal("consume with a wrong password exited cleanly")
 	}
-	refusal := refused.stderr
-	if took := time.Since(began); took > 8*time.Second {
-		t.Errorf("consume took %s to give up on a wrong password", took)
-	}
-	if msg := refusal.String(); !strings.Contains(msg, "authentication failed") || !strings.Contains(msg, "SCRAM-SHA-512") {
+	msg := refused.stderr.String()
+	if !strings.Contains(msg, "authentication failed") || !strings.Contains(msg, "SCRAM-SHA-512") {
 		t.Errorf("stderr does not say authentication failed with SCRAM-SHA-512:\n%s", msg)
+	}
+	// "At once" is checked by what happened, not by the clock (a loaded
+	// machine slows a refusal, and the connect timeout is only 10 s): a
+	// refusal taken for an unreachable broker would be logged as retried,
+	// and end at the connect timeout in ErrUnreachable.
+	if strings.Contains(msg, "retrying") || strings.Contains(msg, "unreachable") {
+		t.Errorf("consume retried a wrong password as if the brokers were unreachable:\n%s", msg)
 	}
 }
 
