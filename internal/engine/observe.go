@@ -113,18 +113,40 @@ func (p *Partition) pauseNewsLocked(paused bool, reason string) {
 	p.news = append(p.news, ev)
 }
 
-// newsLocked takes the events noted under p.mu; nil, without allocating,
-// when there are none (the usual case).
+// newsLocked reports whether events were noted under p.mu: non-nil when
+// there are some (nil, without allocating, in the usual case). The caller
+// passes it to tell once the lock is released.
 func (p *Partition) newsLocked() []event.Event {
-	news := p.news
-	p.news = nil
-	return news
+	return p.news
 }
 
-// tell reports events taken by newsLocked, outside the lock.
+// tell reports the events noted under p.mu, outside the lock, in the order
+// they were noted. Several goroutines note a partition's pauses (the poll
+// loop when its queue fills, the partition's goroutine when it drains, an
+// operator's call): each takes the noted events and reports them under
+// p.telling, so a Resumed noted after a Paused is never reported before it.
+// A goroutine that finds another one reporting leaves its events to it: the
+// reporter looks again once done. So a subscriber that causes a pause of
+// the same partition from its callback does not wait on itself.
 func (p *Partition) tell(news []event.Event) {
-	for _, ev := range news {
-		p.g.emit(ev)
+	if news == nil {
+		return
+	}
+	for p.telling.TryLock() {
+		p.mu.Lock()
+		evs := p.news
+		p.news = nil
+		p.mu.Unlock()
+		for _, ev := range evs {
+			p.g.emit(ev)
+		}
+		p.telling.Unlock()
+		p.mu.Lock()
+		more := p.news != nil
+		p.mu.Unlock()
+		if !more {
+			return
+		}
 	}
 }
 

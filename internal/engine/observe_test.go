@@ -63,3 +63,44 @@ func BenchmarkReportBatch(b *testing.B) {
 		})
 	}
 }
+
+// X1: pauses noted by two goroutines are reported in the order they were
+// noted, even when the first reporter is still inside the subscriber's
+// callback when the second one reports.
+func TestPauseEventsKeepTheirOrder(t *testing.T) {
+	p := testPartition(10, 0)
+	inCallback, release := make(chan struct{}), make(chan struct{})
+	var got []event.Event
+	p.g.cfg = &Group{Name: "g", OnEvent: func(e event.Event) {
+		if _, first := e.(event.Paused); first && len(got) == 0 {
+			close(inCallback)
+			<-release // the subscriber is slow with the first event
+		}
+		got = append(got, e)
+	}}
+	note := func(paused bool) []event.Event {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.pauseNewsLocked(paused, event.PauseMemory)
+		return p.newsLocked()
+	}
+	first := note(true) // the poll loop pauses the full partition...
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.tell(first)
+	}()
+	<-inCallback
+	p.tell(note(false)) // ...and the partition's goroutine, having drained it, resumes it
+	close(release)
+	<-done
+	if len(got) != 2 {
+		t.Fatalf("events %+v, want Paused then Resumed", got)
+	}
+	if _, ok := got[0].(event.Paused); !ok {
+		t.Errorf("events %+v, want Paused then Resumed", got)
+	}
+	if _, ok := got[1].(event.Resumed); !ok {
+		t.Errorf("events %+v, want Paused then Resumed", got)
+	}
+}

@@ -88,6 +88,9 @@ type Partition struct {
 	// news: events that happened under mu, reported once it is released
 	// (observe.go); nil unless someone subscribed.
 	news []event.Event
+	// telling is held by the goroutine reporting news (tell), so that
+	// they are reported in the order noted. Never taken under mu.
+	telling sync.Mutex
 
 	// Operator control (control.go), under mu: pausedUser holds the
 	// partition until resumed (O4); seekReq is a seek waiting for nothing
