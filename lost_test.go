@@ -200,13 +200,12 @@ func TestCommitOfLostPartitionsIsNotAFailure(t *testing.T) {
 	}
 }
 
-// A7: a member removed from its group whose next commit the coordinator
-// refuses says what happened — it no longer owns the partition — and not
-// that the commit failed and will be retried: no later commit can store it.
-// The partition's uncommitted message is redelivered and committed once the
-// member has joined again. Runs on the real broker too (static membership
-// lets an admin remove the member).
-func TestCommitRefusedToRemovedMemberIsNotRetried(t *testing.T) {
+// removedMemberRefusedCommit consumes 5 messages, has an admin remove the
+// member from its group (static membership lets it), produces one more and
+// waits until the coordinator refused the member's commit of it. Heartbeats
+// are rare, so the commit, not a heartbeat, is the first to learn of the
+// removal.
+func removedMemberRefusedCommit(t *testing.T) (*scenario, *running, *ferrytest.Log) {
 	s := newScenario(t, cluster(t), 1)
 	s.produce(0, 5)
 	instance := ferrytest.UniqueName("member")
@@ -216,8 +215,6 @@ func TestCommitRefusedToRemovedMemberIsNotRetried(t *testing.T) {
 			t.Log(sink.String())
 		}
 	})
-	// Heartbeats are rare, so the commit, not a heartbeat, is the first to
-	// learn of the removal.
 	app := s.start(ferry.Logger(log), ferry.CommitInterval(100*time.Millisecond),
 		ferry.ClientOptions(kgo.InstanceID(instance), kgo.SessionTimeout(30*time.Second), kgo.HeartbeatInterval(8*time.Second)),
 		s.route(s.rec.fn()))
@@ -232,9 +229,17 @@ func TestCommitRefusedToRemovedMemberIsNotRetried(t *testing.T) {
 	}
 	s.produce(0, 1)
 	s.waitUntil("refused a commit", func() bool { return strings.Contains(sink.String(), "refused a commit") })
-	// franz-go rejoins at once and keeps the partition; ferry gives it a
-	// new instance, resuming from the committed offset, when its next
-	// records come.
+	return s, app, sink
+}
+
+// A7: a member removed from its group whose next commit the coordinator
+// refuses says what happened — it no longer owns the partition — and not
+// that the commit failed and will be retried: no later commit can store it.
+// The partition's uncommitted message is redelivered and committed once the
+// member has joined again, with the messages produced meanwhile. Runs on the
+// real broker too.
+func TestCommitRefusedToRemovedMemberIsNotRetried(t *testing.T) {
+	s, app, sink := removedMemberRefusedCommit(t)
 	s.produce(0, 1)
 	s.waitUntil("delivered the refused message again", func() bool { return s.rec.times(s.topic, 0, 5) >= 2 })
 	s.waitCommittedAt(0, 7)
@@ -249,29 +254,7 @@ func TestCommitRefusedToRemovedMemberIsNotRetried(t *testing.T) {
 // offset at once, so the refused message is processed again and committed
 // without waiting for new messages on an idle partition.
 func TestCommitRefusedOnAnIdlePartitionIsRedeliveredPromptly(t *testing.T) {
-	s := newScenario(t, cluster(t), 1)
-	s.produce(0, 5)
-	instance := ferrytest.UniqueName("member")
-	log, sink := testLogger(t)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(sink.String())
-		}
-	})
-	app := s.start(ferry.Logger(log), ferry.CommitInterval(100*time.Millisecond),
-		ferry.ClientOptions(kgo.InstanceID(instance), kgo.SessionTimeout(30*time.Second), kgo.HeartbeatInterval(8*time.Second)),
-		s.route(s.rec.fn()))
-	s.waitSeen(5)
-	s.waitCommittedAt(0, 5)
-	resp, err := s.c.Admin().LeaveGroup(ctxFor(t, 10*time.Second), kadm.LeaveGroup(s.group).InstanceIDs(instance))
-	if err == nil {
-		err = resp.Error()
-	}
-	if err != nil {
-		t.Fatalf("removing the member from its group: %v", err)
-	}
-	s.produce(0, 1)
-	s.waitUntil("refused a commit", func() bool { return strings.Contains(sink.String(), "refused a commit") })
+	s, app, _ := removedMemberRefusedCommit(t)
 	s.waitUntil("delivered the refused message again", func() bool { return s.rec.times(s.topic, 0, 5) >= 2 })
 	s.waitCommittedAt(0, 6)
 	s.stop(app)
