@@ -218,10 +218,11 @@ func TestBatchIsCutOnlyWithAWorkerSlot(t *testing.T) {
 	p.g.slots = make(chan struct{}, 1)
 	p.g.slots <- struct{}{} // the pool is busy
 	p.push(records(0, 25), 1000, time.Now())
+	s := newSequential(p, nil)
 	got := make(chan []*kgo.Record)
 	go func() {
-		b, _ := p.next()
-		got <- b
+		s.policy.admit(s)
+		got <- s.policy.(*batches).lane.pending
 	}()
 	time.Sleep(50 * time.Millisecond)
 	p.mu.Lock()
@@ -233,7 +234,7 @@ func TestBatchIsCutOnlyWithAWorkerSlot(t *testing.T) {
 	<-p.g.slots // a slot frees
 	select {
 	case b := <-got:
-		if len(b) != 10 || b[0].Offset != 0 || len(p.g.slots) != 1 {
+		if len(b) != 10 || b[0].Offset != 0 || len(p.g.slots) != 1 || !s.slot {
 			t.Fatalf("batch of %d from %d with %d slots taken, want 10 from 0 holding the slot", len(b), b[0].Offset, len(p.g.slots))
 		}
 	case <-time.After(30 * time.Second):

@@ -338,28 +338,6 @@ func (p *Partition) applySeek(req *seekRequest) {
 	req.done <- err
 }
 
-// seek drops what a parallel partition admitted and applies the seek
-// waiting; nothing is in flight.
-func (s *scheduler) seek() {
-	p := s.p
-	p.mu.Lock()
-	req := p.takeSeekLocked()
-	p.mu.Unlock()
-	if req == nil {
-		return
-	}
-	s.gen++ // lanes waiting out a backoff are dropped when it ends
-	clear(s.lanes)
-	clear(s.ready)
-	s.ready = s.ready[:0]
-	s.admitted, s.bytes = 0, 0
-	if s.failing > 0 {
-		s.failing = 0
-		p.failingSince.Store(0)
-	}
-	p.applySeek(req)
-}
-
 func poke(ch chan struct{}) {
 	select {
 	case ch <- struct{}{}:

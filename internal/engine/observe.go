@@ -27,8 +27,8 @@ func (g *group) started() time.Time {
 	return time.Now()
 }
 
-// begin returns the start of a sequential batch (or an exactly-once
-// round's batch), noting it for health when Consume calls are timed; the
+// begin returns the start of an exactly-once round's batch, noting it for
+// health when Consume calls are timed; the
 // zero time when nobody needs it (no clock read). consumed ends it.
 func (p *Partition) begin() time.Time {
 	if !p.g.cfg.TimeConsume {
@@ -42,8 +42,8 @@ func (p *Partition) begin() time.Time {
 // consumed records the outcome of one Consume call: how far the partition
 // got (lag), since when it has been failing (health), and the event.
 func (p *Partition) consumed(batch []*kgo.Record, attempt int, began time.Time, err error) {
-	if p.par == nil && p.g.cfg.TimeConsume {
-		p.busySince.Store(0) // a parallel partition's scheduler keeps its own
+	if p.g.eos && p.g.cfg.TimeConsume {
+		p.busySince.Store(0) // a scheduler keeps its own
 	}
 	last := batch[len(batch)-1].Offset
 	if err == nil || p.topic.Delivery == AtMostOnce { // at-most-once skips a failed batch

@@ -1,11 +1,13 @@
 package engine
 
 // A partition's parts, one file each: queue.go (where a fetched message
-// waits), ownership.go (who may mark and commit it), retry.go (what a failed
-// batch does), txn.go (exactly-once rounds) and scheduler.go (parallel
-// partitions: lanes and units). This file holds the Partition itself, its
-// goroutine, and the sequential loop: one batch at a time, on a slot of the
-// app's worker pool.
+// waits), ownership.go (its state machine, and who may mark and commit it),
+// scheduler.go (lanes and units, on slots of the app's worker pool) with its
+// two policies, sequential.go (one lane of batches, a resume point) and
+// parallel.go (lanes by key, a window of finished messages), retry.go (what
+// a failed batch does) and txn.go (exactly-once rounds). This file holds the
+// Partition itself and its goroutine: build the consumer, run the scheduler
+// or the rounds, run the closing hook.
 
 import (
 	"context"
@@ -178,22 +180,10 @@ func (p *Partition) run() {
 	if err := guard(func() error { return w.Initialized(p.ctx) }); err != nil {
 		p.log.Error("ferry: Initialized hook failed", "err", err)
 	}
-	switch {
-	case p.g.eos:
+	if p.g.eos {
 		p.runRounds(w)
-	case p.par != nil:
-		p.runParallel(w)
-	}
-	for !p.g.eos && p.par == nil {
-		batch, ok := p.next() // with a slot of the worker pool
-		if !ok {
-			break
-		}
-		failed := p.consumeHeld(w, batch)
-		<-p.g.slots
-		if failed != nil {
-			p.retryLater(failed)
-		}
+	} else {
+		p.schedule(w)
 	}
 	close(p.idle)
 
@@ -226,76 +216,6 @@ func (p *Partition) newWorker() (w Worker, err error) {
 	return w, err
 }
 
-// slotBatches is how many due batches a partition runs in a row once it
-// holds a worker slot, saving a hand-off per batch when it is busy while
-// keeping the pool fair (B3).
-const slotBatches = 8
-
-// consumeHeld runs batches while the caller holds a worker slot: the given
-// one, then any batch already due, up to slotBatches. It returns the failure
-// to retry, if any.
-func (p *Partition) consumeHeld(w Worker, batch []*kgo.Record) *failure {
-	for held := 1; ; held++ {
-		f := p.consume(w, batch)
-		p.g.unpin(p.holds) // the batch no longer keeps its fetch for the poll loop
-		p.holds = 0
-		if f != nil {
-			return f
-		}
-		if held == slotBatches {
-			return nil
-		}
-		if batch = p.due(); batch == nil {
-			return nil
-		}
-	}
-}
-
-// consume runs one batch and applies its outcome: marks after success (A1),
-// or the failure to retry (A5).
-func (p *Partition) consume(w Worker, batch []*kgo.Record) *failure {
-	if p.holdBack(batch) {
-		return nil // O4, O5: paused or moved by an operator; fetched again
-	}
-	attempt := p.failures + 1
-	if p.topic.Delivery == AtMostOnce && !p.commitBefore(batch) {
-		return &failure{err: errors.New("at-most-once: committing before processing failed"), batch: batch, resume: batch[0].Offset}
-	}
-	began := p.begin()
-	p.inFlight.Store(int64(len(batch)))
-	err := guard(func() error { return w.Consume(p.ctx, batch, attempt) })
-	p.inFlight.Store(0)
-	p.consumed(batch, attempt, began, err)
-	if errors.Is(err, ErrNotOwned) {
-		p.log.Warn("ferry: another member owns the partition now; it is dropped until it is assigned again", "err", err)
-		p.setFailed()
-		return nil
-	}
-	if err == nil || p.topic.Delivery == AtMostOnce {
-		if err != nil {
-			// S1: the offsets are already committed; the rest of the
-			// batch is skipped, never redelivered.
-			p.log.Error("ferry: consume failed; at-most-once skips the rest of the batch",
-				append([]any{"first_offset", batch[0].Offset, "last_offset", batch[len(batch)-1].Offset}, errAttrs(err)...)...)
-		}
-		p.setFailures(0)
-		if !p.topic.Manual {
-			p.Mark(batch[len(batch)-1], "") // A1; refused if the partition was lost
-		}
-		p.maybeEOF(w)
-		return nil
-	}
-	failed := p.failedRecord(batch, err)
-	resume := p.resume()
-	if failed != nil && failed.Offset == resume && p.topic.DeadLetterRecord != nil &&
-		p.topic.MaxRetries >= 0 && attempt > p.topic.MaxRetries {
-		if p.deadLetter(failed, err, attempt) {
-			return &failure{err: err, batch: batch, resume: failed.Offset + 1, skipped: true}
-		}
-	}
-	return &failure{err: err, batch: batch, resume: resume}
-}
-
 // produceOne writes one record and waits: inside the transaction in an
 // exactly-once group, else through the app's producer.
 func (p *Partition) produceOne(ctx context.Context, r *kgo.Record) error {
@@ -317,18 +237,6 @@ func (p *Partition) Produce(ctx context.Context, recs ...*kgo.Record) error {
 		return p.g.produceTxn(ctx, recs...)
 	}
 	return p.g.cfg.Produce(ctx, recs...)
-}
-
-// commitBefore marks the whole batch and commits it before processing (S1).
-func (p *Partition) commitBefore(batch []*kgo.Record) bool {
-	if !p.Mark(batch[len(batch)-1], "") {
-		return false
-	}
-	ok, err := p.CommitSync(p.ctx)
-	if err != nil {
-		p.log.Error("ferry: at-most-once commit failed", "err", err)
-	}
-	return ok
 }
 
 // maybeEOF runs the EOF hook once each time the partition is caught up and

@@ -1,8 +1,8 @@
 package engine
 
 // The queue of a partition: fetched records wait here, chunk by chunk as
-// the poll loop pushed them, until the partition goroutine cuts a batch (B1)
-// or — in a parallel partition — admits them to lanes. It pauses and
+// the poll loop pushed them, until the scheduler admits them: a sequential
+// partition cuts a batch (B1), a parallel one admits them to lanes. It pauses and
 // resumes the partition's fetching to bound its memory (QueueBytes). It
 // knows nothing of consumers.
 
@@ -234,99 +234,6 @@ func (p *Partition) setFullLocked(full bool) {
 	if p.state == owned && p.g.observed() {
 		p.pauseNewsLocked(full, event.PauseMemory)
 	}
-}
-
-// next waits for the next batch and a slot of the app's worker pool, and
-// cuts the batch only once it holds the slot: a batch cut while it waits
-// for a slot would keep its whole fetch in memory meanwhile (see detach),
-// while the records left queued can be copied out of it. It returns false,
-// holding no slot, once no new batch may start (revocation, loss,
-// shutdown).
-func (p *Partition) next() ([]*kgo.Record, bool) {
-	var timer *time.Timer
-	slot := false
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	for {
-		now := time.Now()
-		p.mu.Lock()
-		if p.state != owned {
-			p.mu.Unlock()
-			if slot {
-				<-p.g.slots
-			}
-			return nil, false
-		}
-		if req := p.takeSeekLocked(); req != nil { // O5
-			p.mu.Unlock()
-			if slot {
-				<-p.g.slots // not held idle while the seek applies
-				slot = false
-			}
-			p.applySeek(req)
-			continue
-		}
-		if p.dueLocked(now) {
-			if !slot {
-				p.mu.Unlock()
-				select {
-				case p.g.slots <- struct{}{}:
-					slot = true
-				case <-p.stop:
-				}
-				continue
-			}
-			batch := p.takeLocked(now)
-			p.tracker.Start(batch[0].Offset)
-			p.holds = p.g.pin(p.cutFrom)
-			news := p.newsLocked()
-			p.mu.Unlock()
-			p.tell(news)
-			return batch, true
-		}
-		if slot {
-			// The queue was cleared (a seek) while waiting for the slot.
-			<-p.g.slots
-			slot = false
-		}
-		var due <-chan time.Time
-		if p.queued > 0 {
-			wait := p.topic.MaxWait - now.Sub(p.chunks[0].at)
-			if timer == nil {
-				timer = time.NewTimer(wait)
-			} else {
-				timer.Reset(wait)
-			}
-			due = timer.C
-		}
-		p.mu.Unlock()
-		select {
-		case <-p.wake:
-		case <-due:
-		case <-p.stop:
-		}
-	}
-}
-
-// due takes the next batch if one is due now, without waiting.
-func (p *Partition) due() []*kgo.Record {
-	p.mu.Lock()
-	if p.state != owned {
-		p.mu.Unlock()
-		return nil
-	}
-	batch := p.takeLocked(time.Now())
-	if batch != nil {
-		p.tracker.Start(batch[0].Offset)
-		p.holds = p.g.pin(p.cutFrom)
-	}
-	news := p.newsLocked()
-	p.mu.Unlock()
-	p.tell(news)
-	return batch
 }
 
 // detachQueued copies the records queued — unless the partition is paused

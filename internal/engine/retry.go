@@ -2,8 +2,9 @@ package engine
 
 // Retry: what happens to a batch that failed (A5, E1): blaming the message,
 // dead-lettering it after MaxRetries, seeking back to the first unmarked
-// offset and waiting out the backoff. A parallel partition retries per
-// lane instead (scheduler.go).
+// offset and waiting out the backoff. A sequential partition rewinds
+// (sequential.go); a parallel one retries per lane, in memory
+// (parallel.go); an exactly-once one aborts its round (txn.go).
 
 import (
 	"context"
@@ -139,16 +140,16 @@ func ownHeaders(h []kgo.RecordHeader, n int) []kgo.RecordHeader {
 	return append([]kgo.RecordHeader(nil), h[n:]...)
 }
 
-// retryLater handles a failed batch (A5): the partition stops fetching,
-// forgets what it queued, seeks back to the first unmarked offset and waits
-// out the backoff before fetching again.
-func (p *Partition) retryLater(f *failure) {
+// rewind handles a failed batch of a sequential partition (A5): the
+// partition stops fetching, forgets what it queued and asks the poll loop to
+// seek back to f.resume. failures is the count of failed attempts in a row,
+// for the backoff. It returns the backoff to wait out (waitBackoff) before
+// fetching again, and false when there is none to wait: the failing message
+// was dead-lettered.
+func (p *Partition) rewind(f *failure, failures int) (time.Duration, bool) {
 	var delay time.Duration
-	if f.skipped {
-		p.setFailures(0)
-	} else {
-		p.setFailures(p.failures + 1)
-		delay = p.topic.Backoff(p.failures)
+	if !f.skipped {
+		delay = p.topic.Backoff(failures)
 	}
 	p.mu.Lock()
 	p.clearQueueLocked()
@@ -162,15 +163,14 @@ func (p *Partition) retryLater(f *failure) {
 	p.tell(news)
 	p.g.wantSeek()
 	if f.skipped {
-		return
+		return 0, false
 	}
 	p.log.Error("ferry: consume failed; retrying after backoff",
-		append([]any{"attempt", p.failures, "first_offset", f.batch[0].Offset, "last_offset", f.batch[len(f.batch)-1].Offset,
+		append([]any{"attempt", failures, "first_offset", f.batch[0].Offset, "last_offset", f.batch[len(f.batch)-1].Offset,
 			"resume_offset", f.resume, "backoff", delay}, errAttrs(f.err)...)...)
 	p.retryScheduled(f.resume, delay)
 	p.pausedForRetry()
-
-	p.waitBackoff(delay)
+	return delay, true
 }
 
 // waitBackoff waits out a retry backoff (or the partition stopping), then

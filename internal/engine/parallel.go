@@ -1,0 +1,394 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/ferrykit/ferry/event"
+	"github.com/ferrykit/ferry/offsets"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// A parallel partition (Topic.Parallel > 0, K1–K9) is the scheduler with
+// lanes by key, a user's lane function, or a lane of its own, and up to
+// Parallel messages in flight, each unit on a goroutine of its own. A failed
+// unit holds back its lane only, for its backoff (K5).
+//
+// Where a message waits: in the partition's queue until admitted, then in
+// its lane's pending list until its unit starts. Who decides it may run: the
+// scheduler, the only goroutine that touches lanes. Who may commit it: the
+// partition's offsets.Window (under Partition.mu) says which offsets
+// finished; the commit sends one past the finished prefix and records the
+// rest in the commit's metadata (K2, K3).
+//
+// Up to Concurrency × Parallel handlers run at once.
+
+// parallelState is a parallel partition's offset state, guarded by
+// Partition.mu.
+type parallelState struct {
+	window    offsets.Window
+	user      string       // the user's metadata, from the newest mark or the committed record
+	epoch     int32        // leader epoch of a message below the committed position
+	committed offsets.Mark // what Kafka acknowledged, with its full metadata
+	wide      bool         // admission waits: a wider record might not fit (K4)
+	moved     bool         // an operator's seek is to be committed, even backwards (O5)
+	// retried holds the messages of running units past their first
+	// attempt, with that attempt (Claim.DeadLetter's count); a message
+	// missing from it runs its first.
+	retried map[int64]int
+}
+
+// pendingLocked returns the mark a commit should send: one past the
+// finished prefix, with what finished above it in the metadata.
+func (s *parallelState) pendingLocked() (offsets.Mark, bool) {
+	next := s.window.Next()
+	if next < 0 {
+		return offsets.Mark{}, false
+	}
+	md, err := offsets.EncodeMetadata(s.user, next, s.window.Finished())
+	if err != nil {
+		// Admission keeps the window within MaxSpan, so only user
+		// metadata too long for Kafka gets here; the broker refuses it
+		// and the commit error is logged.
+		md = s.user
+	}
+	m := offsets.Mark{Offset: next, Epoch: s.epoch, Metadata: md}
+	c := s.committed
+	return m, s.moved || next > c.Offset || (next == c.Offset && md != c.Metadata)
+}
+
+// doneLocked records that r finished.
+func (s *parallelState) doneLocked(r *kgo.Record) {
+	if _, advanced := s.window.Done(r.Offset); advanced {
+		s.epoch = r.LeaderEpoch
+	}
+}
+
+// markLocked records a mark of r (K7). A message not delivered yet counts
+// as finished at once and is skipped when it arrives, as a sequential
+// partition's mark moves its position past it (M2) — unless it lies further
+// ahead than the record of finished messages can describe (K4).
+func (s *parallelState) markLocked(r *kgo.Record) error {
+	w := &s.window
+	if w.IsDone(r.Offset) || w.Len() > 0 && r.Offset <= w.Last() {
+		s.doneLocked(r) // delivered (or never will be: a gap)
+		return nil
+	}
+	if w.SpanWith(r.Offset) > offsets.MaxSpan(s.user) || !w.MarkAhead(r.Offset) {
+		return ErrMarkTooFarAhead
+	}
+	return nil
+}
+
+// coveredLocked reports whether the acknowledged commit records offset as
+// done: below the committed offset or in its record (K7).
+func (s *parallelState) coveredLocked(offset int64) bool {
+	c := s.committed
+	if offset < c.Offset {
+		return true
+	}
+	_, finished, err := offsets.DecodeMetadata(c.Metadata, c.Offset)
+	if err != nil {
+		return false
+	}
+	for _, o := range finished {
+		if o == offset {
+			return true
+		}
+	}
+	return false
+}
+
+// restoreLocked starts the window from the committed position and the
+// record in its metadata, and returns the user's part of the metadata (K3).
+func (s *parallelState) restoreLocked(m offsets.Mark, log func(msg string, args ...any)) string {
+	user, finished, err := offsets.DecodeMetadata(m.Metadata, m.Offset)
+	if err != nil {
+		log("ferry: cannot read the record of finished messages in the committed metadata; they are processed again", "err", err)
+	}
+	s.window.Restore(m.Offset, finished)
+	s.user = user
+	s.committed = m
+	return user
+}
+
+// windowed is the policy of a parallel partition.
+type windowed struct {
+	lanes map[string]*lane
+	bytes int // approximate size of the admitted messages
+	limit int // bound on admitted messages (K8)
+	done  []*kgo.Record
+}
+
+func newParallel(p *Partition, w Worker) *scheduler {
+	n := p.topic.Parallel
+	pol := &windowed{lanes: make(map[string]*lane), limit: max(4*n, 2*p.topic.MaxMessages)}
+	return newScheduler(p, w, pol, n, false)
+}
+
+// admit moves queued records into their lanes while the partition has room
+// (K8) and the record of finished messages would still fit (K4). Records
+// are admitted as soon as there is room: no MaxWait.
+func (pol *windowed) admit(s *scheduler) time.Duration {
+	p := s.p
+	room := pol.limit - s.admitted
+	if room <= 0 || pol.bytes >= p.topic.QueueBytes {
+		return -1
+	}
+	p.mu.Lock()
+	if p.state != owned || p.queued == 0 {
+		if p.state == owned && p.par.wide {
+			p.setWideLocked(false) // nothing waits for room in the record
+		}
+		news := p.newsLocked()
+		p.mu.Unlock()
+		p.tell(news)
+		return -1
+	}
+	k := p.admissibleLocked(room, s.admitted == 0)
+	if k == 0 {
+		if !p.par.wide {
+			p.setWideLocked(true)
+			p.log.Warn("ferry: the record of messages finished out of order would not fit in the commit metadata; taking no new messages until the oldest unfinished one finishes",
+				"oldest_unfinished", p.par.window.Next())
+		}
+		news := p.newsLocked()
+		p.mu.Unlock()
+		p.tell(news)
+		return -1
+	}
+	if p.par.wide {
+		p.setWideLocked(false)
+	}
+	recs := p.cutLocked(k)
+	fresh := recs[:0:0]
+	for _, r := range recs {
+		if skip, _ := p.par.window.Add(r.Offset); !skip {
+			fresh = append(fresh, r) // K3: skipped ones finished before
+		}
+	}
+	news := p.newsLocked()
+	p.mu.Unlock()
+	p.tell(news)
+	for _, r := range fresh {
+		s.add(pol.laneOf(s, r), r)
+		pol.bytes += recordSize(r)
+	}
+	return -1
+}
+
+// setWideLocked notes that admission stops (or goes on again) because the
+// record of finished messages would not fit (K4): Stats shows it, and a
+// subscriber gets a Paused (Resumed) event.
+func (p *Partition) setWideLocked(wide bool) {
+	p.par.wide = wide
+	if p.g.observed() {
+		p.pauseNewsLocked(wide, event.PauseRecord)
+	}
+}
+
+// admissibleLocked counts the queued records, up to room, that keep the
+// window within the span a record is sure to fit in (K4). With nothing
+// outstanding one is always admissible, so the partition moves on.
+func (p *Partition) admissibleLocked(room int, empty bool) int {
+	span := offsets.MaxSpan(p.par.user)
+	n := 0
+	for _, c := range p.chunks {
+		for _, r := range c.recs {
+			if n == room {
+				return n
+			}
+			if p.par.window.SpanWith(r.Offset) > span && !(n == 0 && empty && p.par.window.Len() == 0) {
+				return n
+			}
+			n++
+		}
+	}
+	return n
+}
+
+// laneOf returns r's lane (K1).
+func (pol *windowed) laneOf(s *scheduler, r *kgo.Record) *lane {
+	lanes := s.p.topic.Lanes
+	if lanes.Unordered {
+		return &lane{}
+	}
+	var key string
+	if lanes.Lane == nil {
+		if r.Key == nil {
+			return &lane{} // a nil key promises no order
+		}
+		if l := pol.lanes[string(r.Key)]; l != nil {
+			return l
+		}
+		key = string(r.Key)
+	} else {
+		err := guard(func() error { key = lanes.Lane(r); return nil })
+		if err != nil {
+			s.p.log.Error("ferry: lane function panicked; the message runs in a lane of its own", "offset", r.Offset, "err", err)
+			return &lane{}
+		}
+	}
+	l := pol.lanes[key]
+	if l == nil {
+		l = &lane{key: key, named: true}
+		pol.lanes[key] = l
+	}
+	return l
+}
+
+// consume runs one unit on its own goroutine. A message still failing after
+// MaxRetries goes to the dead-letter topic from here (E1).
+func (pol *windowed) consume(s *scheduler, u *unit) {
+	p := s.p
+	if u.attempt > 1 {
+		p.noteRetried(u.recs, u.attempt)
+	}
+	u.err = guard(func() error { return s.w.Consume(p.ctx, u.recs, u.attempt) })
+	if u.err != nil {
+		u.failed = pol.blame(s, u)
+		t := p.topic
+		if u.failed < len(u.recs) && t.DeadLetterRecord != nil && t.MaxRetries >= 0 && u.attempt > t.MaxRetries {
+			u.deadLettered = p.sendDeadLetter(u.recs[u.failed], u.err, u.attempt)
+		}
+	}
+}
+
+// noteRetried notes the attempt of a retried unit's messages while it runs
+// (0: it ended). Only retries pay for it.
+func (p *Partition) noteRetried(recs []*kgo.Record, attempt int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.par.retried == nil {
+		p.par.retried = make(map[int64]int)
+	}
+	for _, r := range recs {
+		if attempt == 0 {
+			delete(p.par.retried, r.Offset)
+		} else {
+			p.par.retried[r.Offset] = attempt
+		}
+	}
+}
+
+// attemptOf returns the attempt a message of the partition is in: its
+// unit's in a parallel partition, else the current batch's.
+func (p *Partition) attemptOf(r *kgo.Record) int {
+	if p.par == nil {
+		return p.failures + 1
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n, ok := p.par.retried[r.Offset]; ok {
+		return n
+	}
+	return 1
+}
+
+// blame finds the message a failed unit is blamed on: the one a
+// *MessageError names, else the first the consumer did not mark — marks
+// count in automatic mode too (M10), as in a sequential partition — or
+// len(u.recs) when it marked them all.
+func (pol *windowed) blame(s *scheduler, u *unit) int {
+	if i := namedIndex(u.recs, u.err); i >= 0 {
+		return i
+	}
+	s.p.mu.Lock()
+	defer s.p.mu.Unlock()
+	for i, r := range u.recs {
+		if !s.p.par.window.IsDone(r.Offset) {
+			return i
+		}
+	}
+	return len(u.recs)
+}
+
+// settle applies a unit's outcome: its finished messages are done (with
+// manual offsets only those the consumer marked, and those before a
+// message a *MessageError names); a failed message waits out its backoff in
+// front of its lane, or moves on once dead-lettered (K5).
+func (pol *windowed) settle(s *scheduler, u *unit) {
+	p, l := s.p, u.lane
+	p.consumed(u.recs, u.attempt, u.began, u.err)
+	if u.attempt > 1 {
+		p.noteRetried(u.recs, 0)
+	}
+	var done, back []*kgo.Record
+	switch {
+	case u.err == nil:
+		s.setFailures(l, 0)
+		if !p.topic.Manual {
+			done = u.recs
+		}
+	default:
+		i := u.failed
+		if !p.topic.Manual || namedIndex(u.recs, u.err) >= 0 {
+			done = u.recs[:i]
+		}
+		if i < len(u.recs) {
+			if u.deadLettered {
+				s.setFailures(l, 0)
+				done = append(done[:len(done):len(done)], u.recs[i])
+				back = u.recs[i+1:]
+			} else {
+				s.setFailures(l, l.failures+1)
+				back = u.recs[i:]
+			}
+		}
+	}
+	for _, r := range u.recs[:len(u.recs)-len(back)] {
+		s.admitted--
+		pol.bytes -= recordSize(r)
+	}
+	pol.done = append(pol.done, done...)
+	if len(back) > 0 {
+		l.pending = append(back, l.pending...) // back is capped: this copies
+	}
+	if u.err != nil && !u.deadLettered && len(back) > 0 {
+		pol.retryLater(s, l, u)
+	}
+	if len(s.results) == 0 {
+		pol.applyDone(s) // one lock for every unit that ended meanwhile
+	}
+	if l.named && len(l.pending) == 0 && !l.waiting && !l.busy {
+		delete(pol.lanes, l.key)
+	}
+}
+
+// applyDone marks the finished messages done in the window, all under one
+// lock. A lost partition's completions are dropped (K6).
+func (pol *windowed) applyDone(s *scheduler) {
+	p := s.p
+	p.mu.Lock()
+	if p.state.marksAccepted() {
+		for _, r := range pol.done {
+			p.par.doneLocked(r)
+		}
+	}
+	p.processed.Store(p.par.window.Next()) // lag counts from the oldest unfinished message
+	p.mu.Unlock()
+	clear(pol.done)
+	pol.done = pol.done[:0]
+}
+
+// retryLater holds a failed lane back for its backoff, its messages kept in
+// memory; other lanes go on.
+func (pol *windowed) retryLater(s *scheduler, l *lane, u *unit) {
+	p := s.p
+	delay := p.topic.Backoff(l.failures)
+	r := l.pending[0]
+	if p.g.observed() {
+		p.g.emit(event.RetryScheduled{Group: p.g.cfg.Name, Topic: p.topic.Name, Partition: p.id,
+			Offset: r.Offset, Attempt: u.attempt + 1, Delay: delay})
+	}
+	p.log.Error("ferry: message failed; retrying it after backoff, other keys go on",
+		append([]any{"offset", r.Offset, "attempt", u.attempt, "backoff", delay}, errAttrs(u.err)...)...)
+	s.retryAfter(l, delay)
+}
+
+// drop forgets every admitted message, for an operator's seek (O5).
+func (pol *windowed) drop(s *scheduler) {
+	clear(pol.lanes)
+	pol.bytes = 0
+	clear(pol.done)
+	pol.done = pol.done[:0]
+}
