@@ -114,6 +114,7 @@ type scheduler struct {
 	wakeups chan *lane // a lane's backoff elapsed
 	wg      sync.WaitGroup
 	timer   *time.Timer // MaxWait of the oldest queued record
+	solo    unit        // the unit running inline
 	gen     int         // counts operator seeks (O5): lanes waiting from before are dropped
 }
 
@@ -245,14 +246,25 @@ func (s *scheduler) start() bool {
 		}
 		l := s.ready[0]
 		s.ready[0] = nil
-		s.ready = s.ready[1:]
+		if len(s.ready) == 1 {
+			s.ready = s.ready[:0] // keeps its array: no allocation per unit
+		} else {
+			s.ready = s.ready[1:]
+		}
 		l.queued = false
 		// The room left is shared with the other ready lanes: a unit's
 		// messages run one after another, so a long unit would hold room
 		// other lanes could run in.
 		room := s.n - s.inflight
 		k := min(len(l.pending), t.MaxMessages, max(1, room/(1+len(s.ready))))
-		u := &unit{lane: l, recs: l.pending[:k:k], attempt: l.failures + 1, began: s.p.g.started()}
+		var u *unit
+		if s.inline {
+			s.solo = unit{} // one unit at a time: no allocation per batch
+			u = &s.solo
+		} else {
+			u = new(unit)
+		}
+		u.lane, u.recs, u.attempt, u.began = l, l.pending[:k:k], l.failures+1, s.p.g.started()
 		if s.p.g.cfg.TimeConsume {
 			if u.began.IsZero() {
 				u.began = time.Now()
@@ -272,6 +284,7 @@ func (s *scheduler) start() bool {
 			s.started++
 			s.policy.consume(s, u)
 			s.finish(u)
+			s.solo = unit{} // let the batch, and the fetch it was cut from, go
 			s.checkDrain()
 			return true
 		}
@@ -341,14 +354,16 @@ func (s *scheduler) ended(u *unit) {
 	u.ended = true
 	i := 0
 	for i < len(s.running) && s.running[i].ended {
-		s.running[i] = nil
 		i++
 	}
-	s.running = s.running[i:]
-	if len(s.running) == 0 {
-		s.running = nil // let the backing array go
+	switch {
+	case i == len(s.running):
+		clear(s.running)
+		s.running = s.running[:0] // kept: at most n units, reused
 		s.p.busySince.Store(0)
-	} else if i > 0 {
+	case i > 0:
+		clear(s.running[:i])
+		s.running = s.running[i:]
 		s.p.busySince.Store(s.running[0].began.UnixNano())
 	}
 }
