@@ -12,9 +12,12 @@
 //	})
 //
 // A subscriber runs synchronously on the goroutine where the event happens
-// (a partition's worker, the poll loop, a rebalance callback, a commit),
-// never while ferry holds the locks of its partitions or commits: keep it
-// fast and do not block in it (a slow subscriber slows what it observes).
+// (a partition's worker, the poll loop, a rebalance callback, a commit) —
+// or, for a partition's Paused and Resumed events, on whichever goroutine
+// is reporting that partition's events at the time, so that they arrive in
+// order — never while ferry holds the locks of its partitions or commits:
+// keep it fast and do not block in it (a slow subscriber slows what it
+// observes).
 // It may call the App's read-only methods (Stats, Ready, Healthy). Events of
 // one partition arrive in order; events of different partitions may
 // interleave.
