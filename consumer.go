@@ -175,11 +175,14 @@ var ErrMarkTooFarAhead = engine.ErrMarkTooFarAhead
 // offset-management API of Karafka, ownership-safe (M2–M9).
 //
 //	call                      blocks  returns                          offset reaches Kafka
-//	MarkAsConsumed            no      false iff no longer owned        next periodic, revoke or shutdown commit
+//	MarkAsConsumed            no      false once no longer owned (*)   next periodic, revoke or shutdown commit
 //	MarkAsConsumedSync        yes     true iff committed and owned     before it returns
 //	CommitOffsets             no      false iff no longer owned        soon (the commit loop is woken)
 //	CommitOffsetsSync         yes     true iff committed and owned     before it returns
 //	Revoked                   no      true once revoked or lost        —
+//
+// (*) or, in a Parallel partition, for a message too far ahead
+// (ErrMarkTooFarAhead).
 //
 // In an ExactlyOnce topic with ManualOffsets, marks join the Kafka
 // transaction in progress: it commits the marked offsets with the outputs.
@@ -206,9 +209,9 @@ func (c *Claim) Partition() int32 { return c.p.ID() }
 func (c *Claim) Logger() *slog.Logger { return c.p.Logger() }
 
 // MarkAsConsumed stores msg's offset+1 to be committed with the next commit
-// and returns at once (M2). It returns false, storing nothing, if and only if
-// this consumer no longer owns the partition (or msg is from another
-// partition). Marking an older message than one already marked moves the
+// and returns at once (M2). It returns false, storing nothing, if this
+// consumer no longer owns the partition, if msg is from another partition,
+// or in Parallel mode if msg lies too far ahead (see below). Marking an older message than one already marked moves the
 // retry point back but never the committed offset (M6).
 //
 // Marking a message not delivered yet is allowed: in sequential mode the
