@@ -51,7 +51,8 @@ type Decoded[T any] struct {
 func (d Decoded[T]) Tombstone() bool { return d.Message.Value == nil }
 
 // TypedBatch is a batch whose values were decoded. Items holds the messages
-// that decoded, in offset order; Batch still holds them all.
+// that decoded and the tombstones, in offset order (not the messages sent
+// to the dead-letter topic); Batch still holds them all.
 type TypedBatch[T any] struct {
 	*Batch
 	Items []Decoded[T]

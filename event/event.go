@@ -103,7 +103,8 @@ type DeadLettered struct {
 type Committed struct {
 	Group string
 	// Reason is "periodic", "revocation", "revocation hooks", "sync",
-	// "shutdown", or "transaction" (an exactly-once transaction committed).
+	// "seek" (an operator's App.Seek), "shutdown", or "transaction" (an
+	// exactly-once transaction committed).
 	Reason string
 	// Offsets holds the committed next offsets per topic and partition;
 	// partitions whose commit failed are left out.
