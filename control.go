@@ -70,7 +70,9 @@ func (a *App) Resume(group, topic string, partition int32) error {
 // backwards this way, and only this way. This holds with ManualOffsets
 // too: the operator's position stands for the consumer's marks, and later
 // marks go on from it. A topic whose StartOffsets keeps its offsets outside
-// Kafka (ferrypg) starts its next assignment where that store says.
+// Kafka (ferrypg) starts its next assignment where that store says, and
+// ferrypg skips messages below its stored offset: there a Seek back does
+// not process anything again.
 //
 // A paused partition stays paused. If ctx ends before the partition took
 // the seek, nothing changed; once taken, Seek waits for its commit, bounded

@@ -98,7 +98,7 @@ type DeadLettered struct {
 	Err error
 }
 
-// Committed: a commit request finished (A2, A3, A4, M3, M4), or an
+// Committed: a commit request finished (A2, A3, A4, M3, M4, O5), or an
 // exactly-once transaction committed offsets (S3).
 type Committed struct {
 	Group string

@@ -69,7 +69,10 @@
 //
 // To move a group, update next_offset while it is stopped; to rewind, the
 // same. Deleting a row makes the partition start from Kafka's committed
-// offset again.
+// offset again. ferry.App's Seek moves Kafka's position, not the row: after
+// a Seek back, messages below next_offset are skipped as already applied,
+// and a Seek forward reaches the row with the next batch's commit — until
+// then the partition's next assignment starts where the row says.
 //
 // # Dead letters
 //
