@@ -190,9 +190,10 @@ func Logger(l *slog.Logger) Option {
 	return func(c *config) { c.logger = l }
 }
 
-// Concurrency sets how many batches run at once across all partitions and
-// groups of the app (B3). Default 5. Order within a partition is kept
-// whatever the value (B2).
+// Concurrency sets how many partitions process at once across all groups
+// of the app (B3), each holding one worker slot while it runs: a batch at
+// a time, or with Parallel(n) up to n messages within its slot. Default 5.
+// Order within a partition is kept whatever the value (B2).
 func Concurrency(n int) Option {
 	return func(c *config) { c.concurrency = n }
 }
@@ -432,13 +433,14 @@ func Retry(b Backoff) TopicOption {
 // 32 MiB. The fetch that fills the queue is queued whole, so a partition
 // holds up to QueueBytes plus one fetch: below 1 MiB, the group fetches at
 // most its topics' smallest QueueBytes of a partition at once (kgo's
-// FetchMaxPartitionBytes, which ClientOptions may set instead). The app also stops polling while the queues of all unpaused
-// partitions of a group hold what their consumers drain in about 100 ms
-// (between 1 and 16 MiB; 1 MiB for consumers slower than about 50 MB/s), so
-// this bound only bites for a partition that is stuck while others flow
-// (B3). Pausing costs a refetch
-// and, with an idle broker, up to kgo's FetchMaxWait before the partition
-// flows again: a small value cut throughput by 10–20 % in our benchmarks.
+// FetchMaxPartitionBytes, which ClientOptions may set instead). The app
+// also stops polling while the queues of all unpaused partitions of a group
+// hold what their consumers drain in about 100 ms (between 1 and 16 MiB;
+// 1 MiB for consumers slower than about 50 MB/s), so this bound only bites
+// for a partition that is stuck while others flow (B3). Pausing costs a
+// refetch and, with an idle broker, up to kgo's FetchMaxWait before the
+// partition flows again: a small value cut throughput by 10–20 % in our
+// benchmarks.
 func QueueBytes(n int) TopicOption {
 	return func(t *topicConfig) { t.queueBytes = n }
 }
