@@ -492,7 +492,8 @@ func ByLane(lane func(msg *Message) string) Order {
 // unfinished one is about 24,000 offsets behind the newest taken, the most
 // that record describes within Kafka's 4,096-byte metadata limit (K4); with
 // ManualOffsets a mark is per message (K7), so a message never marked holds
-// the partition there. A failed message is retried after the topic's
+// the partition there, and a message marked before it was delivered counts
+// as finished and is skipped. A failed message is retried after the topic's
 // backoff, holding back its lane only; with a dead-letter topic it goes
 // there after MaxRetries and its lane moves on (K5). Messages admitted to
 // lanes are bounded per partition by 4 × n messages (at least
