@@ -72,7 +72,8 @@ type ConsumeFailed struct {
 // RetryScheduled: a failed partition waits Delay, then retries from Offset
 // (its first unmarked message) as attempt Attempt (A5). Its fetching is
 // paused meanwhile (a Paused event precedes the wait, a Resumed event ends
-// it).
+// it). In a Parallel partition only the failed message's lane waits, from
+// that message (K5): nothing is paused and no Paused event is sent.
 type RetryScheduled struct {
 	Group     string
 	Topic     string
@@ -139,7 +140,8 @@ type Lost struct {
 // why:
 //
 //   - "backoff": it failed and waits out its retry backoff (A5); its
-//     fetching is paused.
+//     fetching is paused. (A Parallel partition's failed lane waits
+//     alone: no pause.)
 //   - "memory": its consumer is behind and what it fetched holds more than
 //     QueueBytes; its fetching is paused until half of that was consumed.
 //   - "record": a parallel partition's record of messages finished out of
