@@ -267,8 +267,10 @@ func OnCommit(fn func(Commit)) Option {
 // and failed, retries, dead letters, commits, rebalances, pauses, fetch
 // errors and shutdown — the types of package event (X1). It may be given
 // several times; each subscriber sees every event, in the order given.
-// fn runs synchronously on ferry's goroutines, never under ferry's locks:
-// keep it fast. Without a subscriber ferry builds no events.
+// fn runs synchronously where the event happens (see package event: an
+// App.Pause's Paused event may run on the caller's goroutine), never under
+// a lock ferry waits for: keep it fast. Without a subscriber ferry builds
+// no events.
 func OnEvent(fn func(event.Event)) Option {
 	return func(c *config) {
 		if fn == nil {
