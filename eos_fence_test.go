@@ -144,14 +144,9 @@ func TestExactlyOnceTransactionTimedOutByBrokerIsRetried(t *testing.T) {
 		return err
 	}
 	route := ferry.RouteFunc(group, in, slowFirst, ferry.WithDelivery(ferry.ExactlyOnce))
-	log, sink := testLogger(t)
+	log, _ := testLogger(t)
 	r := start(t, append(opts(t, c, ferry.TransactionalID(ferrytest.UniqueName("txn")), route, ferry.Logger(log)),
 		ferry.ClientOptions(kgo.TransactionTimeout(timeout)))...)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(sink.String())
-		}
-	})
 	got := waitOutputs(t, c, out, 20)
 	if err := r.stop(t); err != nil {
 		t.Errorf("Run: %v, want the timed-out transaction retried", err)

@@ -38,11 +38,6 @@ func TestExactlyOnceSurvivesBrokerOutageWhileEndingTransaction(t *testing.T) {
 		return nil, nil, false
 	})
 	log, sink := testLogger(t)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(sink.String())
-		}
-	})
 	app := s.startTransactional(ferry.Logger(log),
 		// A retry budget far shorter than the outage.
 		ferry.ClientOptions(kgo.RequestRetries(2), kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond })),
@@ -81,11 +76,6 @@ func TestInteropExactlyOnceSurvivesBrokerOutage(t *testing.T) {
 	out := topic(t, s.c, partitions)
 	s.produceEach(partitions, each)
 	log, sink := testLogger(t)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(sink.String())
-		}
-	})
 	open, killed := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	copyThenWait := func(ctx context.Context, b *ferry.Batch) error {
@@ -134,11 +124,6 @@ func TestExactlyOnceRecoversWhenTransactionCannotBegin(t *testing.T) {
 	out := topic(t, s.c, 1)
 	var answered atomic.Bool
 	log, sink := testLogger(t)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(sink.String())
-		}
-	})
 	app := s.startTransactional(ferry.Logger(log), ferry.ClientOptions(kgo.MaxVersions(kversion.V3_9_0())),
 		s.route(copier(out, nil), ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(5)))
 	s.produce(0, 20)
@@ -174,12 +159,7 @@ func TestExactlyOnceRecoversWhenTransactionCannotBegin(t *testing.T) {
 func TestExactlyOnceStopsWhenTheProducerIDFailsForGood(t *testing.T) {
 	s := newScenario(t, embedded(t), 1) // answers through kfake
 	out := topic(t, s.c, 1)
-	log, sink := testLogger(t)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(sink.String())
-		}
-	})
+	log, _ := testLogger(t)
 	app := s.startTransactional(ferry.Logger(log),
 		ferry.ClientOptions(kgo.RequestRetries(2), kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond })),
 		s.route(copier(out, nil), ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(5)))

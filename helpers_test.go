@@ -38,9 +38,15 @@ func produceN(t *testing.T, c *ferrytest.Cluster, topic string, partition int32,
 	ferrytest.Fill(t, c, topic, partition, n)
 }
 
-// testLogger returns a logger and what it wrote, for assertions.
-func testLogger(*testing.T) (*slog.Logger, *ferrytest.Log) {
+// testLogger returns a logger and what it wrote, for assertions; the test
+// shows what it wrote if it fails.
+func testLogger(t *testing.T) (*slog.Logger, *ferrytest.Log) {
 	l := &ferrytest.Log{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(l.String())
+		}
+	})
 	return l.Logger(), l
 }
 

@@ -210,11 +210,6 @@ func removedMemberRefusedCommit(t *testing.T) (*scenario, *running, *ferrytest.L
 	s.produce(0, 5)
 	instance := ferrytest.UniqueName("member")
 	log, sink := testLogger(t)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(sink.String())
-		}
-	})
 	app := s.start(ferry.Logger(log), ferry.CommitInterval(100*time.Millisecond),
 		ferry.ClientOptions(kgo.InstanceID(instance), kgo.SessionTimeout(30*time.Second), kgo.HeartbeatInterval(8*time.Second)),
 		s.route(s.rec.fn()))
