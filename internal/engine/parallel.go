@@ -114,8 +114,9 @@ func (s *parallelState) restoreLocked(m offsets.Mark, log func(msg string, args 
 // windowed is the policy of a parallel partition.
 type windowed struct {
 	lanes map[string]*lane
-	bytes int // approximate size of the admitted messages
-	limit int // bound on admitted messages (K8)
+	spare []*lane // lanes that emptied, for reuse: with many keys a lane lives for one message
+	bytes int     // approximate size of the admitted messages
+	limit int     // bound on admitted messages (K8)
 	done  []*kgo.Record
 }
 
@@ -133,6 +134,9 @@ func (pol *windowed) admit(s *scheduler) time.Duration {
 	room := pol.limit - s.admitted
 	if room <= 0 || pol.bytes >= p.topic.QueueBytes {
 		return -1
+	}
+	if s.admitted-s.inflight >= s.n && len(s.ready) > 0 {
+		return -1 // enough waits to start: admit in bulk later, not one message per unit that ends
 	}
 	p.mu.Lock()
 	if p.state != owned || p.queued == 0 {
@@ -160,7 +164,7 @@ func (pol *windowed) admit(s *scheduler) time.Duration {
 		p.setWideLocked(false)
 	}
 	recs := p.cutLocked(k)
-	fresh := recs[:0:0]
+	fresh := make([]*kgo.Record, 0, len(recs))
 	for _, r := range recs {
 		if skip, _ := p.par.window.Add(r.Offset); !skip {
 			fresh = append(fresh, r) // K3: skipped ones finished before
@@ -169,8 +173,8 @@ func (pol *windowed) admit(s *scheduler) time.Duration {
 	news := p.newsLocked()
 	p.mu.Unlock()
 	p.tell(news)
-	for _, r := range fresh {
-		s.add(pol.laneOf(s, r), r)
+	for i, r := range fresh {
+		s.add(pol.laneOf(s, r), fresh[i:i+1:i+1]...) // capped: a lane appending to it copies
 		pol.bytes += recordSize(r)
 	}
 	return -1
@@ -210,12 +214,12 @@ func (p *Partition) admissibleLocked(room int, empty bool) int {
 func (pol *windowed) laneOf(s *scheduler, r *kgo.Record) *lane {
 	lanes := s.p.topic.Lanes
 	if lanes.Unordered {
-		return &lane{}
+		return pol.newLane()
 	}
 	var key string
 	if lanes.Lane == nil {
 		if r.Key == nil {
-			return &lane{} // a nil key promises no order
+			return pol.newLane() // a nil key promises no order
 		}
 		if l := pol.lanes[string(r.Key)]; l != nil {
 			return l
@@ -225,15 +229,27 @@ func (pol *windowed) laneOf(s *scheduler, r *kgo.Record) *lane {
 		err := guard(func() error { key = lanes.Lane(r); return nil })
 		if err != nil {
 			s.p.log.Error("ferry: lane function panicked; the message runs in a lane of its own", "offset", r.Offset, "err", err)
-			return &lane{}
+			return pol.newLane()
 		}
 	}
 	l := pol.lanes[key]
 	if l == nil {
-		l = &lane{key: key, named: true}
+		l = pol.newLane()
+		l.key, l.named = key, true
 		pol.lanes[key] = l
 	}
 	return l
+}
+
+// newLane returns an empty lane, reusing one that emptied.
+func (pol *windowed) newLane() *lane {
+	if n := len(pol.spare); n > 0 {
+		l := pol.spare[n-1]
+		pol.spare[n-1] = nil
+		pol.spare = pol.spare[:n-1]
+		return l
+	}
+	return new(lane)
 }
 
 // consume runs one unit on its own goroutine. A message still failing after
@@ -346,11 +362,17 @@ func (pol *windowed) settle(s *scheduler, u *unit) {
 	if u.err != nil && !u.deadLettered && len(back) > 0 {
 		pol.retryLater(s, l, u)
 	}
-	if len(s.results) == 0 {
+	if s.settling == 0 {
 		pol.applyDone(s) // one lock for every unit that ended meanwhile
 	}
-	if l.named && len(l.pending) == 0 && !l.waiting && !l.busy {
-		delete(pol.lanes, l.key)
+	if len(l.pending) == 0 && !l.waiting && !l.busy {
+		if l.named {
+			delete(pol.lanes, l.key)
+		}
+		if len(pol.spare) < pol.limit { // about what is admitted at once
+			*l = lane{}
+			pol.spare = append(pol.spare, l)
+		}
 	}
 }
 

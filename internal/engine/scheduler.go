@@ -110,12 +110,15 @@ type scheduler struct {
 
 	running []*unit // started, oldest first; a finished one leaves once it is the oldest (health)
 
-	results chan *unit
-	wakeups chan *lane // a lane's backoff elapsed
-	wg      sync.WaitGroup
-	timer   *time.Timer // MaxWait of the oldest queued record
-	solo    unit        // the unit running inline
-	gen     int         // counts operator seeks (O5): lanes waiting from before are dropped
+	results  chan *unit
+	wakeups  chan *lane // a lane's backoff elapsed
+	wg       sync.WaitGroup
+	timer    *time.Timer // MaxWait of the oldest queued record
+	solo     unit        // the unit running inline
+	spare    []*unit     // finished units, for reuse
+	ending   []*unit     // units that ended, being finished (finishEnded)
+	settling int         // how many of them are still to be settled after this one
+	gen      int         // counts operator seeks (O5): lanes waiting from before are dropped
 }
 
 func newScheduler(p *Partition, w Worker, policy unitPolicy, n int, inline bool) *scheduler {
@@ -183,8 +186,7 @@ func (s *scheduler) loop() {
 		}
 		select {
 		case u := <-s.results:
-			s.finish(u)
-			s.finishReady() // one admission and start for every unit that ended meanwhile
+			s.finishEnded(u, stop != nil && !stopped(stop))
 		case l := <-s.wakeups:
 			if l.gen == s.gen { // else dropped by a seek
 				l.waiting = false
@@ -261,6 +263,8 @@ func (s *scheduler) start() bool {
 		if s.inline {
 			s.solo = unit{} // one unit at a time: no allocation per batch
 			u = &s.solo
+		} else if k := len(s.spare); k > 0 {
+			u, s.spare[k-1], s.spare = s.spare[k-1], nil, s.spare[:k-1]
 		} else {
 			u = new(unit)
 		}
@@ -338,14 +342,65 @@ func (s *scheduler) run(u *unit) {
 // finish ends a unit: health timing, the in-flight count, then the policy
 // settles its outcome.
 func (s *scheduler) finish(u *unit) {
+	s.leave(u)
+	s.settle(u)
+}
+
+// leave takes a unit that ended out of the in-flight count.
+func (s *scheduler) leave(u *unit) {
+	s.inflight -= len(u.recs)
+	s.p.inFlight.Store(int64(s.inflight))
+}
+
+// settle applies a unit's outcome once it left the in-flight count: health
+// timing, then the policy settles it and its lane may run again.
+func (s *scheduler) settle(u *unit) {
 	if s.p.g.cfg.TimeConsume {
 		s.ended(u)
 	}
 	u.lane.busy = false
-	s.inflight -= len(u.recs)
-	s.p.inFlight.Store(int64(s.inflight))
 	s.policy.settle(s, u)
 	s.markReady(u.lane)
+}
+
+// finishEnded finishes u and the units that ended meanwhile. With more,
+// their room goes to the lanes ready before their outcomes are settled:
+// units that end together (handlers waiting the same time) are replaced at
+// once, and the settling happens while the new ones run. Their own lanes
+// stay busy until settled, so a lane still runs one unit at a time (K1) and
+// a failure is put back before its lane runs again (K5).
+func (s *scheduler) finishEnded(u *unit, more bool) {
+	s.ending = append(s.ending, u)
+	s.leave(u)
+	for drained := false; !drained; {
+		select {
+		case u := <-s.results:
+			s.ending = append(s.ending, u)
+			s.leave(u)
+		default:
+			drained = true
+		}
+	}
+	if more {
+		s.start()
+	}
+	for i, u := range s.ending {
+		s.settling = len(s.ending) - 1 - i
+		s.settle(u)
+		s.reuse(u)
+		s.ending[i] = nil
+	}
+	s.ending = s.ending[:0]
+}
+
+// reuse keeps a finished unit for the next one started, unless health
+// timing may still hold it in running.
+func (s *scheduler) reuse(u *unit) {
+	if s.p.g.cfg.TimeConsume || len(s.spare) >= s.n {
+		return
+	}
+	*u = unit{}
+	s.spare = append(s.spare, u)
 }
 
 // ended drops finished units from the front of the running ones: the
@@ -389,15 +444,13 @@ func (s *scheduler) setFailures(l *lane, n int) {
 	}
 }
 
-// finishReady finishes the units that ended, without waiting.
-func (s *scheduler) finishReady() {
-	for {
-		select {
-		case u := <-s.results:
-			s.finish(u)
-		default:
-			return
-		}
+// stopped reports whether stop is closed.
+func stopped(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
 	}
 }
 
