@@ -111,6 +111,9 @@ type scheduler struct {
 	running []*unit // started, oldest first; a finished one leaves once it is the oldest (health)
 
 	results  chan *unit
+	todo     chan *unit // units for idle workers (nil: stop)
+	workers  int        // worker goroutines
+	units    int        // units running
 	wakeups  chan *lane // a lane's backoff elapsed
 	wg       sync.WaitGroup
 	timer    *time.Timer // MaxWait of the oldest queued record
@@ -133,6 +136,7 @@ func newScheduler(p *Partition, w Worker, policy unitPolicy, n int, inline bool)
 	}
 	if !inline {
 		s.results = make(chan *unit, n)
+		s.todo = make(chan *unit, n)
 		s.turn = slotBatches * n
 	}
 	return s
@@ -199,6 +203,9 @@ func (s *scheduler) loop() {
 	}
 	if s.timer != nil {
 		s.timer.Stop()
+	}
+	if s.todo != nil {
+		close(s.todo) // nothing runs: the idle workers end
 	}
 	s.wg.Wait() // backoff waits end with p.stop
 }
@@ -293,8 +300,7 @@ func (s *scheduler) start() bool {
 			return true
 		}
 		s.started += k
-		s.wg.Add(1)
-		go s.run(u)
+		s.hand(u)
 	}
 	s.checkDrain()
 	return false
@@ -332,11 +338,35 @@ func (s *scheduler) release() {
 	}
 }
 
-// run consumes one unit on its own goroutine.
-func (s *scheduler) run(u *unit) {
+// hand gives u to an idle worker, or to a new one when all are busy.
+func (s *scheduler) hand(u *unit) {
+	s.units++
+	if s.units <= s.workers {
+		s.todo <- u // an idle worker takes it; room for one per worker
+		return
+	}
+	s.workers++
+	s.wg.Add(1)
+	go s.work(u)
+}
+
+// work runs units on a worker goroutine of the partition, until told to
+// stop (a nil unit, or todo closed): a worker that finished a unit waits for
+// the next instead of a goroutine starting per unit.
+func (s *scheduler) work(u *unit) {
 	defer s.wg.Done()
-	s.policy.consume(s, u)
-	s.results <- u // room for every unit in flight
+	for u != nil {
+		s.policy.consume(s, u)
+		s.results <- u // room for every unit in flight
+		u = <-s.todo
+	}
+}
+
+// retire lets the idle workers go.
+func (s *scheduler) retire() {
+	for ; s.workers > s.units; s.workers-- {
+		s.todo <- nil
+	}
 }
 
 // finish ends a unit: health timing, the in-flight count, then the policy
@@ -348,6 +378,7 @@ func (s *scheduler) finish(u *unit) {
 
 // leave takes a unit that ended out of the in-flight count.
 func (s *scheduler) leave(u *unit) {
+	s.units--
 	s.inflight -= len(u.recs)
 	s.p.inFlight.Store(int64(s.inflight))
 }
@@ -391,6 +422,9 @@ func (s *scheduler) finishEnded(u *unit, more bool) {
 		s.ending[i] = nil
 	}
 	s.ending = s.ending[:0]
+	if len(s.ready) == 0 && s.admitted == s.inflight {
+		s.retire() // nothing waits: idle workers do not outlive the work
+	}
 }
 
 // reuse keeps a finished unit for the next one started, unless health
