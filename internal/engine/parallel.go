@@ -10,8 +10,9 @@ import (
 
 // A parallel partition (Topic.Parallel > 0, K1–K9) is the scheduler with
 // lanes by key, a user's lane function, or a lane of its own, and up to
-// Parallel messages in flight, each unit on a goroutine of its own. A failed
-// unit holds back its lane only, for its backoff (K5).
+// Parallel messages in flight, each unit on one of the partition's workers
+// (goroutines the scheduler hands units to). A failed unit holds back its
+// lane only, for its backoff (K5).
 //
 // Where a message waits: in the partition's queue until admitted, then in
 // its lane's pending list until its unit starts. Who decides it may run: the
@@ -127,8 +128,9 @@ func newParallel(p *Partition, w Worker) *scheduler {
 }
 
 // admit moves queued records into their lanes while the partition has room
-// (K8) and the record of finished messages would still fit (K4). Records
-// are admitted as soon as there is room: no MaxWait.
+// (K8) and the record of finished messages would still fit (K4). There is
+// no MaxWait: records are admitted, as many as there is room for, whenever
+// fewer than n admitted messages wait to start or none of them can start.
 func (pol *windowed) admit(s *scheduler) time.Duration {
 	p := s.p
 	room := pol.limit - s.admitted
@@ -252,7 +254,7 @@ func (pol *windowed) newLane() *lane {
 	return new(lane)
 }
 
-// consume runs one unit on its own goroutine. A message still failing after
+// consume runs one unit on a worker. A message still failing after
 // MaxRetries goes to the dead-letter topic from here (E1).
 func (pol *windowed) consume(s *scheduler, u *unit) {
 	p := s.p

@@ -25,9 +25,10 @@ import (
 //     back to that point (A5, M7); at-most-once commits the batch before it
 //     runs (S1).
 //   - parallel.go: lanes by key or a user's lane function (K1); records
-//     admitted as soon as there is room (K8, K4); each unit on a goroutine
-//     of its own; offsets in an offsets.Window of finished messages (K2);
-//     a failure puts the lane's messages back and waits in memory (K5).
+//     admitted in bulk when few wait to start (K8, K4); each unit on one of
+//     the partition's workers; offsets in an offsets.Window of finished
+//     messages (K2); a failure puts the lane's messages back and waits in
+//     memory (K5).
 //
 // The scheduler owns the lanes, the ready list, the slot, the units in
 // flight, health timing and the backoff timers; only its goroutine touches
@@ -47,7 +48,8 @@ type unitPolicy interface {
 	admit(s *scheduler) time.Duration
 	// consume runs a unit: Consume, and what must happen right after it
 	// on the same goroutine (the blame, a dead letter). It runs on the
-	// unit's goroutine, or on the scheduler's when the policy is inline.
+	// worker the unit was handed to, or on the scheduler's goroutine when
+	// the policy is inline.
 	consume(s *scheduler, u *unit)
 	// settle applies a finished unit's outcome: offsets, the lane's
 	// failures, and what happens to the messages that did not finish
