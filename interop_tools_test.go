@@ -31,6 +31,7 @@ import (
 
 	"github.com/ferrykit/ferry"
 	"github.com/ferrykit/ferry/ferrytest"
+	"github.com/ferrykit/ferry/internal/kafkatools"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -120,34 +121,11 @@ func (k *kafkaTools) describeGroup(t *testing.T, group string, extra ...string) 
 	t.Helper()
 	args := append([]string{"--bootstrap-server", k.brokers, "--describe", "--group", group}, extra...)
 	stdout, stderr := k.run(t, time.Minute, nil, "consumer.group.ConsumerGroupCommand", args...)
-	rows, ok := parseToolTable(stdout, group)
+	rows, ok := kafkatools.GroupTable(stdout, group)
 	if !ok { // the tool exits 0 on errors such as an unknown group
 		t.Fatalf("kafka-consumer-groups printed no table for group %s\nstdout:\n%s\nstderr:\n%s", group, stdout, tailLines(stderr, 20))
 	}
 	return rows
-}
-
-// parseToolTable reads the whitespace-aligned table Kafka's group tool
-// prints: a header line starting with GROUP, then one row per line whose
-// first column is the group. Empty cells are printed as "-", so fields never
-// shift.
-func parseToolTable(out, group string) ([]map[string]string, bool) {
-	var header []string
-	var rows []map[string]string
-	for line := range strings.Lines(out) {
-		f := strings.Fields(line)
-		switch {
-		case len(f) > 0 && f[0] == "GROUP":
-			header = f
-		case header != nil && len(f) == len(header) && f[0] == group:
-			row := make(map[string]string, len(f))
-			for i, name := range header {
-				row[name] = f[i]
-			}
-			rows = append(rows, row)
-		}
-	}
-	return rows, header != nil
 }
 
 func tailLines(s string, n int) string {

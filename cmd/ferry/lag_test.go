@@ -17,6 +17,7 @@ import (
 
 	"github.com/ferrykit/ferry"
 	"github.com/ferrykit/ferry/ferrytest"
+	"github.com/ferrykit/ferry/internal/kafkatools"
 	"github.com/twmb/franz-go/pkg/kadm"
 )
 
@@ -166,23 +167,16 @@ func kafkaTool(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-// toolRows reads the table of kafka-consumer-groups: a header starting with
-// GROUP, then one row per line whose first column is the group.
-func toolRows(out, group string) []map[string]string {
-	var header []string
-	var rows []map[string]string
-	for line := range strings.Lines(out) {
-		f := strings.Fields(line)
-		switch {
-		case len(f) > 0 && f[0] == "GROUP":
-			header = f
-		case header != nil && len(f) == len(header) && f[0] == group:
-			row := map[string]string{}
-			for i, h := range header {
-				row[h] = f[i]
-			}
-			rows = append(rows, row)
-		}
+// consumerGroups runs kafka-consumer-groups --group group with args and
+// returns the group's rows. The tool exits 0 on errors such as an unknown
+// group, printing no table: that fails the test.
+func consumerGroups(t *testing.T, group string, args ...string) []map[string]string {
+	t.Helper()
+	all := append([]string{"consumer.group.ConsumerGroupCommand", "--bootstrap-server", os.Getenv("FERRY_BROKERS"), "--group", group}, args...)
+	out := kafkaTool(t, all...)
+	rows, ok := kafkatools.GroupTable(out, group)
+	if !ok {
+		t.Fatalf("kafka-consumer-groups %s printed no table:\n%s", strings.Join(args, " "), out)
 	}
 	return rows
 }
@@ -194,12 +188,9 @@ func TestInteropLagMatchesKafka(t *testing.T) {
 	if !c.External() {
 		t.Skip("Kafka's tools need the real broker (FERRY_BROKERS)")
 	}
-	describe := func(group string) []map[string]string {
-		return toolRows(kafkaTool(t, "consumer.group.ConsumerGroupCommand", "--bootstrap-server", os.Getenv("FERRY_BROKERS"), "--describe", "--group", group), group)
-	}
 	topic, group := laggingTopic(t, c)
 	compare := func(when string) {
-		rep, rows := lagJSON(t, brokers, group), describe(group)
+		rep, rows := lagJSON(t, brokers, group), consumerGroups(t, group, "--describe")
 		if len(rows) != len(rep.Partitions) {
 			t.Fatalf("%s: ferry lag shows %d partitions, kafka-consumer-groups %d:\n%+v\n%+v", when, len(rep.Partitions), len(rows), rep, rows)
 		}
@@ -245,10 +236,8 @@ func TestInteropResetMatchesKafka(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &plan); err != nil {
 			t.Fatal(err)
 		}
-		args := append([]string{"consumer.group.ConsumerGroupCommand", "--bootstrap-server", os.Getenv("FERRY_BROKERS"),
-			"--reset-offsets", "--group", group, "--topic", topic, "--dry-run"}, tc.theirs...)
 		theirs := map[string]string{}
-		for _, r := range toolRows(kafkaTool(t, args...), group) {
+		for _, r := range consumerGroups(t, group, append([]string{"--reset-offsets", "--topic", topic, "--dry-run"}, tc.theirs...)...) {
 			theirs[r["PARTITION"]] = r["NEW-OFFSET"]
 		}
 		ours := map[string]string{}
