@@ -115,7 +115,7 @@ type scheduler struct {
 	results  chan *unit
 	todo     chan *unit // units for idle workers (nil: stop)
 	workers  int        // worker goroutines
-	units    int        // units running
+	units    int        // units handed to workers and not finished
 	wakeups  chan *lane // a lane's backoff elapsed
 	wg       sync.WaitGroup
 	timer    *time.Timer // MaxWait of the oldest queued record
@@ -380,7 +380,6 @@ func (s *scheduler) finish(u *unit) {
 
 // leave takes a unit that ended out of the in-flight count.
 func (s *scheduler) leave(u *unit) {
-	s.units--
 	s.inflight -= len(u.recs)
 	s.p.inFlight.Store(int64(s.inflight))
 }
@@ -414,6 +413,7 @@ func (s *scheduler) finishEnded(u *unit, more bool) {
 			drained = true
 		}
 	}
+	s.units -= len(s.ending) // their workers are idle
 	if more {
 		s.start()
 	}
