@@ -1,10 +1,8 @@
 package engine
 
-// The fetch-ahead budget: how many fetched bytes may wait in the queues of
-// partitions that are not paused before the poll loop stops polling. It
-// follows the consumers' drain rate (budget); a slow consumer's poll also
-// waits for the batches that still hold the previous poll's fetches (pin,
-// waitUnpinned), so it holds about what a plain poll loop would.
+// The fetch-ahead budget: how far the poll loop may fetch ahead of the
+// consumers, the drain rate it follows, and the fetch pins a slow
+// consumer's poll waits for.
 
 import (
 	"context"

@@ -6,6 +6,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -80,6 +81,21 @@ func (g *group) pollLoop(ctx context.Context) error {
 		})
 	}
 }
+
+// onlyErrors reports whether a poll returned errors and no records: polling
+// again at once would return the same errors (a deleted topic answers
+// every fetch at once), so the poll loop waits a little first.
+func onlyErrors(fetches kgo.Fetches) bool {
+	failed := false
+	fetches.EachError(func(_ string, _ int32, err error) {
+		failed = failed || !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	})
+	return failed && fetches.NumRecords() == 0
+}
+
+// errorPause is how long the poll loop waits after a poll that returned
+// only errors.
+const errorPause = 100 * time.Millisecond
 
 // wantSeek wakes the poll loop so it applies pending seeks.
 func (g *group) wantSeek() {

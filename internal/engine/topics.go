@@ -8,7 +8,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // How often a group checks that its routed topics exist, and how often it
@@ -118,18 +117,3 @@ func (l *logLimit) allow(key string, now time.Time) (bool, int) {
 	l.last[key], l.skipped[key] = now, 0
 	return true, n
 }
-
-// onlyErrors reports whether a poll returned errors and no records: polling
-// again at once would return the same errors (a deleted topic answers
-// every fetch at once), so the poll loop waits a little first.
-func onlyErrors(fetches kgo.Fetches) bool {
-	failed := false
-	fetches.EachError(func(_ string, _ int32, err error) {
-		failed = failed || !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
-	})
-	return failed && fetches.NumRecords() == 0
-}
-
-// errorPause is how long the poll loop waits after a poll that returned
-// only errors.
-const errorPause = 100 * time.Millisecond
