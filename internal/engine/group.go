@@ -1,12 +1,12 @@
 package engine
 
-// One consumer group: the group's state, Run (the kgo client ferry's
-// guarantees rest on, then connecting) and run (its loops, then the
-// graceful shutdown, A4). Its other parts, one file each: ahead.go (the
-// fetch-ahead budget), poll.go (the poll loop), assign.go (the assignment
-// callbacks), start.go (where new partitions start), commit.go (commits),
-// connect.go (connecting), topics.go (the topic watcher) and txn.go (the
-// round loop of exactly-once groups).
+// One consumer group: its state, Run (the kgo client, with the options
+// ferry's guarantees rest on, then connecting) and run (the group's loops,
+// then the graceful shutdown, A4). Its other parts, one file each: ahead.go
+// (the fetch-ahead budget), poll.go (the poll loop), assign.go (the
+// assignment callbacks), start.go (where new partitions start), commit.go
+// (commits), connect.go (connecting), topics.go (the topic watcher) and
+// txn.go (the round loop of exactly-once groups).
 
 import (
 	"context"
@@ -95,16 +95,15 @@ type group struct {
 	fetchLogs logLimit // repeated fetch errors are logged once per interval
 }
 
-// fetchMaxBytes is ferry's default for kgo's FetchMaxBytes, the most one
-// fetch response from a broker carries (a partition's first record batch
-// comes whole even when larger). A consumer holds about two responses per
-// broker — the one its consumers work through and the one kgo reads or
-// buffers — and a fast consumer's short tails keep the previous one until
-// the next arrives (cutLocked), which spares the GC a quarter of its runs:
-// smaller responses keep that within the memory a plain poll loop with
-// kgo's defaults holds (docs/BENCHMARKS.md, "Memory"). Callers may set
-// their own with ClientOptions.
-const fetchMaxBytes = 5 << 20
+// topic returns a routed topic's configuration, or nil.
+func (g *group) topic(name string) *Topic { return g.cfg.Topics[name] }
+
+// partition returns the current instance of a partition, or nil.
+func (g *group) partition(topic string, id int32) *Partition {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.parts[tp{topic, id}]
+}
 
 // Run consumes as one member of the group until ctx is cancelled, then shuts
 // down gracefully (A4). It returns nil after a clean shutdown.
@@ -130,60 +129,7 @@ func Run(ctx context.Context, cfg *Group) error {
 	for name := range cfg.Topics {
 		topics = append(topics, name)
 	}
-	// ferry's defaults, then the caller's options, then ferry's own, which
-	// its guarantees rest on and which therefore win.
-	opts := []kgo.Opt{
-		kgo.WithLogger(newKgoLogger(g.log, cfg.Name)),
-		// A resumed or newly assigned partition waits for the fetch in
-		// flight to its broker; keep that wait short (kgo's default is 5 s).
-		kgo.FetchMaxWait(500 * time.Millisecond),
-		// Fetch responses of at most fetchMaxBytes (kgo's default is
-		// 50 MiB): see fetchMaxBytes.
-		kgo.FetchMaxBytes(fetchMaxBytes),
-		kgo.WithHooks(&g.saslClosed),
-	}
-	// K8: a partition's fetching pauses once its queue holds QueueBytes,
-	// but the fetch already taken is queued whole: with kgo's 1 MiB per
-	// partition it could hold many times a small QueueBytes. Fetching at
-	// most QueueBytes of a partition at once keeps the queue within about
-	// twice QueueBytes (a caller's FetchMaxPartitionBytes still wins).
-	if b := minQueueBytes(cfg.Topics); b < 1<<20 {
-		opts = append(opts, kgo.FetchMaxPartitionBytes(int32(b)))
-	}
-	if cfg.Txn != nil {
-		// Kafka 4's transactions (KIP-890) answer a produce that arrives
-		// while the previous transaction's markers are still being
-		// written with CONCURRENT_TRANSACTIONS; kgo retries it after a
-		// metadata refresh, which its default MetadataMinAge delays by
-		// up to 5 s — a whole transaction stalled (measured: one 4.9 s
-		// flush in 16 rounds on a busy broker).
-		opts = append(opts, kgo.MetadataMinAge(250*time.Millisecond))
-		// E5: what the topic accepts, the producer accepts (before
-		// ClientOpts, so a user's ProducerBatchMaxBytes wins).
-		opts = append(opts, g.limits.ProducerOpt())
-		// A transaction runs for its interval, then ends.
-		opts = append(opts, kgo.TransactionTimeout(DefaultTransactionTimeout+cfg.Txn.Interval))
-	}
-	opts = append(opts, cfg.ClientOpts...)
-	opts = append(opts,
-		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.ClientID(cfg.ClientID),
-		kgo.ConsumerGroup(cfg.Name),
-		kgo.DisableAutoCommit(),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), // B8
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.OnPartitionsAssigned(g.assigned),
-		kgo.OnPartitionsRevoked(g.revoked),
-		kgo.OnPartitionsLost(g.lost),
-		kgo.WithHooks(fetchHook{g}),
-		kgo.OnOffsetsFetched(g.onFetched),
-		kgo.AdjustFetchOffsetsFn(g.adjustOffsets),
-	)
-	if cfg.Txn == nil {
-		// An exactly-once member subscribes only after fencing its
-		// predecessor (fence).
-		opts = append(opts, kgo.ConsumeTopics(topics...))
-	}
+	opts := g.clientOpts(topics)
 	var cl *kgo.Client
 	if cfg.Txn != nil {
 		// S3: a transactional member; fences its predecessor with the
@@ -217,6 +163,91 @@ func Run(ctx context.Context, cfg *Group) error {
 	return g.run(ctx)
 }
 
+// fetchMaxBytes is ferry's default for kgo's FetchMaxBytes, the most one
+// fetch response from a broker carries (a partition's first record batch
+// comes whole even when larger). A consumer holds about two responses per
+// broker — the one its consumers work through and the one kgo reads or
+// buffers — and a fast consumer's short tails keep the previous one until
+// the next arrives (cutLocked), which spares the GC a quarter of its runs:
+// smaller responses keep that within the memory a plain poll loop with
+// kgo's defaults holds (docs/BENCHMARKS.md, "Memory"). Callers may set
+// their own with ClientOptions.
+const fetchMaxBytes = 5 << 20
+
+// clientOpts is the kgo client's options: ferry's defaults, then the
+// caller's options, then ferry's own, which its guarantees rest on and
+// which therefore win.
+func (g *group) clientOpts(topics []string) []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.WithLogger(newKgoLogger(g.log, g.cfg.Name)),
+		// A resumed or newly assigned partition waits for the fetch in
+		// flight to its broker; keep that wait short (kgo's default is 5 s).
+		kgo.FetchMaxWait(500 * time.Millisecond),
+		// Fetch responses of at most fetchMaxBytes (kgo's default is
+		// 50 MiB): see fetchMaxBytes.
+		kgo.FetchMaxBytes(fetchMaxBytes),
+		kgo.WithHooks(&g.saslClosed),
+	}
+	// K8: a partition's fetching pauses once its queue holds QueueBytes,
+	// but the fetch already taken is queued whole: with kgo's 1 MiB per
+	// partition it could hold many times a small QueueBytes. Fetching at
+	// most QueueBytes of a partition at once keeps the queue within about
+	// twice QueueBytes (a caller's FetchMaxPartitionBytes still wins).
+	if b := minQueueBytes(g.cfg.Topics); b < 1<<20 {
+		opts = append(opts, kgo.FetchMaxPartitionBytes(int32(b)))
+	}
+	if g.cfg.Txn != nil {
+		// Kafka 4's transactions (KIP-890) answer a produce that arrives
+		// while the previous transaction's markers are still being
+		// written with CONCURRENT_TRANSACTIONS; kgo retries it after a
+		// metadata refresh, which its default MetadataMinAge delays by
+		// up to 5 s — a whole transaction stalled (measured: one 4.9 s
+		// flush in 16 rounds on a busy broker).
+		opts = append(opts, kgo.MetadataMinAge(250*time.Millisecond))
+		// E5: what the topic accepts, the producer accepts (before
+		// ClientOpts, so a user's ProducerBatchMaxBytes wins).
+		opts = append(opts, g.limits.ProducerOpt())
+		// A transaction runs for its interval, then ends.
+		opts = append(opts, kgo.TransactionTimeout(DefaultTransactionTimeout+g.cfg.Txn.Interval))
+	}
+	opts = append(opts, g.cfg.ClientOpts...)
+	opts = append(opts,
+		kgo.SeedBrokers(g.cfg.Brokers...),
+		kgo.ClientID(g.cfg.ClientID),
+		kgo.ConsumerGroup(g.cfg.Name),
+		kgo.DisableAutoCommit(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), // B8
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.OnPartitionsAssigned(g.assigned),
+		kgo.OnPartitionsRevoked(g.revoked),
+		kgo.OnPartitionsLost(g.lost),
+		kgo.WithHooks(fetchHook{g}),
+		kgo.OnOffsetsFetched(g.onFetched),
+		kgo.AdjustFetchOffsetsFn(g.adjustOffsets),
+	)
+	if g.cfg.Txn == nil {
+		// An exactly-once member subscribes only after fencing its
+		// predecessor (fence).
+		opts = append(opts, kgo.ConsumeTopics(topics...))
+	}
+	return opts
+}
+
+// minQueueBytes is the smallest QueueBytes of the topics (1 MiB if none is
+// smaller).
+func minQueueBytes(topics map[string]*Topic) int {
+	b := 1 << 20
+	for _, t := range topics {
+		if t.QueueBytes > 0 {
+			b = min(b, t.QueueBytes)
+		}
+	}
+	return b
+}
+
+// run starts the poll (or round) loop, the commit loop and the topic
+// watcher, then shuts the group down gracefully when ctx ends or the poll
+// loop stops early (A4).
 func (g *group) run(ctx context.Context) error {
 	pollCtx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
 	commitStop := make(chan struct{})
@@ -350,27 +381,6 @@ func (g *group) retire(parts []*Partition, to state) {
 func later(a, b time.Time) time.Time {
 	if a.After(b) {
 		return a
-	}
-	return b
-}
-
-func (g *group) topic(name string) *Topic { return g.cfg.Topics[name] }
-
-// partition returns the current instance of a partition, or nil.
-func (g *group) partition(topic string, id int32) *Partition {
-	g.mu.RLock()
-	defer g.mu.RUnlock()
-	return g.parts[tp{topic, id}]
-}
-
-// minQueueBytes is the smallest QueueBytes of the topics (1 MiB if none is
-// smaller).
-func minQueueBytes(topics map[string]*Topic) int {
-	b := 1 << 20
-	for _, t := range topics {
-		if t.QueueBytes > 0 {
-			b = min(b, t.QueueBytes)
-		}
 	}
 	return b
 }
