@@ -4,19 +4,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrykit/ferry/offsets"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func testPartition(max int, wait time.Duration) *Partition {
 	return &Partition{
-		g:       &group{room: make(chan struct{}, 1)},
-		topic:   &Topic{Name: "t", MaxMessages: max, MaxWait: wait, QueueBytes: 1 << 30},
-		tracker: offsets.New(offsets.Mark{Offset: -1, Epoch: -1}),
-		seek:    -1,
-		ready:   make(chan struct{}),
-		wake:    make(chan struct{}, 1),
-		stop:    make(chan struct{}),
+		g:     &group{room: make(chan struct{}, 1)},
+		topic: &Topic{Name: "t", MaxMessages: max, MaxWait: wait, QueueBytes: 1 << 30},
+		book:  newOffsetBook(false),
+		seek:  -1,
+		ready: make(chan struct{}),
+		wake:  make(chan struct{}, 1),
+		stop:  make(chan struct{}),
 	}
 }
 

@@ -22,13 +22,13 @@ func (p *Partition) learnCommitted(offset int64, epoch int32, metadata *string) 
 		m := offsets.Mark{Offset: offset, Epoch: epoch}
 		if metadata != nil {
 			m.Metadata = *metadata
-			p.committedMD = *metadata
 		}
-		p.tracker.Acknowledge(m)
+		user, err := p.book.restore(m)
+		if err != nil {
+			p.log.Warn("ferry: cannot read the record of finished messages in the committed metadata; they are processed again", "err", err)
+		}
+		p.committedMD = user
 		p.processed.Store(offset)
-		if p.par != nil {
-			p.committedMD = p.par.restoreLocked(m, p.log.Warn)
-		}
 	}
 	if p.topic.StartOffsets == nil {
 		p.markReadyLocked() // else startAt, once the start is chosen
@@ -44,7 +44,7 @@ func (p *Partition) startAt(offset int64, set bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if set {
-		p.tracker.Mark(offsets.Mark{Offset: offset, Epoch: -1})
+		p.book.begin(offsets.Mark{Offset: offset, Epoch: -1})
 		p.processed.Store(offset)
 	}
 	p.markReadyLocked()
@@ -73,13 +73,8 @@ func (p *Partition) learnStart() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.start >= 0 {
-		m := offsets.Mark{Offset: p.start, Epoch: -1}
-		p.tracker.Mark(m)
+		p.book.begin(offsets.Mark{Offset: p.start, Epoch: -1})
 		p.processed.Store(p.start)
-		if p.par != nil {
-			p.par.restoreLocked(m, p.log.Warn)
-			p.par.committed = offsets.Mark{Offset: -1, Epoch: -1} // not committed yet
-		}
 	}
 	if p.topic.StartOffsets == nil {
 		p.markReadyLocked() // else startAt, once the start is chosen

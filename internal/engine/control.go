@@ -27,7 +27,6 @@ import (
 	"fmt"
 
 	"github.com/ferrykit/ferry/event"
-	"github.com/ferrykit/ferry/offsets"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -289,30 +288,10 @@ func (p *Partition) applySeek(req *seekRequest) {
 		return
 	}
 	p.clearQueueLocked()
-	from := req.offset // where fetching resumes
-	if p.par != nil {
-		// Forwards, what finished from the new position on stays finished
-		// (K3): the position moves past a finished run. Backwards,
-		// everything from it is processed again.
-		next, finished := req.offset, []int64(nil)
-		if at := p.par.window.Next(); at >= 0 && req.offset > at {
-			finished = p.par.window.Finished()
-			for len(finished) > 0 && finished[0] <= next {
-				if finished[0] == next {
-					next++
-				}
-				finished = finished[1:]
-			}
-		}
-		p.par.window = offsets.Window{}
-		p.par.window.Restore(next, finished)
-		p.par.epoch, p.par.retried, p.par.moved = -1, nil, true
-		if p.par.wide {
-			p.setWideLocked(false)
-		}
-		from = next
+	if p.book.recordFull() {
+		p.setWideLocked(false) // the record starts over
 	}
-	p.tracker.Seek(offsets.Mark{Offset: from, Epoch: -1}, true)
+	from := p.book.seek(req.offset) // where fetching resumes
 	p.seek = from
 	p.caughtUp, p.eofSent = false, false
 	p.processed.Store(from)
@@ -320,9 +299,6 @@ func (p *Partition) applySeek(req *seekRequest) {
 	p.mu.Unlock()
 	p.g.commitMu.Unlock()
 	p.tell(news)
-	if p.par == nil {
-		p.setFailures(0) // the failing batch is behind or ahead: it starts over
-	}
 	select { // a poke meant for this seek
 	case <-p.seekWake:
 	default:

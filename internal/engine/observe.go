@@ -338,8 +338,8 @@ func (p *Partition) stats() (PartitionStats, bool) {
 		return PartitionStats{}, false
 	}
 	s := PartitionStats{Topic: p.topic.Name, Partition: p.id, End: p.end.Load(), Processed: p.processed.Load(),
-		Committed: p.tracker.Committed().Offset, Paused: p.pausedInKgo, Queued: p.queued,
-		RecordFull: p.par != nil && p.par.wide, Fetching: p.state == owned && !p.pausedInKgo,
+		Committed: p.book.committed().Offset, Paused: p.pausedInKgo, Queued: p.queued,
+		RecordFull: p.book.recordFull(), Fetching: p.state == owned && !p.pausedInKgo,
 		PausedByUser: p.pausedUser, Revoking: p.state == revoking, InFlight: int(p.inFlight.Load())}
 	if t := p.failingSince.Load(); t != 0 {
 		s.FailingSince = time.Unix(0, t)

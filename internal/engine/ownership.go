@@ -95,16 +95,9 @@ func (p *Partition) mark(r *kgo.Record, metadata string) (bool, error) {
 	if !p.state.marksAccepted() {
 		return false, nil
 	}
-	if p.par != nil {
-		// K7: a mark is per message; the commit moves as the finished
-		// prefix allows.
-		if err := p.par.markLocked(r); err != nil {
-			return false, err
-		}
-		p.par.user = metadata
-		return true, nil
+	if err := p.book.mark(r, metadata); err != nil {
+		return false, err
 	}
-	p.tracker.Mark(offsets.Mark{Offset: r.Offset + 1, Epoch: r.LeaderEpoch, Metadata: metadata})
 	return true, nil
 }
 
@@ -118,12 +111,12 @@ func (p *Partition) MarkSync(ctx context.Context, r *kgo.Record, metadata string
 		return false, err
 	}
 	ok, err := p.CommitSync(ctx)
-	if !ok || err != nil || p.par == nil {
+	if !ok || err != nil {
 		return ok, err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.par.coveredLocked(r.Offset), nil // K7
+	return p.book.covered(r.Offset), nil // K7
 }
 
 // Commit asks the commit loop to commit stored marks soon, without waiting.
@@ -164,10 +157,7 @@ func (p *Partition) pendingLocked() (offsets.Mark, bool) {
 	if !p.state.marksAccepted() {
 		return offsets.Mark{}, false
 	}
-	if p.par != nil {
-		return p.par.pendingLocked()
-	}
-	return p.tracker.Pending()
+	return p.book.pending()
 }
 
 // stored returns the newest mark, or the committed position, to send again
@@ -176,15 +166,7 @@ func (p *Partition) pendingLocked() (offsets.Mark, bool) {
 func (p *Partition) stored() (offsets.Mark, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var m offsets.Mark
-	switch {
-	case p.par != nil && p.par.window.Next() >= 0:
-		m, _ = p.par.pendingLocked()
-	case p.par != nil:
-		m = p.par.committed
-	default:
-		m = p.tracker.Stored()
-	}
+	m := p.book.stored()
 	return m, m.Offset >= 0 && p.state.marksAccepted()
 }
 
@@ -192,7 +174,7 @@ func (p *Partition) stored() (offsets.Mark, bool) {
 func (p *Partition) committed() offsets.Mark {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.tracker.Committed()
+	return p.book.committed()
 }
 
 // lose drops the partition (A7): marks are refused from now on, nothing is
@@ -261,20 +243,17 @@ func (p *Partition) keptAfterLoss() bool {
 	return p.lostToCommit && !p.letGo
 }
 
-// resume is where the partition continues: after its newest mark, or the
-// first offset delivered.
+// resume is where a sequential partition continues: after its newest mark,
+// or the first offset delivered.
 func (p *Partition) resume() int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.tracker.Resume()
+	return p.tracker().Resume()
 }
 
 func (p *Partition) acknowledge(m offsets.Mark) {
 	p.mu.Lock()
-	p.tracker.Acknowledge(m)
-	if p.par != nil && (m.Offset >= p.par.committed.Offset || p.par.moved) {
-		p.par.committed, p.par.moved = m, false
-	}
+	p.book.acknowledge(m)
 	p.mu.Unlock()
 }
 

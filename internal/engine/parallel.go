@@ -17,100 +17,11 @@ import (
 // Where a message waits: in the partition's queue until admitted, then in
 // its lane's pending list until its unit starts. Who decides it may run: the
 // scheduler, the only goroutine that touches lanes. Who may commit it: the
-// partition's offsets.Window (under Partition.mu) says which offsets
-// finished; the commit sends one past the finished prefix and records the
-// rest in the commit's metadata (K2, K3).
+// partition's book, a windowBook (book.go, under Partition.mu), says which
+// offsets finished; the commit sends one past the finished prefix and
+// records the rest in the commit's metadata (K2, K3).
 //
 // Up to Concurrency × Parallel handlers run at once.
-
-// parallelState is a parallel partition's offset state, guarded by
-// Partition.mu.
-type parallelState struct {
-	window    offsets.Window
-	user      string       // the user's metadata, from the newest mark or the committed record
-	epoch     int32        // leader epoch of a message below the committed position
-	committed offsets.Mark // what Kafka acknowledged, with its full metadata
-	wide      bool         // admission waits: a wider record might not fit (K4)
-	moved     bool         // an operator's seek is to be committed, even backwards (O5)
-	// retried holds the messages of running units past their first
-	// attempt, with that attempt (Claim.DeadLetter's count); a message
-	// missing from it runs its first.
-	retried map[int64]int
-}
-
-// pendingLocked returns the mark a commit should send: one past the
-// finished prefix, with what finished above it in the metadata.
-func (s *parallelState) pendingLocked() (offsets.Mark, bool) {
-	next := s.window.Next()
-	if next < 0 {
-		return offsets.Mark{}, false
-	}
-	md, err := offsets.EncodeMetadata(s.user, next, s.window.Finished())
-	if err != nil {
-		// Admission keeps the window within MaxSpan, so only user
-		// metadata too long for Kafka gets here; the broker refuses it
-		// and the commit error is logged.
-		md = s.user
-	}
-	m := offsets.Mark{Offset: next, Epoch: s.epoch, Metadata: md}
-	c := s.committed
-	return m, s.moved || next > c.Offset || (next == c.Offset && md != c.Metadata)
-}
-
-// doneLocked records that r finished.
-func (s *parallelState) doneLocked(r *kgo.Record) {
-	if _, advanced := s.window.Done(r.Offset); advanced {
-		s.epoch = r.LeaderEpoch
-	}
-}
-
-// markLocked records a mark of r (K7). A message not delivered yet counts
-// as finished at once and is skipped when it arrives, as a sequential
-// partition's mark moves its position past it (M2) — unless it lies further
-// ahead than the record of finished messages can describe (K4).
-func (s *parallelState) markLocked(r *kgo.Record) error {
-	w := &s.window
-	if w.IsDone(r.Offset) || w.Len() > 0 && r.Offset <= w.Last() {
-		s.doneLocked(r) // delivered (or never will be: a gap)
-		return nil
-	}
-	if w.SpanWith(r.Offset) > offsets.MaxSpan(s.user) || !w.MarkAhead(r.Offset) {
-		return ErrMarkTooFarAhead
-	}
-	return nil
-}
-
-// coveredLocked reports whether the acknowledged commit records offset as
-// done: below the committed offset or in its record (K7).
-func (s *parallelState) coveredLocked(offset int64) bool {
-	c := s.committed
-	if offset < c.Offset {
-		return true
-	}
-	_, finished, err := offsets.DecodeMetadata(c.Metadata, c.Offset)
-	if err != nil {
-		return false
-	}
-	for _, o := range finished {
-		if o == offset {
-			return true
-		}
-	}
-	return false
-}
-
-// restoreLocked starts the window from the committed position and the
-// record in its metadata, and returns the user's part of the metadata (K3).
-func (s *parallelState) restoreLocked(m offsets.Mark, log func(msg string, args ...any)) string {
-	user, finished, err := offsets.DecodeMetadata(m.Metadata, m.Offset)
-	if err != nil {
-		log("ferry: cannot read the record of finished messages in the committed metadata; they are processed again", "err", err)
-	}
-	s.window.Restore(m.Offset, finished)
-	s.user = user
-	s.committed = m
-	return user
-}
 
 // windowed is the policy of a parallel partition.
 type windowed struct {
@@ -140,9 +51,10 @@ func (pol *windowed) admit(s *scheduler) time.Duration {
 	if s.admitted-s.inflight >= s.n && len(s.ready) > 0 {
 		return -1 // enough waits to start: admit in bulk later, not one message per unit that ends
 	}
+	b := p.windowBook()
 	p.mu.Lock()
 	if p.state != owned || p.queued == 0 {
-		if p.state == owned && p.par.wide {
+		if p.state == owned && b.wide {
 			p.setWideLocked(false) // nothing waits for room in the record
 		}
 		news := p.newsLocked()
@@ -152,23 +64,23 @@ func (pol *windowed) admit(s *scheduler) time.Duration {
 	}
 	k := p.admissibleLocked(room, s.admitted == 0)
 	if k == 0 {
-		if !p.par.wide {
+		if !b.wide {
 			p.setWideLocked(true)
 			p.log.Warn("ferry: the record of messages finished out of order would not fit in the commit metadata; taking no new messages until the oldest unfinished one finishes",
-				"oldest_unfinished", p.par.window.Next())
+				"oldest_unfinished", b.window.Next())
 		}
 		news := p.newsLocked()
 		p.mu.Unlock()
 		p.tell(news)
 		return -1
 	}
-	if p.par.wide {
+	if b.wide {
 		p.setWideLocked(false)
 	}
 	recs := p.cutLocked(k)
 	fresh := make([]*kgo.Record, 0, len(recs))
 	for _, r := range recs {
-		if skip, _ := p.par.window.Add(r.Offset); !skip {
+		if skip, _ := b.window.Add(r.Offset); !skip {
 			fresh = append(fresh, r) // K3: skipped ones finished before
 		}
 	}
@@ -186,7 +98,7 @@ func (pol *windowed) admit(s *scheduler) time.Duration {
 // record of finished messages would not fit (K4): Stats shows it, and a
 // subscriber gets a Paused (Resumed) event.
 func (p *Partition) setWideLocked(wide bool) {
-	p.par.wide = wide
+	p.windowBook().wide = wide
 	if p.g.observed() {
 		p.pauseNewsLocked(wide, event.PauseRecord)
 	}
@@ -196,14 +108,15 @@ func (p *Partition) setWideLocked(wide bool) {
 // window within the span a record is sure to fit in (K4). With nothing
 // outstanding one is always admissible, so the partition moves on.
 func (p *Partition) admissibleLocked(room int, empty bool) int {
-	span := offsets.MaxSpan(p.par.user)
+	b := p.windowBook()
+	span := offsets.MaxSpan(b.user)
 	n := 0
 	for _, c := range p.chunks {
 		for _, r := range c.recs {
 			if n == room {
 				return n
 			}
-			if p.par.window.SpanWith(r.Offset) > span && !(n == 0 && empty && p.par.window.Len() == 0) {
+			if b.window.SpanWith(r.Offset) > span && !(n == 0 && empty && b.window.Len() == 0) {
 				return n
 			}
 			n++
@@ -276,27 +189,33 @@ func (pol *windowed) consume(s *scheduler, u *unit) {
 func (p *Partition) noteRetried(recs []*kgo.Record, attempt int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.par.retried == nil {
-		p.par.retried = make(map[int64]int)
+	b := p.windowBook()
+	if b.retried == nil {
+		b.retried = make(map[int64]int)
 	}
 	for _, r := range recs {
 		if attempt == 0 {
-			delete(p.par.retried, r.Offset)
+			delete(b.retried, r.Offset)
 		} else {
-			p.par.retried[r.Offset] = attempt
+			b.retried[r.Offset] = attempt
 		}
 	}
 }
 
 // attemptOf returns the attempt a message of the partition is in: its
-// unit's in a parallel partition, else the current batch's.
+// unit's in a parallel partition, else the current batch's. The kind of
+// book decides, though an attempt is retry state, not offsets: a
+// sequential partition's is its worker's count (this runs on the worker's
+// goroutine), a parallel one's is noted per message in its book, under
+// the lock, as its units run on other goroutines.
 func (p *Partition) attemptOf(r *kgo.Record) int {
-	if p.par == nil {
+	b, parallel := p.book.(*windowBook)
+	if !parallel {
 		return p.failures + 1
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if n, ok := p.par.retried[r.Offset]; ok {
+	if n, ok := b.retried[r.Offset]; ok {
 		return n
 	}
 	return 1
@@ -312,8 +231,9 @@ func (pol *windowed) blame(s *scheduler, u *unit) int {
 	}
 	s.p.mu.Lock()
 	defer s.p.mu.Unlock()
+	b := s.p.windowBook()
 	for i, r := range u.recs {
-		if !s.p.par.window.IsDone(r.Offset) {
+		if !b.window.IsDone(r.Offset) {
 			return i
 		}
 	}
@@ -381,14 +301,14 @@ func (pol *windowed) settle(s *scheduler, u *unit) {
 // applyDone marks the finished messages done in the window, all under one
 // lock. A lost partition's completions are dropped (K6).
 func (pol *windowed) applyDone(s *scheduler) {
-	p := s.p
+	p, b := s.p, s.p.windowBook()
 	p.mu.Lock()
 	if p.state.marksAccepted() {
 		for _, r := range pol.done {
-			p.par.doneLocked(r)
+			b.done(r)
 		}
 	}
-	p.processed.Store(p.par.window.Next()) // lag counts from the oldest unfinished message
+	p.processed.Store(b.window.Next()) // lag counts from the oldest unfinished message
 	p.mu.Unlock()
 	clear(pol.done)
 	pol.done = pol.done[:0]

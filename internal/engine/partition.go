@@ -2,9 +2,10 @@ package engine
 
 // A partition's parts, one file each: queue.go (where a fetched message
 // waits), ownership.go (its state machine, and who may mark and commit it),
+// book.go (its offsets: a tracker, or a window of finished messages),
 // scheduler.go (lanes and units, on slots of the app's worker pool) with its
-// two policies, sequential.go (one lane of batches, a resume point) and
-// parallel.go (lanes by key, a window of finished messages), retry.go (what
+// two policies, sequential.go (one lane of batches) and parallel.go (lanes
+// by key), retry.go (what
 // a failed batch does) and txn.go (exactly-once rounds). This file holds the
 // Partition itself and its goroutine: build the consumer, run the scheduler
 // or the rounds, run the closing hook.
@@ -19,7 +20,6 @@ import (
 	"sync/atomic"
 
 	"github.com/ferrykit/ferry/event"
-	"github.com/ferrykit/ferry/offsets"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -40,7 +40,7 @@ type Partition struct {
 
 	mu          sync.Mutex
 	state       state
-	tracker     *offsets.Tracker
+	book        offsetBook // its offsets (book.go), by kind
 	committedMD string
 	chunks      []chunk
 	queued      int // records in chunks
@@ -74,10 +74,6 @@ type Partition struct {
 	roundDone chan roundResult   // exactly-once: its outcome
 	done      chan struct{}      // closed when the worker goroutine exits
 	prev      *Partition         // the previous instance of this partition, if still finishing
-
-	// par is the offset state of a parallel partition (scheduler.go);
-	// nil for a sequential one.
-	par *parallelState
 
 	// Owned by the worker goroutine.
 	failures int
@@ -120,7 +116,7 @@ func newPartition(g *group, t *Topic, id int32, prev *Partition) *Partition {
 		log:       g.log.With("topic", t.Name, "partition", id),
 		ctx:       ctx,
 		cancel:    cancel,
-		tracker:   offsets.New(offsets.Mark{Offset: -1, Epoch: -1}),
+		book:      newOffsetBook(t.Parallel > 0),
 		seek:      -1,
 		start:     -1,
 		txnFirst:  -1,
@@ -137,9 +133,6 @@ func newPartition(g *group, t *Topic, id int32, prev *Partition) *Partition {
 	}
 	p.end.Store(-1)
 	p.processed.Store(-1)
-	if t.Parallel > 0 {
-		p.par = &parallelState{epoch: -1, committed: offsets.Mark{Offset: -1, Epoch: -1}}
-	}
 	return p
 }
 

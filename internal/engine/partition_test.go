@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrykit/ferry/offsets"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -328,25 +327,22 @@ func schedPartition(parallel, max int, clock Clock) *Partition {
 	}
 	g.runCtx = context.Background()
 	p := &Partition{
-		g:       g,
-		topic:   &Topic{Name: "t", MaxMessages: max, MaxWait: time.Hour, QueueBytes: 1 << 30, Parallel: parallel, MaxRetries: -1, Backoff: func(int) time.Duration { return time.Second }},
-		log:     g.log,
-		ctx:     context.Background(),
-		seek:    -1,
-		start:   -1,
-		tracker: offsets.New(offsets.Mark{Offset: -1, Epoch: -1}),
-		ready:   make(chan struct{}),
-		wake:    make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		idle:    make(chan struct{}),
-		done:    make(chan struct{}),
+		g:     g,
+		topic: &Topic{Name: "t", MaxMessages: max, MaxWait: time.Hour, QueueBytes: 1 << 30, Parallel: parallel, MaxRetries: -1, Backoff: func(int) time.Duration { return time.Second }},
+		log:   g.log,
+		ctx:   context.Background(),
+		seek:  -1,
+		start: -1,
+		book:  newOffsetBook(parallel > 0),
+		ready: make(chan struct{}),
+		wake:  make(chan struct{}, 1),
+		stop:  make(chan struct{}),
+		idle:  make(chan struct{}),
+		done:  make(chan struct{}),
 		// a seek by an operator ends a backoff
 		seekWake: make(chan struct{}, 1),
 	}
 	p.end.Store(-1)
 	p.processed.Store(-1)
-	if parallel > 0 {
-		p.par = &parallelState{epoch: -1, committed: offsets.Mark{Offset: -1, Epoch: -1}}
-	}
 	return p
 }

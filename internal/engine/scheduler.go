@@ -148,7 +148,7 @@ func newScheduler(p *Partition, w Worker, policy unitPolicy, n int, inline bool)
 // It returns once the partition stopped and nothing is in flight.
 func (p *Partition) schedule(w Worker) {
 	var s *scheduler
-	if p.par != nil {
+	if p.topic.Parallel > 0 {
 		s = newParallel(p, w)
 	} else {
 		s = newSequential(p, w)

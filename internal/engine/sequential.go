@@ -65,7 +65,7 @@ func (pol *batches) admit(s *scheduler) time.Duration {
 			continue // the queue may have been cleared meanwhile (a seek)
 		}
 		batch := p.takeLocked(now)
-		p.tracker.Start(batch[0].Offset)
+		p.tracker().Start(batch[0].Offset)
 		p.holds = p.g.pin(p.cutFrom)
 		news := p.newsLocked()
 		p.mu.Unlock()
@@ -152,11 +152,14 @@ func (pol *batches) settle(s *scheduler, u *unit) {
 	}
 }
 
-// drop forgets the batch cut and the failures, for an operator's seek (O5).
+// drop forgets the batch cut and the failures, for an operator's seek (O5):
+// the failing batch is behind or ahead of the new position, and starts
+// over.
 func (pol *batches) drop(s *scheduler) {
 	pol.lane = lane{}
 	s.p.g.unpin(s.p.holds)
 	s.p.holds = 0
+	s.p.setFailures(0)
 }
 
 // commitBefore marks the whole batch and commits it before processing (S1).

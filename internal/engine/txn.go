@@ -422,7 +422,7 @@ func (g *group) reportTxn(sent map[*Partition]offsets.Mark) {
 func (p *Partition) giveRound(recs []*kgo.Record) bool {
 	p.mu.Lock()
 	p.markReadyLocked() // records came, so its committed offset is known
-	p.tracker.Start(recs[0].Offset)
+	p.tracker().Start(recs[0].Offset)
 	if p.txnFirst < 0 {
 		p.txnFirst = recs[0].Offset
 	}
@@ -540,7 +540,7 @@ func (p *Partition) backoffAfterRound() {
 func (p *Partition) retryPoint() kgo.EpochOffset {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if c := p.tracker.Committed(); c.Offset >= 0 {
+	if c := p.book.committed(); c.Offset >= 0 {
 		return kgo.EpochOffset{Epoch: c.Epoch, Offset: c.Offset}
 	}
 	return kgo.EpochOffset{Epoch: -1, Offset: p.txnFirst}
@@ -549,7 +549,7 @@ func (p *Partition) retryPoint() kgo.EpochOffset {
 // discardMarks forgets the marks of an aborted transaction.
 func (p *Partition) discardMarks() {
 	p.mu.Lock()
-	p.tracker.Discard()
+	p.tracker().Discard()
 	p.mu.Unlock()
 }
 
