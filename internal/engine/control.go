@@ -61,6 +61,30 @@ func (cfg *Group) ownedPartition(topic string, id int32) (*group, *Partition, er
 	return g, p, nil
 }
 
+// lockOwned is ownedPartition, then the partition's lock, taken if it is
+// still owned: the caller unlocks it. Without it, the error says why.
+func (cfg *Group) lockOwned(topic string, id int32) (*group, *Partition, error) {
+	g, p, err := cfg.ownedPartition(topic, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := p.lockIfOwned(); err != nil {
+		return nil, nil, err
+	}
+	return g, p, nil
+}
+
+// lockIfOwned takes p.mu if the partition is still owned; else it returns
+// ErrNotAssigned, without the lock.
+func (p *Partition) lockIfOwned() error {
+	p.mu.Lock()
+	if p.state != owned {
+		p.mu.Unlock()
+		return notAssigned(p)
+	}
+	return nil
+}
+
 func notAssigned(p *Partition) error {
 	return fmt.Errorf("%w: %s/%d is no longer assigned to this member of group %q", ErrNotAssigned, p.topic.Name, p.id, p.g.cfg.Name)
 }
@@ -68,14 +92,9 @@ func notAssigned(p *Partition) error {
 // Pause stops consuming the partition until Resume (O4). It returns at
 // once; a batch already started finishes.
 func (cfg *Group) Pause(topic string, id int32) error {
-	g, p, err := cfg.ownedPartition(topic, id)
+	g, p, err := cfg.lockOwned(topic, id)
 	if err != nil {
 		return err
-	}
-	p.mu.Lock()
-	if p.state != owned {
-		p.mu.Unlock()
-		return notAssigned(p)
 	}
 	if p.pausedUser {
 		p.mu.Unlock()
@@ -105,14 +124,9 @@ func (cfg *Group) Pause(topic string, id int32) error {
 
 // Resume ends a Pause (O4); a partition that is not paused is left alone.
 func (cfg *Group) Resume(topic string, id int32) error {
-	g, p, err := cfg.ownedPartition(topic, id)
+	g, p, err := cfg.lockOwned(topic, id)
 	if err != nil {
 		return err
-	}
-	p.mu.Lock()
-	if p.state != owned {
-		p.mu.Unlock()
-		return notAssigned(p)
 	}
 	if !p.pausedUser {
 		p.mu.Unlock()
@@ -148,10 +162,8 @@ func (cfg *Group) Seek(ctx context.Context, topic string, id int32, offset int64
 		return err
 	}
 	req := &seekRequest{ctx: ctx, offset: offset, done: make(chan error, 1)}
-	p.mu.Lock()
-	if p.state != owned {
-		p.mu.Unlock()
-		return notAssigned(p)
+	if err := p.lockIfOwned(); err != nil {
+		return err
 	}
 	if old := p.seekReq; old != nil {
 		old.done <- fmt.Errorf("ferry: seek of %s/%d to %d replaced by a seek to %d", topic, id, old.offset, offset)
