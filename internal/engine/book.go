@@ -77,8 +77,8 @@ func (b *trackerBook) acknowledge(m offsets.Mark)    { b.t.Acknowledge(m) }
 func (b *trackerBook) begin(m offsets.Mark)          { b.t.Mark(m) }
 func (b *trackerBook) recordFull() bool              { return false }
 
-// covered is true: MarkSync's commit sent the partition's newest mark,
-// which is at or past the one it stored.
+// covered is true: once MarkSync's commit succeeded, Kafka has the stored
+// mark, which never goes back below the one MarkSync made (M6).
 func (b *trackerBook) covered(int64) bool { return true }
 
 func (b *trackerBook) restore(m offsets.Mark) (string, error) {
@@ -211,9 +211,11 @@ func (b *windowBook) restore(m offsets.Mark) (string, error) {
 	return user, err
 }
 
-// begin starts the window at m, which is not committed yet.
+// begin starts the window at m, which is not committed yet. A start has
+// no metadata, so no record of finished messages.
 func (b *windowBook) begin(m offsets.Mark) {
-	b.restore(m) // no metadata: nothing to read
+	b.window.Restore(m.Offset, nil)
+	b.user = ""
 	b.acked = offsets.Mark{Offset: -1, Epoch: -1}
 }
 
