@@ -1,7 +1,8 @@
 // Package offsets holds the pure bookkeeping behind ferry's offset management:
 // what a consumer has marked, what may be committed, what Kafka already has,
 // and where a retry resumes. It does no I/O and takes no locks; the runtime
-// owns one Tracker per assigned partition and guards it.
+// owns one Tracker per assigned partition (one Window for a partition
+// processed in parallel) and guards it.
 //
 // Offsets follow Kafka's convention: a mark or commit names the next offset to
 // consume, one past the last processed message.
