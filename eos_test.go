@@ -109,6 +109,33 @@ func checkExactlyOnce(t *testing.T, got map[string]int, partitions int32, perPar
 	}
 }
 
+// checkOutputsPerInput checks how many committed outputs each input 0/0 …
+// 0/n-1 of a one-partition input topic has: want(offset).
+func checkOutputsPerInput(t *testing.T, got map[string]int, n int, want func(offset int) int) {
+	t.Helper()
+	for o := range n {
+		if c := got["0/"+strconv.Itoa(o)]; c != want(o) {
+			t.Errorf("input 0/%d has %d outputs, want %d", o, c, want(o))
+		}
+	}
+}
+
+// checkPoisonDeadLettered checks a one-partition input of ten messages
+// whose fifth (value "4") is poison: that message alone was dead-lettered
+// and has no output, and every other input has exactly one.
+func checkPoisonDeadLettered(t *testing.T, outputs map[string]int, dead []*kgo.Record) {
+	t.Helper()
+	checkOutputsPerInput(t, outputs, 10, func(o int) int {
+		if o == 4 {
+			return 0
+		}
+		return 1
+	})
+	if len(dead) != 1 || string(dead[0].Value) != "4" {
+		t.Errorf("dead letters %v, want [4]", values(dead))
+	}
+}
+
 // S3, B8: consume–transform–produce in transactions: each input yields
 // exactly one committed output, and the input offsets are committed with
 // them.
@@ -240,19 +267,7 @@ func TestExactlyOnceDeadLetter(t *testing.T) {
 	waitOutputs(t, s.c, out, 9)
 	dead := readAll(t, s.c, dlq, 1)
 	s.stop(app)
-	got := committedOutputs(t, s.c, out)
-	for o := range 10 {
-		want := 1
-		if o == 4 {
-			want = 0
-		}
-		if n := got["0/"+strconv.Itoa(o)]; n != want {
-			t.Errorf("input 0/%d has %d outputs, want %d", o, n, want)
-		}
-	}
-	if len(dead) != 1 || string(dead[0].Value) != "4" {
-		t.Errorf("dead letters %v, want [4]", values(dead))
-	}
+	checkPoisonDeadLettered(t, committedOutputs(t, s.c, out), dead)
 }
 
 // E1, M7, M10 under S3: a consumer that produces and marks message by
@@ -293,19 +308,7 @@ func TestExactlyOnceMarksInConsumeNameTheFailedMessage(t *testing.T) {
 			waitOutputs(t, s.c, out, 9)
 			s.waitCommittedAt(0, 10)
 			s.stop(app)
-			if len(dead) != 1 || string(dead[0].Value) != "4" {
-				t.Errorf("dead letters %v, want [4]", values(dead))
-			}
-			got := committedOutputs(t, s.c, out)
-			for o := range 10 {
-				want := 1
-				if o == 4 {
-					want = 0
-				}
-				if n := got["0/"+strconv.Itoa(o)]; n != want {
-					t.Errorf("input 0/%d has %d outputs, want %d", o, n, want)
-				}
-			}
+			checkPoisonDeadLettered(t, committedOutputs(t, s.c, out), dead)
 		})
 	}
 }
