@@ -37,26 +37,12 @@ func TestExactlyOnceSurvivesBrokerOutageWhileEndingTransaction(t *testing.T) {
 		}
 		return nil, nil, false
 	})
-	log, sink := testLogger(t)
-	app := s.startTransactional(ferry.Logger(log),
-		// A retry budget far shorter than the outage.
-		ferry.ClientOptions(kgo.RequestRetries(2), kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond })),
-		s.route(copier(out, nil), ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(5)))
-	s.produce(0, 20)
-	waitOutputs(t, s.c, out, 20)
-	armed.Store(true) // the next transaction ends into the outage
-	s.produce(0, 20)
-	waitOutputs(t, s.c, out, 40)
-	s.produce(0, 20) // and the member goes on after it
-	got := waitOutputs(t, s.c, out, 60)
-	if downUntil.Load() == 0 {
-		t.Fatal("the outage never happened")
-	}
-	s.stop(app)
-	checkExactlyOnce(t, got, 1, 60)
-	checkExactlyOnce(t, committedOutputs(t, s.c, out), 1, 60)
-	s.wantCommitted(map[int32]int64{0: 60})
-	if logs := sink.String(); !strings.Contains(logs, "ferry: transactions resumed from the committed offsets") {
+	logs := copyThroughFault(s, out, shortRetries(), transactionFault{
+		inject:   func() { armed.Store(true) }, // the next transaction ends into the outage
+		happened: func() bool { return downUntil.Load() != 0 },
+		missed:   "the outage never happened",
+	})
+	if !strings.Contains(logs, "ferry: transactions resumed from the committed offsets") {
 		t.Errorf("the log does not say the transactions resumed after the outage:\n%.3000s", logs)
 	}
 }
@@ -123,29 +109,20 @@ func TestExactlyOnceRecoversWhenTransactionCannotBegin(t *testing.T) {
 	s := newScenario(t, embedded(t), 1) // answers one end of a transaction through kfake
 	out := topic(t, s.c, 1)
 	var answered atomic.Bool
-	log, sink := testLogger(t)
-	app := s.startTransactional(ferry.Logger(log), ferry.ClientOptions(kgo.MaxVersions(kversion.V3_9_0())),
-		s.route(copier(out, nil), ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(5)))
-	s.produce(0, 20)
-	waitOutputs(t, s.c, out, 20)
-	s.c.Fake.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		answered.Store(true)
-		resp := req.ResponseKind().(*kmsg.EndTxnResponse)
-		resp.ErrorCode = kerr.InvalidProducerEpoch.Code
-		return resp, nil, true
-	})
-	s.produce(0, 20)
-	waitOutputs(t, s.c, out, 40)
-	s.produce(0, 20) // and the member goes on after it
-	got := waitOutputs(t, s.c, out, 60)
-	if !answered.Load() {
-		t.Fatal("no transaction end was answered INVALID_PRODUCER_EPOCH")
+	endTxnFenced := func() {
+		s.c.Fake.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+			answered.Store(true)
+			resp := req.ResponseKind().(*kmsg.EndTxnResponse)
+			resp.ErrorCode = kerr.InvalidProducerEpoch.Code
+			return resp, nil, true
+		})
 	}
-	s.stop(app)
-	checkExactlyOnce(t, got, 1, 60)
-	checkExactlyOnce(t, committedOutputs(t, s.c, out), 1, 60)
-	s.wantCommitted(map[int32]int64{0: 60})
-	if logs := sink.String(); !strings.Contains(logs, "ferry: cannot begin a transaction") ||
+	logs := copyThroughFault(s, out, ferry.ClientOptions(kgo.MaxVersions(kversion.V3_9_0())), transactionFault{
+		inject:   endTxnFenced,
+		happened: answered.Load,
+		missed:   "no transaction end was answered INVALID_PRODUCER_EPOCH",
+	})
+	if !strings.Contains(logs, "ferry: cannot begin a transaction") ||
 		!strings.Contains(logs, "ferry: transactions resumed from the committed offsets") {
 		t.Errorf("the log does not say the transaction could not begin and transactions resumed:\n%.3000s", logs)
 	}
@@ -160,8 +137,7 @@ func TestExactlyOnceStopsWhenTheProducerIDFailsForGood(t *testing.T) {
 	s := newScenario(t, embedded(t), 1) // answers through kfake
 	out := topic(t, s.c, 1)
 	log, _ := testLogger(t)
-	app := s.startTransactional(ferry.Logger(log),
-		ferry.ClientOptions(kgo.RequestRetries(2), kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond })),
+	app := s.startTransactional(ferry.Logger(log), shortRetries(),
 		s.route(copier(out, nil), ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(5)))
 	s.produce(0, 10)
 	waitOutputs(t, s.c, out, 10)
@@ -189,4 +165,48 @@ func TestExactlyOnceStopsWhenTheProducerIDFailsForGood(t *testing.T) {
 	if !errors.Is(err, kerr.UnknownServerError) {
 		t.Fatalf("Run = %v, want an error wrapping UNKNOWN_SERVER_ERROR", err)
 	}
+}
+
+// transactionFault is what copyThroughFault does to the transactions of an
+// exactly-once member.
+type transactionFault struct {
+	inject   func()      // from now on the next transaction meets the fault
+	happened func() bool // whether one did
+	missed   string      // the failure when none did
+}
+
+// copyThroughFault runs an exactly-once copier from s's one partition to out
+// (batches of five, with client's options) and copies 60 inputs: 20 before
+// the fault is injected, 20 that meet it, and 20 to show the member goes on
+// after it. The fault must have happened; then, with the member stopped,
+// every input has exactly one output, as read while it ran and as
+// committed, and the input's committed offset is 60. It returns what the
+// member logged.
+func copyThroughFault(s *scenario, out string, client ferry.Option, fault transactionFault) string {
+	t := s.t
+	t.Helper()
+	log, sink := testLogger(t)
+	app := s.startTransactional(ferry.Logger(log), client,
+		s.route(copier(out, nil), ferry.WithDelivery(ferry.ExactlyOnce), ferry.MaxMessages(5)))
+	s.produce(0, 20)
+	waitOutputs(t, s.c, out, 20)
+	fault.inject()
+	s.produce(0, 20)
+	waitOutputs(t, s.c, out, 40)
+	s.produce(0, 20)
+	got := waitOutputs(t, s.c, out, 60)
+	if !fault.happened() {
+		t.Fatal(fault.missed)
+	}
+	s.stop(app)
+	checkExactlyOnce(t, got, 1, 60)
+	checkExactlyOnce(t, committedOutputs(t, s.c, out), 1, 60)
+	s.wantCommitted(map[int32]int64{0: 60})
+	return sink.String()
+}
+
+// shortRetries gives the member a retry budget far shorter than the
+// outages here.
+func shortRetries() ferry.Option {
+	return ferry.ClientOptions(kgo.RequestRetries(2), kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond }))
 }
