@@ -35,6 +35,15 @@ func (s *scenario) produceKeyed(keys ...string) {
 	}
 }
 
+// distinctKeys returns n keys, k0 … k<n-1>: one message each.
+func distinctKeys(n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = "k" + strconv.Itoa(i)
+	}
+	return keys
+}
+
 // lanesProbe watches a parallel consumer: how many messages run at once,
 // whether two batches of one key ever overlap, and the order each key's
 // messages ran in.
@@ -135,11 +144,7 @@ func TestParallelKeepsKeyOrderAndRunsKeysConcurrently(t *testing.T) {
 // owner processes only the failed message.
 func TestParallelCommitWaitsForUnfinishedAndNextOwnerSkipsFinished(t *testing.T) {
 	s := newScenario(t, cluster(t), 1)
-	keys := make([]string, 50)
-	for i := range keys {
-		keys[i] = "k" + strconv.Itoa(i)
-	}
-	s.produceKeyed(keys...)
+	s.produceKeyed(distinctKeys(50)...)
 	fn := func(_ context.Context, b *ferry.Batch) error {
 		s.rec.record(b)
 		if b.Messages[0].Offset == 10 {
@@ -293,11 +298,7 @@ func setTopic(recs []*kgo.Record, topic string) []*kgo.Record {
 // message.
 func TestParallelManualMarksArePerMessage(t *testing.T) {
 	s := newScenario(t, cluster(t), 1)
-	keys := make([]string, 30)
-	for i := range keys {
-		keys[i] = "k" + strconv.Itoa(i)
-	}
-	s.produceKeyed(keys...)
+	s.produceKeyed(distinctKeys(30)...)
 	syncResult := make(chan string, 1)
 	consumer := scripted{consume: func(ctx context.Context, claim *ferry.Claim, b *ferry.Batch) error {
 		s.rec.record(b)
@@ -490,11 +491,7 @@ func TestParallelMemoryIsBoundedWhileAKeyIsStuck(t *testing.T) {
 func TestParallelLostPartitionDropsCompletions(t *testing.T) {
 	c := embedded(t)
 	s := newScenario(t, c, 1)
-	keys := make([]string, 20)
-	for i := range keys {
-		keys[i] = "k" + strconv.Itoa(i)
-	}
-	s.produceKeyed(keys...)
+	s.produceKeyed(distinctKeys(20)...)
 	blocked, release := make(chan struct{}), make(chan struct{})
 	var first, markAfterLoss atomic.Bool
 	var claim atomic.Pointer[ferry.Claim]
@@ -550,11 +547,7 @@ func TestParallelLaneChoices(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newScenario(t, cluster(t), 1)
-			keys := make([]string, 200)
-			for i := range keys {
-				keys[i] = "same-key" // the key says nothing here
-			}
-			s.produceKeyed(keys...)
+			s.produceKeyed(slices.Repeat([]string{"same-key"}, 200)...) // the key says nothing here
 			var mu sync.Mutex
 			running, maxRunning := 0, 0
 			order := map[string][]int64{}
@@ -632,11 +625,7 @@ func TestParallelPanicRetriesThenDeadLetters(t *testing.T) {
 // up to MaxMessages, as a sequential batch — not one message per call.
 func TestParallelOneKeyRunsInBatches(t *testing.T) {
 	s := newScenario(t, cluster(t), 1)
-	keys := make([]string, 1000)
-	for i := range keys {
-		keys[i] = "only"
-	}
-	s.produceKeyed(keys...)
+	s.produceKeyed(slices.Repeat([]string{"only"}, 1000)...)
 	app := s.start(s.route(s.rec.fn(), ferry.Parallel(128), ferry.MaxMessages(100)))
 	s.waitSeen(1000)
 	s.stop(app)
@@ -686,11 +675,7 @@ func TestParallelDeadLetterCarriesTheAttempt(t *testing.T) {
 func TestParallelMarksInConsumeNameTheFailedMessage(t *testing.T) {
 	s := newScenario(t, cluster(t), 1)
 	dlq := topic(t, s.c, 1)
-	keys := make([]string, 10)
-	for i := range keys {
-		keys[i] = "one" // one key: its messages run in units of several
-	}
-	s.produceKeyed(keys...)
+	s.produceKeyed(slices.Repeat([]string{"one"}, 10)...) // one key: its messages run in units of several
 	var mu sync.Mutex
 	processed := map[int64]int{}
 	fn := func(_ context.Context, b *ferry.Batch) error {
