@@ -3,6 +3,7 @@ package ferry_test
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -36,6 +37,25 @@ func topic(t *testing.T, c *ferrytest.Cluster, partitions int32) string {
 func produceN(t *testing.T, c *ferrytest.Cluster, topic string, partition int32, n int) {
 	t.Helper()
 	ferrytest.Fill(t, c, topic, partition, n)
+}
+
+// logOf keeps, in order, what an app reported through a hook.
+type logOf[T any] struct {
+	mu    sync.Mutex
+	items []T
+}
+
+func (l *logOf[T]) add(v T) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.items = append(l.items, v)
+}
+
+// snapshot returns what was reported so far.
+func (l *logOf[T]) snapshot() []T {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.items)
 }
 
 // testLogger returns a logger and what it wrote, for assertions; the test

@@ -414,7 +414,7 @@ func TestManualRevokedHookMarkIsCommitted(t *testing.T) {
 			appB := s.start(member(proto), s.route(recB.fn()))
 			var moved int32 = -1
 			if err := ferrytest.WaitFor(ctxFor(t, 30*time.Second), func() bool {
-				for _, ev := range commitsA.all() {
+				for _, ev := range commitsA.snapshot() {
 					if ev.Reason == "revocation hooks" {
 						for p := range ev.Offsets[s.topic] {
 							moved = p
@@ -423,7 +423,7 @@ func TestManualRevokedHookMarkIsCommitted(t *testing.T) {
 				}
 				return moved >= 0
 			}); err != nil {
-				t.Fatalf("no commit after the Revoked hooks: %v", commitsA.all())
+				t.Fatalf("no commit after the Revoked hooks: %v", commitsA.snapshot())
 			}
 			if got := s.committed(); got[moved] != 20 {
 				t.Errorf("partition %d committed %v after its Revoked hook marked 20", moved, got)

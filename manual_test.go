@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -529,10 +528,7 @@ func at(t *testing.T, b *ferry.Batch, offset int64) *ferry.Message {
 }
 
 // commitLog records every commit request an app made (ferry.OnCommit).
-type commitLog struct {
-	mu     sync.Mutex
-	events []ferry.Commit
-}
+type commitLog struct{ logOf[ferry.Commit] }
 
 type commitEvent struct {
 	reason string
@@ -540,23 +536,13 @@ type commitEvent struct {
 }
 
 func (l *commitLog) option() ferry.Option {
-	return ferry.OnCommit(func(c ferry.Commit) {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.events = append(l.events, c)
-	})
-}
-
-func (l *commitLog) all() []ferry.Commit {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.events)
+	return ferry.OnCommit(l.add)
 }
 
 // of returns, in order, the successful commits that named topic/partition.
 func (l *commitLog) of(topic string, partition int32) []commitEvent {
 	var out []commitEvent
-	for _, c := range l.all() {
+	for _, c := range l.snapshot() {
 		if o, ok := c.Offsets[topic][partition]; ok {
 			out = append(out, commitEvent{c.Reason, o})
 		}

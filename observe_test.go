@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,22 +20,7 @@ import (
 )
 
 // eventLog keeps every event an app reported, in order.
-type eventLog struct {
-	mu  sync.Mutex
-	all []event.Event
-}
-
-func (l *eventLog) add(e event.Event) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.all = append(l.all, e)
-}
-
-func (l *eventLog) snapshot() []event.Event {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]event.Event(nil), l.all...)
-}
+type eventLog = logOf[event.Event]
 
 // eventsOf returns the events of one type, in order.
 func eventsOf[T event.Event](l *eventLog) []T {
