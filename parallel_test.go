@@ -35,6 +35,19 @@ func (s *scenario) produceKeyed(keys ...string) {
 	}
 }
 
+// wantOnlyDeadLetter fails the test unless dead holds one message: the one
+// at offset of the input.
+func wantOnlyDeadLetter(t *testing.T, dead []*kgo.Record, offset int64) {
+	t.Helper()
+	var from []string
+	for _, r := range dead {
+		from = append(from, header(r, ferry.HeaderOriginalOffset))
+	}
+	if len(dead) != 1 || from[0] != strconv.FormatInt(offset, 10) {
+		t.Fatalf("dead-letter topic holds messages of offsets %v, want offset %d only", from, offset)
+	}
+}
+
 // distinctKeys returns n keys, k0 … k<n-1>: one message each.
 func distinctKeys(n int) []string {
 	keys := make([]string, n)
@@ -206,9 +219,7 @@ func TestParallelRetryHoldsOnlyItsKeyThenDeadLetters(t *testing.T) {
 	dead := readAll(t, s.c, dlq, 1)
 	s.waitCommitted(map[int32]int64{0: 20})
 	s.stop(app)
-	if len(dead) != 1 || dead[0].Offset != 0 && header(dead[0], ferry.HeaderOriginalOffset) != "0" {
-		t.Fatalf("dead-letter topic holds %d messages, want offset 0 only", len(dead))
-	}
+	wantOnlyDeadLetter(t, dead, 0)
 	mu.Lock()
 	defer mu.Unlock()
 	pos := func(s string) int { return slices.Index(order, s) }
@@ -610,9 +621,7 @@ func TestParallelPanicRetriesThenDeadLetters(t *testing.T) {
 	dead := readAll(t, s.c, dlq, 1)
 	s.waitCommitted(map[int32]int64{0: 4})
 	s.stop(app)
-	if len(dead) != 1 || header(dead[0], ferry.HeaderOriginalOffset) != "0" {
-		t.Fatalf("dead-letter topic holds %d messages, want offset 0 only", len(dead))
-	}
+	wantOnlyDeadLetter(t, dead, 0)
 	if attempts.Load() != 2 {
 		t.Errorf("the panicking message ran %d times, want 2 (1 + MaxRetries 1)", attempts.Load())
 	}
