@@ -36,6 +36,20 @@ func (s *scenario) quiet(d time.Duration) bool {
 	return len(s.rec.snapshot()) == before
 }
 
+// producePaused produces n messages to partition 0, which is paused, and
+// fails the test if what (the partition) takes any: no new batch comes, and
+// the consumed messages of before the pause are all there are.
+func (s *scenario) producePaused(n, consumed int, what string) {
+	s.t.Helper()
+	s.produce(0, n)
+	if !s.quiet(1500 * time.Millisecond) {
+		s.t.Fatalf("%s took new batches", what)
+	}
+	if got := s.rec.distinct(s.topic); got != consumed {
+		s.t.Fatalf("%s consumed %d messages, want the %d before the pause", what, got, consumed)
+	}
+}
+
 // sequentialAndParallel are the ways of processing a partition the
 // operator calls must hold for.
 var sequentialAndParallel = []struct {
@@ -78,13 +92,7 @@ func TestPauseHoldsUntilResumed(t *testing.T) {
 			if err := app.app.Pause(s.group, s.topic, 0); err != nil { // again: nothing changes
 				t.Fatal(err)
 			}
-			s.produce(0, 20) // offsets 20..39
-			if !s.quiet(1500 * time.Millisecond) {
-				t.Fatal("a paused partition took new batches")
-			}
-			if n := s.rec.distinct(s.topic); n != 20 {
-				t.Fatalf("a paused partition consumed %d messages, want the 20 before the pause", n)
-			}
+			s.producePaused(20, 20, "a paused partition") // offsets 20..39
 			if err := app.app.Resume(s.group, s.topic, 0); err != nil {
 				t.Fatal(err)
 			}
@@ -362,13 +370,7 @@ func TestPauseExactlyOnce(t *testing.T) {
 	if err := app.app.Pause(s.group, s.topic, 0); err != nil {
 		t.Fatal(err)
 	}
-	s.produce(0, 10) // 10..19
-	if !s.quiet(1500 * time.Millisecond) {
-		t.Fatal("a paused exactly-once partition took new batches")
-	}
-	if n := s.rec.distinct(s.topic); n != 10 {
-		t.Fatalf("a paused exactly-once partition consumed %d messages, want the 10 before the pause", n)
-	}
+	s.producePaused(10, 10, "a paused exactly-once partition") // 10..19
 	if err := app.app.Resume(s.group, s.topic, 0); err != nil {
 		t.Fatal(err)
 	}
