@@ -248,6 +248,19 @@ func TestInteropResetMatchesKafka(t *testing.T) {
 			t.Errorf("%v: ferry plans %v, kafka-consumer-groups %v", tc.ours, ours, theirs)
 		}
 	}
+
+	liveMember(t, c, group, topic)
+	_, errs, code := ferryExec(t, "", "offsets", "reset", brokers, "-group", group, "-topic", topic, "-to-earliest", "-execute")
+	if code != exitFailed || !strings.Contains(errs, "has live members") {
+		t.Errorf("ferry offsets reset with a live member: exit %d\n%s", code, errs)
+	}
+	// Kafka's tool refuses ("Error: Assignments can only be reset if the
+	// group ... is inactive ...") and exits 0, with an empty table.
+	out := kafkaTool(t, "consumer.group.ConsumerGroupCommand", "--bootstrap-server", os.Getenv("FERRY_BROKERS"),
+		"--group", group, "--reset-offsets", "--topic", topic, "--to-earliest", "--execute")
+	if rows, _ := kafkatools.GroupTable(out, group); len(rows) > 0 || !strings.Contains(out, "is inactive") {
+		t.Errorf("kafka-consumer-groups --reset-offsets with a live member did not refuse:\n%s", out)
+	}
 }
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
