@@ -17,29 +17,10 @@ import (
 )
 
 // readAll reads every record of a topic from the start (read_committed),
-// waiting until at least n arrived.
+// waiting until at least n arrived (ferrytest.ReadAll).
 func readAll(t *testing.T, c *ferrytest.Cluster, topic string, n int) []*kgo.Record {
 	t.Helper()
-	cl, err := c.NewClient(kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx := ctxFor(t, 20*time.Second)
-	var out []*kgo.Record
-	for len(out) < n {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("read %d records of %s, want %d", len(out), topic, n)
-		}
-		out = append(out, fs.Records()...)
-	}
-	// Anything more would show up within a short poll.
-	sctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	out = append(out, cl.PollFetches(sctx).Records()...)
-	return out
+	return ferrytest.ReadAll(t, c, topic, n)
 }
 
 func header(r *kgo.Record, key string) string {

@@ -3,6 +3,7 @@ package ferrytest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/ferrykit/ferry"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TB is what the helpers below need of a test or a benchmark; *testing.T
@@ -74,6 +76,32 @@ func Fill(t TB, c *Cluster, topic string, partition int32, n int) {
 	if _, err := c.ProduceN(Context(t, 30*time.Second), topic, partition, n); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// ReadAll reads a topic from the start as a read_committed consumer — a
+// dead-letter topic, say — until at least n records arrived, failing the
+// test when they do not within 20 s. It then polls briefly once more, so
+// that a record beyond the n expected (a duplicate) is returned too.
+func ReadAll(t TB, c *Cluster, topic string, n int) []*kgo.Record {
+	t.Helper()
+	cl, err := c.NewClient(kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := Context(t, 20*time.Second)
+	var out []*kgo.Record
+	for len(out) < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatal(fmt.Sprintf("ferrytest: read %d records of %s within 20 s, want %d", len(out), topic, n))
+		}
+		out = append(out, fs.Records()...)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	return append(out, cl.PollFetches(sctx).Records()...)
 }
 
 // Log keeps what a logger writes, for a test to check. It is safe for
