@@ -15,7 +15,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 var fastRetry = ferrypg.TopicOptions(ferry.Retry(ferry.ExponentialBackoff(10*time.Millisecond, 50*time.Millisecond)))
@@ -170,13 +169,14 @@ func TestBadSettingsFailAtNew(t *testing.T) {
 	h := func(context.Context, *ferrypg.Batch) error { return nil }
 	var db ferrypg.DB = fakeDB{}
 	for name, opt := range map[string]ferry.Option{
-		"table with a quote":    ferrypg.Route("g", "t", db, h, ferrypg.Table(`x"; DROP TABLE y`)),
-		"three-part table name": ferrypg.Route("g", "t", db, h, ferrypg.Table("a.b.c")),
-		"no database":           ferrypg.Route("g", "t", nil, h),
-		"no handler":            ferrypg.Route("g", "t", db, nil),
-		"retries, no topic":     ferrypg.Route("g", "t", db, h, ferrypg.MaxRetries(2)),
-		"negative retries":      ferrypg.Route("g", "t", db, h, ferrypg.DeadLetter("dlq"), ferrypg.MaxRetries(-1)),
-		"parallel":              ferrypg.Route("g", "t", db, h, ferrypg.TopicOptions(ferry.Parallel(4))),
+		"table with a quote":      ferrypg.Route("g", "t", db, h, ferrypg.Table(`x"; DROP TABLE y`)),
+		"three-part table name":   ferrypg.Route("g", "t", db, h, ferrypg.Table("a.b.c")),
+		"no database":             ferrypg.Route("g", "t", nil, h),
+		"no handler":              ferrypg.Route("g", "t", db, nil),
+		"retries, no topic":       ferrypg.Route("g", "t", db, h, ferrypg.MaxRetries(2)),
+		"negative retries":        ferrypg.Route("g", "t", db, h, ferrypg.DeadLetter("dlq"), ferrypg.MaxRetries(-1)),
+		"parallel":                ferrypg.Route("g", "t", db, h, ferrypg.TopicOptions(ferry.Parallel(4))),
+		"ferry retries, no topic": ferrypg.Route("g", "t", db, h, ferrypg.TopicOptions(ferry.MaxRetries(2))),
 	} {
 		if _, err := ferry.New(ferry.Brokers("127.0.0.1:1"), opt); !errors.Is(err, ferry.ErrInvalidConfig) {
 			t.Errorf("%s: New returned %v, want ErrInvalidConfig", name, err)
@@ -273,15 +273,10 @@ func TestDeadLetterBeforeTheOffsetRowMovesPastIt(t *testing.T) {
 			t.Errorf("offset %d has %d rows, want 1", off, counts[off])
 		}
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers()...), kgo.ConsumeTopics(dlq),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	fs := cl.PollFetches(ferrytest.Context(t, 30*time.Second))
 	var letters []string
-	fs.EachRecord(func(r *kgo.Record) { letters = append(letters, string(r.Value)) })
+	for _, r := range ferrytest.ReadAll(t, c, dlq, 1) {
+		letters = append(letters, string(r.Value))
+	}
 	if !slices.Equal(letters, []string{"4"}) {
 		t.Fatalf("dead-letter topic holds %q, want the poison message once", letters)
 	}

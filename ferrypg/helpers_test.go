@@ -118,15 +118,20 @@ func (e *effects) exactlyOnce(t *testing.T, partition int32, from, to int64) {
 // there is no row (or no table yet).
 func stored(t *testing.T, db *pgxpool.Pool, table, group, topic string, partition int32) int64 {
 	t.Helper()
+	// A context of its own, not ferrytest.Context: waitStored calls this
+	// every 20 ms, and each of those would stay registered until the test
+	// ends.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	var next int64 = -2
 	var exists bool
-	if err := db.QueryRow(ferrytest.Context(t, 10*time.Second), `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&exists); err != nil {
+	if err := db.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&exists); err != nil {
 		t.Fatal(err)
 	}
 	if !exists {
 		return next
 	}
-	err := db.QueryRow(ferrytest.Context(t, 10*time.Second), `SELECT next_offset FROM `+table+
+	err := db.QueryRow(ctx, `SELECT next_offset FROM `+table+
 		` WHERE consumer_group = $1 AND topic = $2 AND partition = $3`, group, topic, partition).Scan(&next)
 	if err != nil && err != pgx.ErrNoRows {
 		t.Fatal(err)
@@ -134,19 +139,17 @@ func stored(t *testing.T, db *pgxpool.Pool, table, group, topic string, partitio
 	return next
 }
 
-// waitStored waits until a partition's stored offset reaches want.
+// waitStored waits, up to 60 s, until a partition's stored offset reaches
+// want.
 func waitStored(t *testing.T, db *pgxpool.Pool, table, group, topic string, partition int32, want int64) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		got := stored(t, db, table, group, topic, partition)
-		if got >= want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stored offset of %s/%d is %d after 60 s, want %d", topic, partition, got, want)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var got int64
+	err := ferrytest.WaitFor(ferrytest.Context(t, 60*time.Second), func() bool {
+		got = stored(t, db, table, group, topic, partition)
+		return got >= want
+	})
+	if err != nil {
+		t.Fatalf("stored offset of %s/%d is %d after 60 s, want %d", topic, partition, got, want)
 	}
 }
 
