@@ -184,9 +184,11 @@ func MaxRetries(n int) Option {
 }
 
 // TopicOptions passes ferry topic options to the route: MaxMessages,
-// MaxWait, InitialOffset, Retry, QueueBytes, Middleware. Delivery,
-// ManualOffsets, DeadLetter, MaxRetries and StartOffsets are ferrypg's own
-// and are overridden.
+// MaxWait, InitialOffset, Retry, QueueBytes, Use (middleware). Delivery,
+// ManualOffsets, DeadLetter and StartOffsets are ferrypg's own and are
+// overridden. Retries before a dead letter are this package's MaxRetries:
+// ferry.MaxRetries given here is ignored with a DeadLetter and, as in
+// ferry, refused at ferry.New without one.
 func TopicOptions(opts ...ferry.TopicOption) Option {
 	return func(c *config) { c.topicOpts = append(c.topicOpts, opts...) }
 }
