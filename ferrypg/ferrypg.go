@@ -31,10 +31,12 @@
 //
 // On every assignment ferry bumps the partition's owner token in the offsets
 // table and reads its next offset in the same statement, before anything is
-// fetched (ferry.StartOffsets); the partition starts there. A partition with
-// no row yet starts from Kafka's committed offset, else the topic's
-// InitialOffset. Messages below the stored offset that still reach the
-// handler — after a commit whose outcome was unknown, say — are skipped.
+// fetched (ferry.StartOffsets); the partition starts there. A partition
+// with nothing stored yet — no row, or a row still at -1 because its first
+// assignment never committed — starts from Kafka's committed offset, else
+// the topic's InitialOffset. Messages below the stored offset that still
+// reach the handler — after a commit whose outcome was unknown, say — are
+// skipped.
 //
 // # Fencing
 //
