@@ -222,7 +222,7 @@ func (g *group) starving() bool {
 	defer g.mu.RUnlock()
 	for _, p := range g.parts {
 		p.mu.Lock()
-		s := p.state == owned && !p.pausedInKgo && !p.caughtUp && p.queued < p.topic.MaxMessages
+		s := p.state == owned && !p.pausedInKgo && p.q.short()
 		p.mu.Unlock()
 		if s {
 			return true

@@ -127,10 +127,10 @@ func TestSlowPollWaitsForBatchesHoldingTheLastFetch(t *testing.T) {
 	g.nextGen()
 	p.push(records(0, 25), 1000, time.Now())
 	b := p.takeLocked(time.Now())
-	if len(b) != 10 || p.cutFrom != g.gen {
-		t.Fatalf("batch of %d cut from poll %d, want 10 from poll %d (its fetch)", len(b), p.cutFrom, g.gen)
+	if len(b) != 10 || p.q.cutFrom != g.gen {
+		t.Fatalf("batch of %d cut from poll %d, want 10 from poll %d (its fetch)", len(b), p.q.cutFrom, g.gen)
 	}
-	held := g.pin(p.cutFrom)
+	held := g.pin(p.q.cutFrom)
 
 	// The poll waits for the batch, however long it runs (within the
 	// bound), and goes on once it is done.
@@ -155,8 +155,8 @@ func TestSlowPollWaitsForBatchesHoldingTheLastFetch(t *testing.T) {
 
 	// Copies pin nothing.
 	p.detachQueued()
-	if b := p.takeLocked(time.Now()); len(b) != 10 || p.cutFrom != 0 || g.pin(p.cutFrom) != 0 {
-		t.Fatalf("a batch of copies (%d records) pins poll %d", len(b), p.cutFrom)
+	if b := p.takeLocked(time.Now()); len(b) != 10 || p.q.cutFrom != 0 || g.pin(p.q.cutFrom) != 0 {
+		t.Fatalf("a batch of copies (%d records) pins poll %d", len(b), p.q.cutFrom)
 	}
 
 	// A batch of an older poll does not hold the next poll up: waiting
@@ -169,7 +169,7 @@ func TestSlowPollWaitsForBatchesHoldingTheLastFetch(t *testing.T) {
 	clearQueue()
 	p.push(records(100, 25), 1000, time.Now())
 	b = p.takeLocked(time.Now())
-	held = g.pin(p.cutFrom)
+	held = g.pin(p.q.cutFrom)
 	if held == 0 {
 		t.Fatal("a batch from the newest fetch is not pinned")
 	}
@@ -187,7 +187,7 @@ func TestSlowPollWaitsForBatchesHoldingTheLastFetch(t *testing.T) {
 	clearQueue()
 	p.push(records(200, 25), 1000, time.Now())
 	p.takeLocked(time.Now())
-	if held = g.pin(p.cutFrom); held == 0 {
+	if held = g.pin(p.q.cutFrom); held == 0 {
 		t.Fatal("a batch from the newest fetch is not pinned")
 	}
 	if !g.waitUnpinned(context.Background(), time.Millisecond) {
@@ -205,7 +205,7 @@ func TestSlowPollWaitsForBatchesHoldingTheLastFetch(t *testing.T) {
 	clearQueue()
 	p.push(records(300, 25), 1000, time.Now())
 	p.takeLocked(time.Now())
-	if p.cutFrom == 0 || g.pin(p.cutFrom) != 0 {
+	if p.q.cutFrom == 0 || g.pin(p.q.cutFrom) != 0 {
 		t.Fatal("a fast consumer's batch pins its fetch")
 	}
 }
@@ -226,7 +226,7 @@ func TestBatchIsCutOnlyWithAWorkerSlot(t *testing.T) {
 	}()
 	time.Sleep(50 * time.Millisecond)
 	p.mu.Lock()
-	queued := p.queued
+	queued := p.q.n
 	p.mu.Unlock()
 	if queued != 25 {
 		t.Fatalf("%d records queued while waiting for a slot, want all 25: a batch was cut before it could run", queued)

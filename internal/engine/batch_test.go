@@ -8,9 +8,12 @@ import (
 )
 
 func testPartition(max int, wait time.Duration) *Partition {
+	g := &group{room: make(chan struct{}, 1)}
+	t := &Topic{Name: "t", MaxMessages: max, MaxWait: wait, QueueBytes: 1 << 30}
 	return &Partition{
-		g:     &group{room: make(chan struct{}, 1)},
-		topic: &Topic{Name: "t", MaxMessages: max, MaxWait: wait, QueueBytes: 1 << 30},
+		g:     g,
+		topic: t,
+		q:     newQueue(g, t),
 		book:  newOffsetBook(false),
 		seek:  -1,
 		ready: make(chan struct{}),
@@ -90,8 +93,8 @@ func TestPushDropsRecordsBeforeSeek(t *testing.T) {
 	p := testPartition(10, time.Second)
 	p.seek = 5
 	p.push(records(20, 5), 1000, time.Now())
-	if p.queued != 0 {
-		t.Fatalf("queued %d records while a seek was pending", p.queued)
+	if p.q.n != 0 {
+		t.Fatalf("queued %d records while a seek was pending", p.q.n)
 	}
 }
 
@@ -113,7 +116,7 @@ func TestBatchesDoNotAlias(t *testing.T) {
 // through it the records already consumed). A slow consumer's tail, which
 // may wait long, is copied out of its fetch — the records and their values
 // — so the fetch can be freed meanwhile; a fast consumer's keeps its
-// records, and so its fetch, until the next fetch arrives (cutLocked).
+// records, and so its fetch, until the next fetch arrives (queue.trimHead).
 func TestShortTailDoesNotPinFetch(t *testing.T) {
 	for _, slow := range []bool{true, false} {
 		p := testPartition(100, time.Second)
@@ -125,7 +128,7 @@ func TestShortTailDoesNotPinFetch(t *testing.T) {
 				t.Fatalf("slow %v: batch of %d, want 100", slow, len(b))
 			}
 		}
-		tail := p.chunks[0].recs
+		tail := p.q.chunks[0].recs
 		if len(tail) != 50 || tail[0].Offset != 200 || tail[49].Offset != 249 {
 			t.Fatalf("slow %v: tail of %d from %d, want 50 from 200", slow, len(tail), tail[0].Offset)
 		}
@@ -133,8 +136,8 @@ func TestShortTailDoesNotPinFetch(t *testing.T) {
 			t.Fatalf("slow %v: the short tail still points into the fetch's record array", slow)
 		}
 		copied := tail[0] != fetched[200] && &tail[0].Value[0] != &fetched[200].Value[0]
-		if copied != slow || p.chunks[0].detached != slow {
-			t.Errorf("slow %v: tail copied out of its fetch %v (detached %v), want %v", slow, copied, p.chunks[0].detached, slow)
+		if copied != slow || p.q.chunks[0].detached != slow {
+			t.Errorf("slow %v: tail copied out of its fetch %v (detached %v), want %v", slow, copied, p.q.chunks[0].detached, slow)
 		}
 		p.push(records(250, 50), 1000, time.Now())
 		if b := p.takeLocked(time.Now()); len(b) != 100 || b[0].Offset != 200 || b[99].Offset != 299 {

@@ -104,7 +104,7 @@ func (cfg *Group) Pause(topic string, id int32) error {
 	p.setHeldLocked()
 	p.syncPauseLocked()
 	refetch := false
-	if first := p.firstQueuedLocked(); first >= 0 {
+	if first := p.q.first(); first >= 0 {
 		p.clearQueueLocked()
 		p.requeueLocked(first)
 		refetch = true
@@ -248,16 +248,6 @@ func (p *Partition) takeSeekLocked() *seekRequest {
 	return req
 }
 
-// firstQueuedLocked returns the offset of the oldest queued record, or -1.
-func (p *Partition) firstQueuedLocked() int64 {
-	for _, c := range p.chunks {
-		if len(c.recs) > 0 {
-			return c.recs[0].Offset
-		}
-	}
-	return -1
-}
-
 // requeueLocked asks the poll loop to fetch again from offset — records
 // from there on were taken out of kgo but will not be consumed now —
 // unless an earlier position is pending already.
@@ -305,7 +295,7 @@ func (p *Partition) applySeek(req *seekRequest) {
 	}
 	from := p.book.seek(req.offset) // where fetching resumes
 	p.seek = from
-	p.caughtUp, p.eofSent = false, false
+	p.q.forgetEnd()
 	p.processed.Store(from)
 	news := p.newsLocked()
 	p.mu.Unlock()

@@ -168,7 +168,7 @@ func Run(ctx context.Context, cfg *Group) error {
 // comes whole even when larger). A consumer holds about two responses per
 // broker — the one its consumers work through and the one kgo reads or
 // buffers — and a fast consumer's short tails keep the previous one until
-// the next arrives (cutLocked), which spares the GC a quarter of its runs:
+// the next arrives (queue.trimHead), which spares the GC a quarter of its runs:
 // smaller responses keep that within the memory a plain poll loop with
 // kgo's defaults holds (docs/BENCHMARKS.md, "Memory"). Callers may set
 // their own with ClientOptions.

@@ -53,7 +53,7 @@ func (pol *windowed) admit(s *scheduler) time.Duration {
 	}
 	b := p.windowBook()
 	p.mu.Lock()
-	if p.state != owned || p.queued == 0 {
+	if p.state != owned || p.q.n == 0 {
 		if p.state == owned && b.wide {
 			p.setWideLocked(false) // nothing waits for room in the record
 		}
@@ -111,16 +111,14 @@ func (p *Partition) admissibleLocked(room int, empty bool) int {
 	b := p.windowBook()
 	span := offsets.MaxSpan(b.user)
 	n := 0
-	for _, c := range p.chunks {
-		for _, r := range c.recs {
-			if n == room {
-				return n
-			}
-			if b.window.SpanWith(r.Offset) > span && !(n == 0 && empty && b.window.Len() == 0) {
-				return n
-			}
-			n++
+	for r := range p.q.records {
+		if n == room {
+			return n
 		}
+		if b.window.SpanWith(r.Offset) > span && !(n == 0 && empty && b.window.Len() == 0) {
+			return n
+		}
+		n++
 	}
 	return n
 }

@@ -42,16 +42,10 @@ type Partition struct {
 	state       state
 	book        offsetBook // its offsets (book.go), by kind
 	committedMD string
-	chunks      []chunk
-	queued      int // records in chunks
-	queuedBytes int
-	caughtUp    bool // the newest fetch reached the end of the partition
-	eofSent     bool
-	pausedFull  bool  // fetching paused because the queue is full
+	q           queue // fetched records waiting to be admitted (queue.go)
 	pausedRetry bool  // fetching paused while waiting to retry
 	pausedInKgo bool  // what kgo was last told
 	seek        int64 // offset the poll loop must seek to; -1 for none
-	txnFirst    int64 // exactly-once: first offset given to it; -1 before
 	readyClosed bool
 	stopReason  state
 	// lostToCommit: lost because a commit's answer said the member was
@@ -65,23 +59,17 @@ type Partition struct {
 	// the partition is positioned at the group's committed offset.
 	resync bool
 
-	ready     chan struct{}      // closed once committed offsets are known
-	wake      chan struct{}      // poked when records arrive
-	stop      chan struct{}      // closed when no new batch may start
-	idle      chan struct{}      // closed by the worker once it ran its last batch
-	hooks     chan struct{}      // closed by the revoker: the Revoked hook may run
-	round     chan []*kgo.Record // exactly-once: this partition's share of a round
-	roundDone chan roundResult   // exactly-once: its outcome
-	done      chan struct{}      // closed when the worker goroutine exits
-	prev      *Partition         // the previous instance of this partition, if still finishing
+	ready chan struct{} // closed once committed offsets are known
+	wake  chan struct{} // poked when records arrive
+	stop  chan struct{} // closed when no new batch may start
+	idle  chan struct{} // closed by the worker once it ran its last batch
+	hooks chan struct{} // closed by the revoker: the Revoked hook may run
+	share roundShare    // exactly-once: its part in the group's rounds (txn.go)
+	done  chan struct{} // closed when the worker goroutine exits
+	prev  *Partition    // the previous instance of this partition, if still finishing
 
 	// Owned by the worker goroutine.
 	failures int
-	// cutFrom: the poll whose fetch the batch cut last holds records of
-	// (0: copies only); holds: the one the running batch pins for the poll
-	// loop (group.pin), 0 for none.
-	cutFrom uint64
-	holds   uint64
 
 	// news: events that happened under mu, reported once it is released
 	// (observe.go); nil unless someone subscribed.
@@ -110,26 +98,25 @@ type Partition struct {
 func newPartition(g *group, t *Topic, id int32, prev *Partition) *Partition {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(g.runCtx))
 	p := &Partition{
-		g:         g,
-		topic:     t,
-		id:        id,
-		log:       g.log.With("topic", t.Name, "partition", id),
-		ctx:       ctx,
-		cancel:    cancel,
-		book:      newOffsetBook(t.Parallel > 0),
-		seek:      -1,
-		start:     -1,
-		txnFirst:  -1,
-		ready:     make(chan struct{}),
-		wake:      make(chan struct{}, 1),
-		stop:      make(chan struct{}),
-		idle:      make(chan struct{}),
-		hooks:     make(chan struct{}),
-		round:     make(chan []*kgo.Record),
-		roundDone: make(chan roundResult, 1),
-		done:      make(chan struct{}),
-		seekWake:  make(chan struct{}, 1),
-		prev:      prev,
+		g:        g,
+		topic:    t,
+		id:       id,
+		log:      g.log.With("topic", t.Name, "partition", id),
+		ctx:      ctx,
+		cancel:   cancel,
+		book:     newOffsetBook(t.Parallel > 0),
+		q:        newQueue(g, t),
+		seek:     -1,
+		start:    -1,
+		ready:    make(chan struct{}),
+		wake:     make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		idle:     make(chan struct{}),
+		hooks:    make(chan struct{}),
+		share:    newRoundShare(),
+		done:     make(chan struct{}),
+		seekWake: make(chan struct{}, 1),
+		prev:     prev,
 	}
 	p.end.Store(-1)
 	p.processed.Store(-1)
@@ -236,10 +223,7 @@ func (p *Partition) Produce(ctx context.Context, recs ...*kgo.Record) error {
 // everything fetched was processed.
 func (p *Partition) maybeEOF(w Worker) {
 	p.mu.Lock()
-	due := p.caughtUp && p.queued == 0 && !p.eofSent && p.state == owned
-	if due {
-		p.eofSent = true
-	}
+	due := p.state == owned && p.q.claimEOF()
 	p.mu.Unlock()
 	if due {
 		if err := guard(func() error { return w.EOF(p.ctx) }); err != nil {

@@ -326,9 +326,11 @@ func schedPartition(parallel, max int, clock Clock) *Partition {
 		clock: clock,
 	}
 	g.runCtx = context.Background()
+	t := &Topic{Name: "t", MaxMessages: max, MaxWait: time.Hour, QueueBytes: 1 << 30, Parallel: parallel, MaxRetries: -1, Backoff: func(int) time.Duration { return time.Second }}
 	p := &Partition{
 		g:     g,
-		topic: &Topic{Name: "t", MaxMessages: max, MaxWait: time.Hour, QueueBytes: 1 << 30, Parallel: parallel, MaxRetries: -1, Backoff: func(int) time.Duration { return time.Second }},
+		topic: t,
+		q:     newQueue(g, t),
 		log:   g.log,
 		ctx:   context.Background(),
 		seek:  -1,

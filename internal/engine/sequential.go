@@ -49,11 +49,8 @@ func (pol *batches) admit(s *scheduler) time.Duration {
 			p.mu.Unlock()
 			return -1
 		}
-		if !p.dueLocked(now) {
-			wait := time.Duration(-1)
-			if p.queued > 0 {
-				wait = max(p.topic.MaxWait-now.Sub(p.chunks[0].at), 0)
-			}
+		if !p.q.due(now) {
+			wait := p.q.untilMaxWait(now)
 			p.mu.Unlock()
 			return wait // a slot taken meanwhile goes back: nothing runs
 		}
@@ -66,7 +63,7 @@ func (pol *batches) admit(s *scheduler) time.Duration {
 		}
 		batch := p.takeLocked(now)
 		p.tracker().Start(batch[0].Offset)
-		p.holds = p.g.pin(p.cutFrom)
+		p.q.pinCut()
 		news := p.newsLocked()
 		p.mu.Unlock()
 		p.tell(news)
@@ -79,8 +76,7 @@ func (pol *batches) admit(s *scheduler) time.Duration {
 // blamed, and dead-lettered after MaxRetries (E1), here.
 func (pol *batches) consume(s *scheduler, u *unit) {
 	pol.run(s, u)
-	s.p.g.unpin(s.p.holds) // the batch no longer keeps its fetch for the poll loop
-	s.p.holds = 0
+	s.p.q.unpin() // the batch no longer keeps its fetch for the poll loop
 }
 
 func (pol *batches) run(s *scheduler, u *unit) {
@@ -157,8 +153,7 @@ func (pol *batches) settle(s *scheduler, u *unit) {
 // over.
 func (pol *batches) drop(s *scheduler) {
 	pol.lane = lane{}
-	s.p.g.unpin(s.p.holds)
-	s.p.holds = 0
+	s.p.q.unpin()
 	s.p.setFailures(0)
 }
 

@@ -99,6 +99,27 @@ type roundResult struct {
 	failed bool
 }
 
+// roundShare is a partition's part in the group's rounds: the poll loop
+// hands it its records of a round and waits for the outcome; first is where
+// a partition with no committed offset resumes after a failed round
+// (retryPoint). first is guarded by Partition.mu.
+type roundShare struct {
+	recs  chan []*kgo.Record // this partition's records of a round
+	done  chan roundResult   // its outcome
+	first int64              // the first offset given to the partition; -1 before
+}
+
+func newRoundShare() roundShare {
+	return roundShare{recs: make(chan []*kgo.Record), done: make(chan roundResult, 1), first: -1}
+}
+
+// started notes offset as the first given to the partition, unless one was.
+func (s *roundShare) started(offset int64) {
+	if s.first < 0 {
+		s.first = offset
+	}
+}
+
 // txnState is the state of the round in progress. Produce results arrive
 // asynchronously, some after their round ended (the records of an aborted
 // transaction fail late): each is counted against the round it belongs to.
@@ -423,12 +444,10 @@ func (p *Partition) giveRound(recs []*kgo.Record) bool {
 	p.mu.Lock()
 	p.markReadyLocked() // records came, so its committed offset is known
 	p.tracker().Start(recs[0].Offset)
-	if p.txnFirst < 0 {
-		p.txnFirst = recs[0].Offset
-	}
+	p.share.started(recs[0].Offset)
 	p.mu.Unlock()
 	select {
-	case p.round <- recs:
+	case p.share.recs <- recs:
 		return true
 	case <-p.stop:
 		return false
@@ -438,7 +457,7 @@ func (p *Partition) giveRound(recs []*kgo.Record) bool {
 // roundOutcome waits for the partition's share of the round.
 func (p *Partition) roundOutcome() roundResult {
 	select {
-	case r := <-p.roundDone:
+	case r := <-p.share.done:
 		return r
 	case <-p.done:
 		return roundResult{failed: true}
@@ -449,8 +468,8 @@ func (p *Partition) roundOutcome() roundResult {
 func (p *Partition) runRounds(w Worker) {
 	for {
 		select {
-		case recs := <-p.round:
-			p.roundDone <- p.consumeRound(w, recs)
+		case recs := <-p.share.recs:
+			p.share.done <- p.consumeRound(w, recs)
 		case <-p.stop:
 			return
 		}
@@ -543,7 +562,7 @@ func (p *Partition) retryPoint() kgo.EpochOffset {
 	if c := p.book.committed(); c.Offset >= 0 {
 		return kgo.EpochOffset{Epoch: c.Epoch, Offset: c.Offset}
 	}
-	return kgo.EpochOffset{Epoch: -1, Offset: p.txnFirst}
+	return kgo.EpochOffset{Epoch: -1, Offset: p.share.first}
 }
 
 // discardMarks forgets the marks of an aborted transaction.
