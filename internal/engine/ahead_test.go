@@ -226,7 +226,7 @@ func TestBatchIsCutOnlyWithAWorkerSlot(t *testing.T) {
 	}()
 	time.Sleep(50 * time.Millisecond)
 	p.mu.Lock()
-	queued := p.q.n
+	queued := p.q.len()
 	p.mu.Unlock()
 	if queued != 25 {
 		t.Fatalf("%d records queued while waiting for a slot, want all 25: a batch was cut before it could run", queued)

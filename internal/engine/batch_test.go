@@ -93,8 +93,8 @@ func TestPushDropsRecordsBeforeSeek(t *testing.T) {
 	p := testPartition(10, time.Second)
 	p.seek = 5
 	p.push(records(20, 5), 1000, time.Now())
-	if p.q.n != 0 {
-		t.Fatalf("queued %d records while a seek was pending", p.q.n)
+	if p.q.len() != 0 {
+		t.Fatalf("queued %d records while a seek was pending", p.q.len())
 	}
 }
 

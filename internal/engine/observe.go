@@ -338,7 +338,7 @@ func (p *Partition) stats() (PartitionStats, bool) {
 		return PartitionStats{}, false
 	}
 	s := PartitionStats{Topic: p.topic.Name, Partition: p.id, End: p.end.Load(), Processed: p.processed.Load(),
-		Committed: p.book.committed().Offset, Paused: p.pausedInKgo, Queued: p.q.n,
+		Committed: p.book.committed().Offset, Paused: p.pausedInKgo, Queued: p.q.len(),
 		RecordFull: p.book.recordFull(), Fetching: p.state == owned && !p.pausedInKgo,
 		PausedByUser: p.pausedUser, Revoking: p.state == revoking, InFlight: int(p.inFlight.Load())}
 	if t := p.failingSince.Load(); t != 0 {

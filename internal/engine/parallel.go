@@ -53,7 +53,7 @@ func (pol *windowed) admit(s *scheduler) time.Duration {
 	}
 	b := p.windowBook()
 	p.mu.Lock()
-	if p.state != owned || p.q.n == 0 {
+	if p.state != owned || p.q.len() == 0 {
 		if p.state == owned && b.wide {
 			p.setWideLocked(false) // nothing waits for room in the record
 		}

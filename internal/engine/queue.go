@@ -78,6 +78,9 @@ type queue struct {
 
 func newQueue(g *group, t *Topic) queue { return queue{g: g, topic: t} }
 
+// len returns how many records are queued.
+func (q *queue) len() int { return q.n }
+
 // push appends fetched records; it runs on the poll loop. Records for a
 // partition that is not owned, or that arrive before a pending seek was
 // applied, are dropped: they will be fetched again.
@@ -161,7 +164,7 @@ func (p *Partition) takeLocked(now time.Time) []*kgo.Record {
 	if !p.q.due(now) {
 		return nil
 	}
-	return p.cutLocked(min(p.q.n, p.topic.MaxMessages))
+	return p.cutLocked(min(p.q.len(), p.topic.MaxMessages))
 }
 
 // due reports whether a batch is due (see takeLocked).
@@ -178,7 +181,7 @@ func (q *queue) untilMaxWait(now time.Time) time.Duration {
 	return max(q.topic.MaxWait-now.Sub(q.chunks[0].at), 0)
 }
 
-// cutLocked removes the first k queued records (k <= p.q.n) and returns
+// cutLocked removes the first k queued records (k <= p.q.len()) and returns
 // them, resuming fetching if that drained a full queue.
 func (p *Partition) cutLocked(k int) []*kgo.Record {
 	batch := p.q.cut(k)

@@ -99,7 +99,7 @@ type roundResult struct {
 	failed bool
 }
 
-// roundShare is a partition's part in the group's rounds: the poll loop
+// roundShare is a partition's part in the group's rounds: the round loop
 // hands it its records of a round and waits for the outcome; first is where
 // a partition with no committed offset resumes after a failed round
 // (retryPoint). first is guarded by Partition.mu.
