@@ -9,22 +9,25 @@ package ferry_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/ferrykit/ferry"
+	"github.com/ferrykit/ferry/ferrytest"
 	"github.com/ferrykit/ferry/offsets"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
-// committedRecord returns partition 0's committed offset and the offsets
+// committedRecord returns a partition's committed offset and the offsets
 // its metadata records as finished above it, read in one request so the
 // two belong together; ok is false while nothing is committed.
-func (s *scenario) committedRecord(ctx context.Context) (at int64, finished []int64, ok bool, err error) {
+func (s *scenario) committedRecord(ctx context.Context, partition int32) (at int64, finished []int64, ok bool, err error) {
 	resps, err := s.c.Admin().FetchOffsets(ctx, s.group)
 	if errors.Is(err, kerr.GroupIDNotFound) { // before the group's first commit
 		return 0, nil, false, nil
@@ -32,7 +35,7 @@ func (s *scenario) committedRecord(ctx context.Context) (at int64, finished []in
 	if err != nil {
 		return 0, nil, false, err
 	}
-	r, found := resps.Lookup(s.topic, 0)
+	r, found := resps.Lookup(s.topic, partition)
 	if !found || r.Err != nil || r.At < 0 {
 		return 0, nil, false, r.Err
 	}
@@ -122,7 +125,7 @@ func TestParallelCommitNeverPassesUnfinishedUnderLoad(t *testing.T) {
 	last := int64(-1)
 	ctx := ctxFor(t, 60*time.Second)
 	for last < n {
-		at, finished, ok, err := s.committedRecord(ctx)
+		at, finished, ok, err := s.committedRecord(ctx, 0)
 		if err != nil {
 			t.Fatalf("reading the committed offset (after %d samples): %v", samples, err)
 		}
@@ -183,7 +186,7 @@ func TestParallelShutdownTimeoutCommitsWhatFinished(t *testing.T) {
 	if err := app.stop(t); !errors.Is(err, ferry.ErrShutdownTimeout) {
 		t.Fatalf("Run = %v, want ErrShutdownTimeout", err)
 	}
-	at, finished, ok, err := s.committedRecord(ctxFor(t, 10*time.Second))
+	at, finished, ok, err := s.committedRecord(ctxFor(t, 10*time.Second), 0)
 	var want []int64
 	for o := int64(4); o < 20; o++ {
 		want = append(want, o)
@@ -198,5 +201,80 @@ func TestParallelShutdownTimeoutCommitsWhatFinished(t *testing.T) {
 	s.stop(app)
 	if got := again.offsets(); !slices.Equal(got, []int64{3}) {
 		t.Errorf("the restart processed %v, want only the stuck offset 3", got)
+	}
+}
+
+// K6, K3: a revocation of a parallel partition waits for every message in
+// flight — here two held until the revocation begins — and commits them
+// before the Revoked hook runs: in the hook nothing of the partition is in
+// flight and the group's committed offset is past all 20 messages. The new
+// owner processes nothing again. Classic, KIP-848 and eager balancing.
+func TestParallelRevokedHookRunsAfterInFlightIsCommitted(t *testing.T) {
+	for _, proto := range append(protocols(), eagerProtocol()) {
+		t.Run(proto.name, func(t *testing.T) {
+			s := newScenario(t, cluster(t, fastHeartbeats()), 2)
+			s.produceEach(2, 20) // nil keys: every message in a lane of its own
+			release := make(chan struct{})
+			var mu sync.Mutex
+			inflight := map[int32]int{}
+			var seenInHook []string
+			consumer := scripted{
+				consume: func(_ context.Context, claim *ferry.Claim, b *ferry.Batch) error {
+					mu.Lock()
+					inflight[b.Partition] += len(b.Messages)
+					mu.Unlock()
+					if o := b.Messages[0].Offset; o == 0 || o == 10 {
+						_ = ferrytest.WaitFor(ctxFor(t, 30*time.Second), func() bool { return claim.Revoked() || isClosed(release) })
+						time.Sleep(200 * time.Millisecond) // still running after the revocation began
+					}
+					s.rec.record(b)
+					mu.Lock()
+					inflight[b.Partition] -= len(b.Messages)
+					mu.Unlock()
+					return nil
+				},
+				revoked: func(ctx context.Context, claim *ferry.Claim) {
+					at, finished, ok, err := s.committedRecord(ctx, claim.Partition())
+					mu.Lock()
+					defer mu.Unlock()
+					seenInHook = append(seenInHook, fmt.Sprintf("partition %d: %d in flight, committed %d %v (%v, %v)",
+						claim.Partition(), inflight[claim.Partition()], at, finished, ok, err))
+				},
+			}
+			route := s.routeTo(consumer.factory(), ferry.Parallel(8))
+			first := s.start(route, ferry.CommitInterval(time.Hour), member(proto))
+			s.waitUntil("saw the 36 messages not held", func() bool { return s.rec.distinct(s.topic) == 36 })
+			second := s.start(route, ferry.CommitInterval(time.Hour), member(proto))
+			s.waitUntil("saw a partition revoked", func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return len(seenInHook) > 0
+			})
+			close(release)
+			s.stop(first)
+			s.waitCommitted(map[int32]int64{0: 20, 1: 20})
+			s.stop(second)
+
+			mu.Lock()
+			defer mu.Unlock()
+			for _, seen := range seenInHook {
+				if !strings.Contains(seen, ": 0 in flight, committed 20 [] (true, <nil>)") {
+					t.Errorf("in the Revoked hook, %s; want 0 in flight, committed 20", seen)
+				}
+			}
+			if d := s.rec.duplicates(s.topic); d != 0 {
+				t.Errorf("%d messages processed twice across the hand-off", d)
+			}
+		})
+	}
+}
+
+// isClosed reports whether ch is closed.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
