@@ -123,33 +123,38 @@ func TestInitialOffset(t *testing.T) {
 // A8: with Latest, the position a partition starts from is committed at
 // once, so when its first batch fails and the app stops, a restart resumes
 // right there: the failed message and everything produced while the app was
-// down are delivered, none skipped.
+// down are delivered, none skipped. Sequential and parallel (K) partitions
+// alike.
 func TestLatestFirstBatchFailsRestartResumesThere(t *testing.T) {
-	s := newScenario(t, cluster(t), 1)
-	s.produce(0, 3)
+	for _, tc := range sequentialAndParallel {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newScenario(t, cluster(t), 1)
+			s.produce(0, 3)
 
-	fail := func(context.Context, *ferry.Batch) error { return errors.New("first batch fails") }
-	app := s.start(s.route(s.recordThen(fail),
-		ferry.InitialOffset(ferry.Latest), ferry.Retry(ferry.ConstantBackoff(100*time.Millisecond))))
-	probe(t, s.c, s.rec, s.topic, 0)
-	failed := offsetsSeen(s.rec, s.topic, 0)[0]
-	if failed < 3 {
-		t.Fatalf("Latest group consumed offset %d: it started before the newest message (3)", failed)
-	}
-	s.stop(app)
-	committed := s.committed()
-	if got, ok := committed[0]; !ok || got > failed {
-		t.Fatalf("committed %v after only failed batches, want the start position, at most %d", committed, failed)
-	}
+			fail := func(context.Context, *ferry.Batch) error { return errors.New("first batch fails") }
+			app := s.start(s.route(s.recordThen(fail), append(tc.opts,
+				ferry.InitialOffset(ferry.Latest), ferry.Retry(ferry.ConstantBackoff(100*time.Millisecond)))...))
+			probe(t, s.c, s.rec, s.topic, 0)
+			failed := offsetsSeen(s.rec, s.topic, 0)[0]
+			if failed < 3 {
+				t.Fatalf("Latest group consumed offset %d: it started before the newest message (3)", failed)
+			}
+			s.stop(app)
+			committed := s.committed()
+			if got, ok := committed[0]; !ok || got > failed {
+				t.Fatalf("committed %v after only failed batches, want the start position, at most %d", committed, failed)
+			}
 
-	s.produce(0, 3) // while down
-	downEnd := endOffset(t, s.c, s.topic, 0)
+			s.produce(0, 3) // while down
+			downEnd := endOffset(t, s.c, s.topic, 0)
 
-	ok := newRecorder()
-	s.start(s.route(ok.fn(), ferry.InitialOffset(ferry.Latest)))
-	ok.waitDistinct(t, s.topic, int(downEnd-committed[0]), 15*time.Second)
-	if seen := offsetsSeen(ok, s.topic, 0); seen[0] != committed[0] || seen[len(seen)-1] != downEnd-1 {
-		t.Fatalf("restart consumed %v, want %d..%d: the failed message and what came while the app was down",
-			seen, committed[0], downEnd-1)
+			ok := newRecorder()
+			s.start(s.route(ok.fn(), append(tc.opts, ferry.InitialOffset(ferry.Latest))...))
+			ok.waitDistinct(t, s.topic, int(downEnd-committed[0]), 15*time.Second)
+			if seen := offsetsSeen(ok, s.topic, 0); seen[0] != committed[0] || seen[len(seen)-1] != downEnd-1 {
+				t.Fatalf("restart consumed %v, want %d..%d: the failed message and what came while the app was down",
+					seen, committed[0], downEnd-1)
+			}
+		})
 	}
 }
