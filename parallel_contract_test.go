@@ -15,10 +15,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ferrykit/ferry"
+	"github.com/ferrykit/ferry/event"
 	"github.com/ferrykit/ferry/ferrytest"
 	"github.com/ferrykit/ferry/offsets"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -277,4 +279,104 @@ func isClosed(ch <-chan struct{}) bool {
 	default:
 		return false
 	}
+}
+
+// X1, K5, E1: a parallel partition's failure is told message by message: the
+// failing message's two attempts are ConsumeFailed events naming it, one
+// RetryScheduled names it with its delay, one DeadLettered names it and its
+// attempts, and its key's next message is consumed only after it was
+// dead-lettered; every other message is one BatchConsumed of attempt 1.
+func TestParallelFailureEvents(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	dlt := topic(t, s.c, 1)
+	s.produceKeyed(slices.Repeat([]string{"a", "b"}, 10)...)
+	poison := errors.New("poison")
+	fn := func(_ context.Context, b *ferry.Batch) error {
+		if b.Messages[0].Offset == 4 {
+			return poison
+		}
+		return nil
+	}
+	var events eventLog
+	app := s.start(ferry.OnEvent(events.add), s.route(fn, ferry.Parallel(4), ferry.MaxMessages(1),
+		ferry.DeadLetter(dlt), ferry.MaxRetries(1), ferry.Retry(ferry.ConstantBackoff(50*time.Millisecond))))
+	s.waitCommitted(map[int32]int64{0: 20})
+	waitUntil(t, 10*time.Second, "19 messages consumed", func() bool { return consumedCount(&events) == 19 })
+	s.stop(app)
+
+	failed := eventsOf[event.ConsumeFailed](&events)
+	if len(failed) != 2 || failed[0].Attempt != 1 || failed[1].Attempt != 2 {
+		t.Errorf("ConsumeFailed: %+v, want attempts 1 and 2", failed)
+	}
+	for _, f := range failed {
+		if f.Group != s.group || f.Topic != s.topic || f.FirstOffset != 4 || f.LastOffset != 4 || f.Count != 1 || !errors.Is(f.Err, poison) {
+			t.Errorf("ConsumeFailed %+v, want offset 4's poison", f)
+		}
+	}
+	retry := event.RetryScheduled{Group: s.group, Topic: s.topic, Partition: 0, Offset: 4, Attempt: 2, Delay: 50 * time.Millisecond}
+	if got := eventsOf[event.RetryScheduled](&events); len(got) != 1 || got[0] != retry {
+		t.Errorf("RetryScheduled: %+v, want %+v", got, retry)
+	}
+	dead := eventsOf[event.DeadLettered](&events)
+	if len(dead) != 1 || dead[0].Offset != 4 || dead[0].Attempts != 2 || dead[0].DeadLetterTopic != dlt || !errors.Is(dead[0].Err, poison) {
+		t.Errorf("DeadLettered: %+v, want offset 4 after 2 attempts", dead)
+	}
+	var story []string
+	for _, e := range events.snapshot() {
+		switch e := e.(type) {
+		case event.DeadLettered:
+			story = append(story, "dead-lettered 4")
+		case event.BatchConsumed:
+			if e.Count != 1 || e.Attempt != 1 {
+				t.Errorf("BatchConsumed %+v, want one message on its first attempt", e)
+			}
+			if e.FirstOffset == 6 {
+				story = append(story, "consumed 6")
+			}
+		}
+	}
+	if got := strings.Join(story, ", "); got != "dead-lettered 4, consumed 6" {
+		t.Errorf("key a's story: %s; want dead-lettered 4, consumed 6", got)
+	}
+}
+
+// X4, X2, K5: a parallel partition whose one message keeps failing is
+// failing — Stats says since when, and the app is unhealthy past
+// FailingTimeout — while its other key flows; once the message succeeds
+// the app is healthy again and the partition drains.
+func TestParallelFailingMessageMakesTheAppUnhealthy(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	s.produceKeyed(slices.Repeat([]string{"a", "b"}, 10)...)
+	var failing atomic.Bool
+	failing.Store(true)
+	fn := func(_ context.Context, b *ferry.Batch) error {
+		if b.Messages[0].Offset == 0 && failing.Load() {
+			return errors.New("downstream unavailable")
+		}
+		return nil
+	}
+	app := s.start(ferry.FailingTimeout(300*time.Millisecond),
+		s.route(s.recordThen(fn), ferry.Parallel(4), ferry.Retry(ferry.ConstantBackoff(50*time.Millisecond))))
+	s.waitUntil("saw key b's ten messages", func() bool {
+		for o := int64(1); o < 20; o += 2 {
+			if s.rec.times(s.topic, 0, o) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	s.waitUntil("unhealthy", func() bool { return app.app.Healthy() != nil })
+	if err := app.app.Healthy(); !errors.Is(err, ferry.ErrUnhealthy) || !strings.Contains(err.Error(), s.topic+"/0 failing since") {
+		t.Errorf("Healthy: %v, want the partition failing", err)
+	}
+	if p, _ := s.partitionStats(app, 0); p.FailingSince.IsZero() {
+		t.Errorf("Stats of the failing partition: %+v, want FailingSince", p)
+	}
+	failing.Store(false)
+	s.waitCommitted(map[int32]int64{0: 20})
+	s.waitUntil("healthy again", func() bool { return app.app.Healthy() == nil })
+	if p, _ := s.partitionStats(app, 0); !p.FailingSince.IsZero() {
+		t.Errorf("Stats once the message succeeded: %+v, want no FailingSince", p)
+	}
+	s.stop(app)
 }
