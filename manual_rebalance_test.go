@@ -70,102 +70,105 @@ func TestManualOffsetsRevocationCommitsTheMarks(t *testing.T) {
 // consumer's claim refuses everything — MarkAsConsumed, MarkWithMetadata,
 // MarkAsConsumedSync, CommitOffsets and CommitOffsetsSync report false and
 // Revoked reports true — and the refused marks are stored nowhere: the old
-// member's later commits never carry them.
+// member's later commits never carry them. Sequential and parallel (K7)
+// partitions alike.
 func TestManualMarkAfterRevocationIsRefused(t *testing.T) {
 	for _, proto := range protocols() {
-		t.Run(proto.name, func(t *testing.T) {
-			s := newScenario(t, cluster(t, fastHeartbeats()), 2)
-			s.produceEach(2, 20)
-			recB := newRecorder() // member A records through s.rec
-			var mu sync.Mutex
-			claims := map[int32]*ferry.Claim{}
-			var joined atomic.Bool
-			revoked := make(chan int32, 2)
-			a := scripted{
-				consume: func(_ context.Context, claim *ferry.Claim, b *ferry.Batch) error {
-					s.rec.record(b)
-					mu.Lock()
-					claims[b.Partition] = claim
-					mu.Unlock()
-					if !joined.Load() && claim.Revoked() {
-						t.Errorf("Revoked() = true while the partition is owned (M5)")
-					}
-					markWhere(t, claim, b, func(int64) bool { return true })
-					return nil
-				},
-				revoked: func(_ context.Context, claim *ferry.Claim) {
-					if !claim.Revoked() {
-						t.Errorf("Revoked() = false in the Revoked hook (M5)")
-					}
-					select {
-					case revoked <- claim.Partition():
-					default:
-					}
-				},
-			}
-			commitsA := &commitLog{}
-			appA := s.start(member(proto), commitsA.option(),
-				s.routeTo(a.factory(), ferry.ManualOffsets()))
-			s.waitSeen(40)
-			s.waitCommittedAt(0, 20)
-			s.waitCommittedAt(1, 20)
-
-			joined.Store(true)
-			appB := s.start(member(proto), s.route(recB.fn()))
-			var moved int32
-			select {
-			case moved = <-revoked:
-			case <-time.After(30 * time.Second):
-				t.Fatal("no partition was revoked: the second member never took over")
-			}
-			kept := 1 - moved
-			// The new owner consumes (and commits) what comes next.
-			s.produce(moved, 5)
-			recB.waitDistinct(t, s.topic, 5, 20*time.Second)
-			s.waitCommittedAt(moved, 25)
-
-			mu.Lock()
-			stale := claims[moved]
-			mu.Unlock()
-			late := &kgo.Record{Topic: s.topic, Partition: moved, Offset: 100, LeaderEpoch: -1}
-			ctx := ctxFor(t, 10*time.Second)
-			if !stale.Revoked() {
-				t.Error("Revoked() = false after the partition moved (M5)")
-			}
-			if stale.MarkAsConsumed(late) {
-				t.Error("MarkAsConsumed = true after the partition moved (M2)")
-			}
-			if stale.MarkWithMetadata(late, "late") {
-				t.Error("MarkWithMetadata = true after the partition moved (M2)")
-			}
-			if ok, err := stale.MarkAsConsumedSync(ctx, late); ok {
-				t.Errorf("MarkAsConsumedSync = true (%v) after the partition moved (M3)", err)
-			}
-			if stale.CommitOffsets() {
-				t.Error("CommitOffsets = true after the partition moved (M4)")
-			}
-			if ok, err := stale.CommitOffsetsSync(ctx); ok {
-				t.Errorf("CommitOffsetsSync = true (%v) after the partition moved (M4)", err)
-			}
-
-			// The old member commits again (its kept partition's next
-			// message): the refused marks are not in it.
-			s.produce(kept, 1)
-			s.waitCommittedAt(kept, 21)
-			if got := s.committed(); got[moved] != 25 {
-				t.Errorf("partition %d committed at %d, want the new owner's 25", moved, got[moved])
-			}
-			s.stop(appB)
-			s.stop(appA)
-			if got := s.committed(); got[moved] != 25 || got[kept] != 21 {
-				t.Errorf("committed %v after both stopped, want %d:25 %d:21", got, moved, kept)
-			}
-			for _, ev := range commitsA.of(s.topic, moved) {
-				if ev.offset > 20 {
-					t.Errorf("the old member committed %d for partition %d after letting it go", ev.offset, moved)
+		for _, mode := range sequentialAndParallel {
+			t.Run(proto.name+"/"+mode.name, func(t *testing.T) {
+				s := newScenario(t, cluster(t, fastHeartbeats()), 2)
+				s.produceEach(2, 20)
+				recB := newRecorder() // member A records through s.rec
+				var mu sync.Mutex
+				claims := map[int32]*ferry.Claim{}
+				var joined atomic.Bool
+				revoked := make(chan int32, 2)
+				a := scripted{
+					consume: func(_ context.Context, claim *ferry.Claim, b *ferry.Batch) error {
+						s.rec.record(b)
+						mu.Lock()
+						claims[b.Partition] = claim
+						mu.Unlock()
+						if !joined.Load() && claim.Revoked() {
+							t.Errorf("Revoked() = true while the partition is owned (M5)")
+						}
+						markWhere(t, claim, b, func(int64) bool { return true })
+						return nil
+					},
+					revoked: func(_ context.Context, claim *ferry.Claim) {
+						if !claim.Revoked() {
+							t.Errorf("Revoked() = false in the Revoked hook (M5)")
+						}
+						select {
+						case revoked <- claim.Partition():
+						default:
+						}
+					},
 				}
-			}
-		})
+				commitsA := &commitLog{}
+				appA := s.start(member(proto), commitsA.option(),
+					s.routeTo(a.factory(), append(mode.opts, ferry.ManualOffsets())...))
+				s.waitSeen(40)
+				s.waitCommittedAt(0, 20)
+				s.waitCommittedAt(1, 20)
+
+				joined.Store(true)
+				appB := s.start(member(proto), s.route(recB.fn()))
+				var moved int32
+				select {
+				case moved = <-revoked:
+				case <-time.After(30 * time.Second):
+					t.Fatal("no partition was revoked: the second member never took over")
+				}
+				kept := 1 - moved
+				// The new owner consumes (and commits) what comes next.
+				s.produce(moved, 5)
+				recB.waitDistinct(t, s.topic, 5, 20*time.Second)
+				s.waitCommittedAt(moved, 25)
+
+				mu.Lock()
+				stale := claims[moved]
+				mu.Unlock()
+				late := &kgo.Record{Topic: s.topic, Partition: moved, Offset: 100, LeaderEpoch: -1}
+				ctx := ctxFor(t, 10*time.Second)
+				if !stale.Revoked() {
+					t.Error("Revoked() = false after the partition moved (M5)")
+				}
+				if stale.MarkAsConsumed(late) {
+					t.Error("MarkAsConsumed = true after the partition moved (M2)")
+				}
+				if stale.MarkWithMetadata(late, "late") {
+					t.Error("MarkWithMetadata = true after the partition moved (M2)")
+				}
+				if ok, err := stale.MarkAsConsumedSync(ctx, late); ok {
+					t.Errorf("MarkAsConsumedSync = true (%v) after the partition moved (M3)", err)
+				}
+				if stale.CommitOffsets() {
+					t.Error("CommitOffsets = true after the partition moved (M4)")
+				}
+				if ok, err := stale.CommitOffsetsSync(ctx); ok {
+					t.Errorf("CommitOffsetsSync = true (%v) after the partition moved (M4)", err)
+				}
+
+				// The old member commits again (its kept partition's next
+				// message): the refused marks are not in it.
+				s.produce(kept, 1)
+				s.waitCommittedAt(kept, 21)
+				if got := s.committed(); got[moved] != 25 {
+					t.Errorf("partition %d committed at %d, want the new owner's 25", moved, got[moved])
+				}
+				s.stop(appB)
+				s.stop(appA)
+				if got := s.committed(); got[moved] != 25 || got[kept] != 21 {
+					t.Errorf("committed %v after both stopped, want %d:25 %d:21", got, moved, kept)
+				}
+				for _, ev := range commitsA.of(s.topic, moved) {
+					if ev.offset > 20 {
+						t.Errorf("the old member committed %d for partition %d after letting it go", ev.offset, moved)
+					}
+				}
+			})
+		}
 	}
 }
 
