@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -240,64 +241,69 @@ func TestManualMarkAfterLostAssignmentIsRefused(t *testing.T) {
 // M3: MarkAsConsumedSync never reports true when the assignment is lost
 // while it commits — whether the broker refuses the commit (stale
 // generation) or accepts it just before ferry learns of the loss. Callers
-// fence side effects on it.
+// fence side effects on it. Sequential and parallel (K7) partitions alike.
 func TestManualMarkAsConsumedSyncLostWhileCommitting(t *testing.T) {
 	for _, how := range []string{"commit refused", "lost after the commit"} {
 		for _, proto := range protocols() {
-			t.Run(how+"/"+proto.name, func(t *testing.T) {
-				kip848 := proto.name == "kip848"
-				s := newScenario(t, embedded(t, fastHeartbeats()), 1)
-				s.produceEach(1, 20)
-				var first atomic.Pointer[ferry.Claim]
-				var lostSync atomic.Value // the first instance's result for offset 20
-				var redelivered atomic.Bool
-				sc := scripted{consume: func(ctx context.Context, claim *ferry.Claim, b *ferry.Batch) error {
-					first.CompareAndSwap(nil, claim)
-					ok, err := claim.MarkAsConsumedSync(ctx, b.Last())
-					switch {
-					case claim == first.Load() && b.Last().Offset == 19:
-						lostSync.Store(fmt.Sprintf("%v, %v", ok, err))
-					case claim != first.Load():
-						redelivered.Store(true)
-					}
-					return nil
-				}}
-				waitLost := func() {
-					loseOnce(s.c, s.group, kip848)
-					if err := ferrytest.WaitFor(ctxFor(t, 15*time.Second), func() bool { return first.Load().Revoked() }); err != nil {
-						t.Error("the assignment was never lost")
-					}
-				}
-				var onCommit []ferry.Option
-				if how == "commit refused" {
-					refuseCommit(s.c, s.group, 20, kip848)
-				} else {
-					var once sync.Once
-					onCommit = append(onCommit, ferry.OnCommit(func(cm ferry.Commit) {
-						// Runs after the broker accepted, before
-						// MarkAsConsumedSync returns.
-						if cm.Reason == "sync" && cm.Offsets[s.topic][0] == 20 {
-							once.Do(waitLost)
+			for _, mode := range sequentialAndParallel {
+				t.Run(how+"/"+proto.name+"/"+mode.name, func(t *testing.T) {
+					kip848 := proto.name == "kip848"
+					s := newScenario(t, embedded(t, fastHeartbeats()), 1)
+					s.produceKeyed(slices.Repeat([]string{"k"}, 20)...) // one key: a parallel partition runs it in batches too
+					var first atomic.Pointer[ferry.Claim]
+					var lostSync atomic.Value // the first instance's result for offset 20
+					var redelivered atomic.Bool
+					sc := scripted{consume: func(ctx context.Context, claim *ferry.Claim, b *ferry.Batch) error {
+						first.CompareAndSwap(nil, claim)
+						for _, m := range b.Messages[:len(b.Messages)-1] { // a parallel partition's marks are per message
+							claim.MarkAsConsumed(m)
 						}
-					}))
-				}
-				app := s.start(append(onCommit, member(proto), ferry.CommitInterval(time.Hour),
-					s.routeTo(sc.factory(), ferry.ManualOffsets(), ferry.MaxMessages(10)))...)
-				s.waitUntil("called MarkAsConsumedSync in the second batch", func() bool { return lostSync.Load() != nil })
-				if how == "commit refused" {
-					waitLost()
-					if err := ferrytest.WaitFor(ctxFor(t, 20*time.Second), redelivered.Load); err != nil {
-						t.Error("the partition was never consumed again after the loss")
+						ok, err := claim.MarkAsConsumedSync(ctx, b.Last())
+						switch {
+						case claim == first.Load() && b.Last().Offset == 19:
+							lostSync.Store(fmt.Sprintf("%v, %v", ok, err))
+						case claim != first.Load():
+							redelivered.Store(true)
+						}
+						return nil
+					}}
+					waitLost := func() {
+						loseOnce(s.c, s.group, kip848)
+						if err := ferrytest.WaitFor(ctxFor(t, 15*time.Second), func() bool { return first.Load().Revoked() }); err != nil {
+							t.Error("the assignment was never lost")
+						}
 					}
-				}
-				s.stop(app)
-				if got := lostSync.Load().(string); got[:5] != "false" {
-					t.Errorf("MarkAsConsumedSync = %s for a commit the loss raced, want false", got)
-				}
-				if got := s.committed(); got[0] != 20 {
-					t.Errorf("committed %v, want 20 in the end", got)
-				}
-			})
+					var onCommit []ferry.Option
+					if how == "commit refused" {
+						refuseCommit(s.c, s.group, 20, kip848)
+					} else {
+						var once sync.Once
+						onCommit = append(onCommit, ferry.OnCommit(func(cm ferry.Commit) {
+							// Runs after the broker accepted, before
+							// MarkAsConsumedSync returns.
+							if cm.Reason == "sync" && cm.Offsets[s.topic][0] == 20 {
+								once.Do(waitLost)
+							}
+						}))
+					}
+					app := s.start(append(onCommit, member(proto), ferry.CommitInterval(time.Hour),
+						s.routeTo(sc.factory(), append(mode.opts, ferry.ManualOffsets(), ferry.MaxMessages(10))...))...)
+					s.waitUntil("called MarkAsConsumedSync in the second batch", func() bool { return lostSync.Load() != nil })
+					if how == "commit refused" {
+						waitLost()
+						if err := ferrytest.WaitFor(ctxFor(t, 20*time.Second), redelivered.Load); err != nil {
+							t.Error("the partition was never consumed again after the loss")
+						}
+					}
+					s.stop(app)
+					if got := lostSync.Load().(string); got[:5] != "false" {
+						t.Errorf("MarkAsConsumedSync = %s for a commit the loss raced, want false", got)
+					}
+					if got := s.committed(); got[0] != 20 {
+						t.Errorf("committed %v, want 20 in the end", got)
+					}
+				})
+			}
 		}
 	}
 }
