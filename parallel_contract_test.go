@@ -380,3 +380,79 @@ func TestParallelFailingMessageMakesTheAppUnhealthy(t *testing.T) {
 	}
 	s.stop(app)
 }
+
+// startLog records when each message's processing began.
+type startLog struct {
+	mu     sync.Mutex
+	starts map[int64]time.Time
+}
+
+func (l *startLog) began(b *ferry.Batch) {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.starts == nil {
+		l.starts = map[int64]time.Time{}
+	}
+	for _, m := range b.Messages {
+		l.starts[m.Offset] = now
+	}
+}
+
+// after returns the offsets whose processing began after t, ascending.
+func (l *startLog) after(t time.Time) []int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []int64
+	for o, at := range l.starts {
+		if at.After(t) {
+			out = append(out, o)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// O4, K1: Pause on a busy partition — every slot in flight, a backlog
+// admitted behind them — lets what runs finish and starts nothing more:
+// the messages that end after Pause returned are not replaced (with
+// parallel processing, no message starts), until Resume; then the rest
+// comes, each message once.
+func TestPauseBusyPartitionStartsNothingMore(t *testing.T) {
+	for _, tc := range sequentialAndParallel {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newScenario(t, cluster(t), 1)
+			s.produceKeyed(distinctKeys(24)...)
+			var starts startLog
+			fn := func(_ context.Context, b *ferry.Batch) error {
+				starts.began(b)
+				time.Sleep(300 * time.Millisecond)
+				return nil
+			}
+			app := s.start(s.route(s.recordThen(fn), append(tc.opts, ferry.MaxMessages(4))...))
+			s.waitSeen(4) // begun: a sequential batch, or Parallel(4)'s four messages
+			if err := app.app.Pause(s.group, s.topic, 0); err != nil {
+				t.Fatal(err)
+			}
+			// What was handed over before Pause returned is in the handler
+			// within moments; the work in flight ends 300 ms on.
+			paused := time.Now().Add(100 * time.Millisecond)
+			time.Sleep(time.Second)
+			if late := starts.after(paused); len(late) > 0 {
+				t.Fatalf("offsets %v began after Pause returned", late)
+			}
+			seen := s.rec.distinct(s.topic)
+			if err := app.app.Resume(s.group, s.topic, 0); err != nil {
+				t.Fatal(err)
+			}
+			s.waitCommitted(map[int32]int64{0: 24})
+			s.stop(app)
+			if seen >= 24 {
+				t.Fatalf("all 24 messages were processed before the pause: the test paused nothing")
+			}
+			if d := s.rec.duplicates(s.topic); d != 0 {
+				t.Errorf("%d messages processed twice across the pause", d)
+			}
+		})
+	}
+}
