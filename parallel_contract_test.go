@@ -456,3 +456,61 @@ func TestPauseBusyPartitionStartsNothingMore(t *testing.T) {
 		})
 	}
 }
+
+// O5, K2: Seek forwards on a busy partition waits for the work in flight,
+// starting nothing meanwhile — not the backlog already admitted — commits
+// the new position before it returns, and the partition goes on from it:
+// the skipped messages never run.
+func TestSeekBusyPartitionWaitsAndStartsNothingElse(t *testing.T) {
+	for _, tc := range sequentialAndParallel {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newScenario(t, cluster(t), 1)
+			s.produceKeyed(distinctKeys(24)...)
+			var starts startLog
+			var mu sync.Mutex
+			var ended time.Time // when the last message processed so far ended
+			fn := func(_ context.Context, b *ferry.Batch) error {
+				starts.began(b)
+				d := 300 * time.Millisecond
+				if b.Messages[0].Offset >= 20 {
+					d = time.Second // the commit of the seek stays visible a while
+				}
+				time.Sleep(d)
+				mu.Lock()
+				ended = time.Now()
+				mu.Unlock()
+				return nil
+			}
+			app := s.start(s.route(s.recordThen(fn), append(tc.opts, ferry.MaxMessages(4))...))
+			s.waitSeen(4) // begun: a sequential batch, or Parallel(4)'s four messages
+			began := time.Now()
+			if err := app.app.Seek(ctxFor(t, 30*time.Second), s.group, s.topic, 0, 20); err != nil {
+				t.Fatal(err)
+			}
+			returned := time.Now()
+			s.wantCommitted(map[int32]int64{0: 20}) // before Seek returned; 20..23 take a second
+			mu.Lock()
+			lastEnd := ended
+			mu.Unlock()
+			if lastEnd.IsZero() || lastEnd.After(returned) {
+				t.Errorf("Seek returned before the work in flight ended (ended %v, returned %v)", lastEnd, returned)
+			}
+			for _, o := range starts.after(began.Add(100 * time.Millisecond)) {
+				if o < 20 {
+					t.Errorf("offset %d began while Seek waited or after it", o)
+				}
+			}
+			s.waitCommitted(map[int32]int64{0: 24})
+			s.stop(app)
+			for o := int64(0); o < 24; o++ {
+				want := 1
+				if o >= 4 && o < 20 {
+					want = 0
+				}
+				if got := s.rec.times(s.topic, 0, o); got != want {
+					t.Errorf("offset %d processed %d times, want %d", o, got, want)
+				}
+			}
+		})
+	}
+}
