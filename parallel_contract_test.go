@@ -514,3 +514,70 @@ func TestSeekBusyPartitionWaitsAndStartsNothingElse(t *testing.T) {
 		})
 	}
 }
+
+// K6, M9, A4, K7: shutting down a parallel partition with manual offsets
+// waits for the message in flight — Run does not return meanwhile and the
+// message's context stays live — then runs the Shutdown hook, which sees
+// every message processed and marks them all (the buffered flush of a
+// consumer that marks on shutdown); the final commit holds every mark.
+func TestParallelShutdownHookFlushesAfterInFlightFinished(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	s.produceKeyed(distinctKeys(20)...)
+	inFlight, release := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	var buffered []*ferry.Message
+	var ctxErr error
+	var flushed []string
+	consumer := scripted{
+		consume: func(ctx context.Context, _ *ferry.Claim, b *ferry.Batch) error {
+			if b.Messages[0].Offset == 0 {
+				close(inFlight)
+				<-release
+				mu.Lock()
+				ctxErr = ctx.Err()
+				mu.Unlock()
+			}
+			mu.Lock()
+			buffered = append(buffered, b.Messages...)
+			mu.Unlock()
+			return nil
+		},
+		shutdown: func(_ context.Context, claim *ferry.Claim) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, m := range buffered {
+				if !claim.MarkAsConsumed(m) {
+					flushed = append(flushed, "refused "+strconv.FormatInt(m.Offset, 10))
+				}
+			}
+			flushed = append(flushed, strconv.Itoa(len(buffered))+" marked")
+		},
+	}
+	app := s.start(ferry.CommitInterval(time.Hour), s.routeTo(consumer.factory(), ferry.Parallel(4), ferry.ManualOffsets()))
+	s.waitClosed("started offset 0", inFlight)
+	s.waitUntil("processed the 19 others", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(buffered) == 19
+	})
+	stopped := make(chan error, 1)
+	go func() { stopped <- app.stop(t) }()
+	select {
+	case err := <-stopped:
+		t.Fatalf("Run returned (%v) while a message was in flight", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(release)
+	if err := <-stopped; err != nil {
+		t.Fatalf("Run = %v, want nil after a clean drain", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if ctxErr != nil {
+		t.Errorf("the message in flight saw its context end (%v); it must be allowed to finish", ctxErr)
+	}
+	if got := strings.Join(flushed, ", "); got != "20 marked" {
+		t.Errorf("Shutdown hook: %s; want the 20 messages marked", got)
+	}
+	s.wantCommitted(map[int32]int64{0: 20})
+}
