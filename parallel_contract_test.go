@@ -581,3 +581,48 @@ func TestParallelShutdownHookFlushesAfterInFlightFinished(t *testing.T) {
 	}
 	s.wantCommitted(map[int32]int64{0: 20})
 }
+
+// K6, A4: shutting down a busy partition — every slot in flight, a backlog
+// admitted behind them — lets what runs finish and starts nothing more; the
+// final commit covers exactly what finished (with parallel processing, in
+// its record), so a restart processes exactly the rest, each message once.
+func TestShutdownBusyPartitionStartsNothingMore(t *testing.T) {
+	for _, tc := range sequentialAndParallel {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newScenario(t, cluster(t), 1)
+			s.produceKeyed(distinctKeys(24)...)
+			var starts startLog
+			fn := func(_ context.Context, b *ferry.Batch) error {
+				starts.began(b)
+				time.Sleep(300 * time.Millisecond)
+				return nil
+			}
+			app := s.start(ferry.CommitInterval(time.Hour),
+				s.route(s.recordThen(fn), append(tc.opts, ferry.MaxMessages(4))...))
+			s.waitSeen(4) // begun: a sequential batch, or Parallel(4)'s four messages
+			stopping := time.Now()
+			s.stop(app)
+			if late := starts.after(stopping.Add(100 * time.Millisecond)); len(late) > 0 {
+				t.Errorf("offsets %v began after the shutdown began", late)
+			}
+			first := s.rec.offsets()
+			if len(first) >= 24 {
+				t.Fatal("all 24 messages were processed: the shutdown stopped nothing")
+			}
+
+			again := newRecorder()
+			app = s.start(s.route(again.fn(), tc.opts...))
+			s.waitCommitted(map[int32]int64{0: 24})
+			s.stop(app)
+			all := append(first, again.offsets()...)
+			slices.Sort(all)
+			var want []int64
+			for o := range int64(24) {
+				want = append(want, o)
+			}
+			if !slices.Equal(all, want) {
+				t.Errorf("processed %v before the shutdown and %v after the restart; want each of 0–23 once", first, again.offsets())
+			}
+		})
+	}
+}
