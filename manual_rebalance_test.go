@@ -510,93 +510,96 @@ func refuseCommitWith(c *ferrytest.Cluster, group string, at int64, code int16) 
 // heartbeats while it revokes) and leaves the partition unassigned, so
 // nobody takes over. The embedded cluster keeps a KIP-848 member alive as
 // long as it commits, so there the takeover is checked on a real broker only.
+// Sequential and parallel (K7) partitions alike.
 func TestManualMarkAsConsumedSyncAfterTakeover(t *testing.T) {
 	eager := protocol{"eager", []kgo.Opt{kgo.Balancers(kgo.RangeBalancer())}}
 	for _, proto := range []protocol{eager, protocols()[1]} {
-		t.Run(proto.name, func(t *testing.T) {
-			c := cluster(t, fastHeartbeats())
-			if c.Fake != nil && proto.name == "kip848" {
-				t.Skip("the embedded cluster never drops a KIP-848 member that keeps committing")
-			}
-			tp := topic(t, c, 2)
-			produceN(t, c, tp, 0, 5)
-			produceN(t, c, tp, 1, 5)
-			group := ferrytest.UniqueName("g")
-			type call struct {
-				partition int32
-				began     time.Time
-				ok        bool
-			}
-			var mu sync.Mutex
-			var calls []call
-			stopMarking := make(chan struct{})
-			var once sync.Once
-			stop := func() { once.Do(func() { close(stopMarking) }) }
-			fence := scripted{consume: func(ctx context.Context, claim *ferry.Claim, b *ferry.Batch) error {
-				for {
-					began := time.Now()
-					ok, _ := claim.MarkAsConsumedSync(ctx, b.Last())
-					mu.Lock()
-					calls = append(calls, call{b.Partition, began, ok})
-					mu.Unlock()
-					began = time.Now()
-					ok, _ = claim.CommitOffsetsSync(ctx) // M4: nothing new stored
-					mu.Lock()
-					calls = append(calls, call{b.Partition, began, ok})
-					mu.Unlock()
-					select {
-					case <-stopMarking:
-						return nil
-					case <-time.After(100 * time.Millisecond):
-					}
+		for _, mode := range sequentialAndParallel {
+			t.Run(proto.name+"/"+mode.name, func(t *testing.T) {
+				c := cluster(t, fastHeartbeats())
+				if c.Fake != nil && proto.name == "kip848" {
+					t.Skip("the embedded cluster never drops a KIP-848 member that keeps committing")
 				}
-			}}
-			calledSince := func(partition int32, since time.Time) (n, owned int) {
-				mu.Lock()
-				defer mu.Unlock()
-				for _, c := range calls {
-					if c.began.After(since) && (partition < 0 || c.partition == partition) {
-						n++
-						if c.ok {
-							owned++
+				tp := topic(t, c, 2)
+				produceN(t, c, tp, 0, 5)
+				produceN(t, c, tp, 1, 5)
+				group := ferrytest.UniqueName("g")
+				type call struct {
+					partition int32
+					began     time.Time
+					ok        bool
+				}
+				var mu sync.Mutex
+				var calls []call
+				stopMarking := make(chan struct{})
+				var once sync.Once
+				stop := func() { once.Do(func() { close(stopMarking) }) }
+				fence := scripted{consume: func(ctx context.Context, claim *ferry.Claim, b *ferry.Batch) error {
+					for {
+						began := time.Now()
+						ok, _ := claim.MarkAsConsumedSync(ctx, b.Last())
+						mu.Lock()
+						calls = append(calls, call{b.Partition, began, ok})
+						mu.Unlock()
+						began = time.Now()
+						ok, _ = claim.CommitOffsetsSync(ctx) // M4: nothing new stored
+						mu.Lock()
+						calls = append(calls, call{b.Partition, began, ok})
+						mu.Unlock()
+						select {
+						case <-stopMarking:
+							return nil
+						case <-time.After(100 * time.Millisecond):
 						}
 					}
+				}}
+				calledSince := func(partition int32, since time.Time) (n, owned int) {
+					mu.Lock()
+					defer mu.Unlock()
+					for _, c := range calls {
+						if c.began.After(since) && (partition < 0 || c.partition == partition) {
+							n++
+							if c.ok {
+								owned++
+							}
+						}
+					}
+					return n, owned
 				}
-				return n, owned
-			}
-			quick := kgo.RebalanceTimeout(3 * time.Second) // how long the group waits for the stuck member
-			a := start(t, opts(t, c, member(proto), ferry.ClientOptions(quick), ferry.CommitInterval(time.Hour),
-				ferry.Route(group, tp, fence.factory(), ferry.ManualOffsets()))...)
-			t.Cleanup(stop) // before the app's cleanup, which waits for Run
-			if err := ferrytest.WaitFor(ctxFor(t, 20*time.Second), func() bool {
-				_, owned0 := calledSince(0, time.Time{})
-				_, owned1 := calledSince(1, time.Time{})
-				return owned0 > 0 && owned1 > 0
-			}); err != nil {
-				t.Fatal("MarkAsConsumedSync never reported true while the partitions were owned")
-			}
+				quick := kgo.RebalanceTimeout(3 * time.Second) // how long the group waits for the stuck member
+				a := start(t, opts(t, c, member(proto), ferry.ClientOptions(quick), ferry.CommitInterval(time.Hour),
+					ferry.Route(group, tp, fence.factory(), append(mode.opts, ferry.ManualOffsets())...))...)
+				t.Cleanup(stop) // before the app's cleanup, which waits for Run
+				if err := ferrytest.WaitFor(ctxFor(t, 20*time.Second), func() bool {
+					_, owned0 := calledSince(0, time.Time{})
+					_, owned1 := calledSince(1, time.Time{})
+					return owned0 > 0 && owned1 > 0
+				}); err != nil {
+					t.Fatal("MarkAsConsumedSync never reported true while the partitions were owned")
+				}
 
-			rec := newRecorder()
-			b := start(t, opts(t, c, member(proto), ferry.ClientOptions(quick), ferry.RouteFunc(group, tp, rec.fn()))...)
-			produceN(t, c, tp, 0, 1)
-			produceN(t, c, tp, 1, 1)
-			rec.waitDistinct(t, tp, 1, 60*time.Second) // the second member owns a partition
-			tookOver := time.Now()
-			moved := rec.snapshot()[0].partition
-			if err := ferrytest.WaitFor(ctxFor(t, 20*time.Second), func() bool { n, _ := calledSince(moved, tookOver); return n >= 5 }); err != nil {
-				t.Fatal("the first member stopped calling MarkAsConsumedSync")
-			}
-			stop()
-			if n, owned := calledSince(moved, tookOver); owned > 0 {
-				t.Errorf("MarkAsConsumedSync reported true %d of %d times after the second member took partition %d over", owned, n, moved)
-			}
-			if err := b.stop(t); err != nil {
-				t.Error(err)
-			}
-			if err := a.stop(t); err != nil {
-				t.Error(err)
-			}
-		})
+				rec := newRecorder()
+				b := start(t, opts(t, c, member(proto), ferry.ClientOptions(quick), ferry.RouteFunc(group, tp, rec.fn()))...)
+				produceN(t, c, tp, 0, 1)
+				produceN(t, c, tp, 1, 1)
+				rec.waitDistinct(t, tp, 1, 60*time.Second) // the second member owns a partition
+				tookOver := time.Now()
+				moved := rec.snapshot()[0].partition
+				if err := ferrytest.WaitFor(ctxFor(t, 20*time.Second), func() bool { n, _ := calledSince(moved, tookOver); return n >= 5 }); err != nil {
+					t.Fatal("the first member stopped calling MarkAsConsumedSync")
+				}
+				stop()
+				if n, owned := calledSince(moved, tookOver); owned > 0 {
+					t.Errorf("MarkAsConsumedSync reported true %d of %d times after the second member took partition %d over", owned, n, moved)
+				}
+				if err := b.stop(t); err != nil {
+					t.Error(err)
+				}
+				if err := a.stop(t); err != nil {
+					t.Error(err)
+				}
+			})
+		}
 	}
 }
 
