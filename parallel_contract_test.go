@@ -626,3 +626,65 @@ func TestShutdownBusyPartitionStartsNothingMore(t *testing.T) {
 		})
 	}
 }
+
+// K4, M8, K7: a user's long metadata leaves the record of finished messages
+// less room: with 3,000 bytes of it on every mark and one message left
+// unmarked, the partition stops taking messages within the span the rest
+// can describe (MaxSpan), and the committed metadata — at most 4,096 bytes,
+// which a real broker accepts — holds the user's string and every mark.
+// Once the message is marked — from outside Consume, so no unit ends to
+// follow the mark — the committed offset catches up and the partition takes
+// the rest.
+func TestParallelRecordRoomShrinksWithUserMetadata(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	user := strings.Repeat("u", 3000)
+	span := offsets.MaxSpan(user)
+	n := int(span) + 1000
+	s.produce(0, n) // nil keys: every message in a lane of its own
+	var claim atomic.Pointer[ferry.Claim]
+	var first atomic.Pointer[ferry.Message]
+	var processed atomic.Int64
+	consumer := scripted{consume: func(_ context.Context, cl *ferry.Claim, b *ferry.Batch) error {
+		claim.Store(cl)
+		for _, m := range b.Messages {
+			processed.Add(1)
+			if m.Offset == 0 {
+				first.Store(m) // not marked: it holds the commit
+				continue
+			}
+			cl.MarkWithMetadata(m, user)
+		}
+		return nil
+	}}
+	app := s.start(s.routeTo(consumer.factory(), ferry.Parallel(64), ferry.ManualOffsets()))
+	var stalled int64
+	if err := ferrytest.WaitFor(ctxFor(t, 60*time.Second), func() bool {
+		before := processed.Load()
+		time.Sleep(500 * time.Millisecond)
+		stalled = processed.Load()
+		return stalled == before && stalled > 0
+	}); err != nil {
+		t.Fatal("processing never settled while offset 0 was unmarked")
+	}
+	if stalled > span || stalled < span-200 {
+		t.Errorf("%d messages taken while offset 0 was unmarked, want up to the %d the record has room for", stalled, span)
+	}
+	var md string
+	if err := ferrytest.WaitFor(ctxFor(t, 20*time.Second), func() bool {
+		md, _ = s.c.CommittedMetadata(ctxFor(t, 5*time.Second), s.group, s.topic, 0)
+		got, finished, _ := offsets.DecodeMetadata(md, 0)
+		return got == user && int64(len(finished)) == stalled-1
+	}); err != nil {
+		got, finished, err := offsets.DecodeMetadata(md, 0)
+		t.Fatalf("committed metadata of %d bytes: user's %d bytes, %d finished (%v); want the user's 3,000 bytes and %d finished",
+			len(md), len(got), len(finished), err, stalled-1)
+	}
+	if len(md) > offsets.MaxMetadata {
+		t.Errorf("committed metadata of %d bytes, over Kafka's default %d", len(md), offsets.MaxMetadata)
+	}
+	if !claim.Load().MarkAsConsumed(first.Load()) {
+		t.Fatal("marking offset 0 was refused")
+	}
+	s.waitCommitted(map[int32]int64{0: int64(n)})
+	s.stop(app)
+}

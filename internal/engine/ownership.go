@@ -98,6 +98,12 @@ func (p *Partition) mark(r *kgo.Record, metadata string) (bool, error) {
 	if err := p.book.mark(r, metadata); err != nil {
 		return false, err
 	}
+	if p.book.recordFull() {
+		// K4: a mark made outside Consume (by another goroutine, or a
+		// hook) may be what lets the committed offset catch up; no unit
+		// ends to make the scheduler look again, so wake it to admit.
+		poke(p.wake)
+	}
 	return true, nil
 }
 
