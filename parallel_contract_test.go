@@ -688,3 +688,45 @@ func TestParallelRecordRoomShrinksWithUserMetadata(t *testing.T) {
 	s.waitCommitted(map[int32]int64{0: int64(n)})
 	s.stop(app)
 }
+
+// K8, K1: one key stuck on its first message while its later messages
+// come between messages of other keys: the other keys flow past it, but
+// only as far as the partition's bound on admitted messages lets the stuck
+// key's backlog grow; then its queue fills and its fetching pauses instead
+// of buffering the partition. Released, everything is processed.
+func TestParallelMemoryIsBoundedWhileAnInterleavedKeyIsStuck(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	const n = 20000
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = "stuck"
+		if i%2 == 1 {
+			keys[i] = "k" + strconv.Itoa(i)
+		}
+	}
+	s.produceKeyed(keys...)
+	fn, stuck, release := s.holdFirst()
+	app := s.start(s.route(fn, ferry.Parallel(4), ferry.MaxMessages(10), ferry.QueueBytes(16<<10)))
+	<-stuck
+	var p ferry.PartitionStats
+	if err := ferrytest.WaitFor(ctxFor(t, 30*time.Second), func() bool {
+		p, _ = s.partitionStats(app, 0)
+		return p.Paused
+	}); err != nil {
+		t.Fatalf("fetching never paused while a key was stuck: %+v", p)
+	}
+	time.Sleep(500 * time.Millisecond) // what was admitted settles
+	p, _ = s.partitionStats(app, 0)
+	processed := s.rec.distinct(s.topic)
+	// QueueBytes bounds bytes: these messages are some 10 bytes, so about
+	// 3,000 fit in twice 16 KiB — far fewer than the backlog. What was
+	// processed is bounded by what may be admitted (4 × Parallel, 2 ×
+	// MaxMessages): the stuck key's messages fill it.
+	if p.Queued == 0 || p.Queued > n/4 || processed > 100 {
+		t.Errorf("%d messages queued and %d processed while a key was stuck, want some queued, both far fewer than the %d behind it", p.Queued, processed, n)
+	}
+	close(release)
+	s.waitSeen(n)
+	s.waitCommitted(map[int32]int64{0: n})
+	s.stop(app)
+}
