@@ -689,6 +689,73 @@ func TestParallelRecordRoomShrinksWithUserMetadata(t *testing.T) {
 	s.stop(app)
 }
 
+// K3, K4, M8: user metadata that grows after messages were admitted —
+// here too long to leave room for the record of what finished — never
+// drops finished work from the commit: the commit keeps the user's
+// metadata that last fitted, with the record, and a restart processes only
+// what was not marked.
+func TestParallelGrowingUserMetadataKeepsTheRecord(t *testing.T) {
+	s := newScenario(t, cluster(t), 1)
+	const n = 200
+	long := strings.Repeat("x", 4080) // room for no record beside it
+	s.produce(0, n)                   // nil keys: every message in a lane of its own
+	var claim atomic.Pointer[ferry.Claim]
+	var first atomic.Pointer[ferry.Message]
+	var shortMarks atomic.Int64
+	consumer := scripted{consume: func(ctx context.Context, cl *ferry.Claim, b *ferry.Batch) error {
+		claim.Store(cl)
+		for _, m := range b.Messages {
+			switch {
+			case m.Offset == 0:
+				first.Store(m) // not marked yet: it holds the commit
+			case m.Offset == n-1: // marked last, with the long metadata
+				for shortMarks.Load() < n/2-1 {
+					select {
+					case <-ctx.Done():
+						return ctx.Err()
+					case <-time.After(time.Millisecond):
+					}
+				}
+				cl.MarkWithMetadata(m, long)
+			case m.Offset%2 == 1:
+				cl.MarkWithMetadata(m, "short")
+				shortMarks.Add(1)
+			}
+		}
+		return nil
+	}}
+	app := s.start(s.routeTo(consumer.factory(), ferry.Parallel(8), ferry.ManualOffsets()))
+	var odd []int64
+	for o := int64(1); o < n; o += 2 {
+		odd = append(odd, o)
+	}
+	var md string
+	if err := ferrytest.WaitFor(ctxFor(t, 20*time.Second), func() bool {
+		md, _ = s.c.CommittedMetadata(ctxFor(t, 5*time.Second), s.group, s.topic, 0)
+		user, finished, _ := offsets.DecodeMetadata(md, 0)
+		return user == "short" && slices.Equal(finished, odd)
+	}); err != nil {
+		user, finished, err := offsets.DecodeMetadata(md, 0)
+		t.Fatalf("committed metadata of %d bytes: user's %d bytes, %d finished (%v); want the record of the %d odd offsets beside the metadata that fitted",
+			len(md), len(user), len(finished), err, len(odd))
+	}
+	s.stop(app)
+
+	// A restart processes the unmarked even offsets only.
+	rec := newRecorder()
+	again := s.start(s.route(rec.fn(), ferry.Parallel(8)))
+	rec.waitDistinct(t, s.topic, n/2, 30*time.Second)
+	time.Sleep(300 * time.Millisecond) // anything more would show now
+	s.stop(again)
+	for _, b := range rec.snapshot() {
+		for _, o := range b.offsets {
+			if o%2 == 1 {
+				t.Errorf("offset %d processed again after the restart; it was marked and in the record", o)
+			}
+		}
+	}
+}
+
 // K8, K1: one key stuck on its first message while its later messages
 // come between messages of other keys: the other keys flow past it, but
 // only as far as the partition's bound on admitted messages lets the stuck

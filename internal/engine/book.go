@@ -105,6 +105,7 @@ func (p *Partition) tracker() *offsets.Tracker { return p.book.(*trackerBook).t 
 type windowBook struct {
 	window offsets.Window
 	user   string       // the user's metadata, from the newest mark or the committed record
+	fitted string       // the newest user's metadata known to leave room for the record (metadata)
 	epoch  int32        // leader epoch of a message below the committed position
 	acked  offsets.Mark // what Kafka acknowledged, with its full metadata
 	wide   bool         // admission waits: a wider record might not fit (K4)
@@ -126,16 +127,33 @@ func (b *windowBook) pending() (offsets.Mark, bool) {
 	if next < 0 {
 		return offsets.Mark{}, false
 	}
-	md, err := offsets.EncodeMetadata(b.user, next, b.window.Finished())
-	if err != nil {
-		// Admission keeps the window within MaxSpan, so only user
-		// metadata too long for Kafka gets here; the broker refuses it
-		// and the commit error is logged.
-		md = b.user
-	}
+	md := b.metadata(next)
 	m := offsets.Mark{Offset: next, Epoch: b.epoch, Metadata: md}
 	c := b.acked
 	return m, b.moved || next > c.Offset || (next == c.Offset && md != c.Metadata)
+}
+
+// metadata returns the metadata of a commit at next: the user's and the
+// record of what finished above next. Finished work is never dropped from
+// the record (K3): when the user's newest metadata leaves it no room — it
+// grew after the messages in the window were admitted, with room for the
+// shorter one — the commit keeps the newest user's metadata known to fit
+// (else none) until the record shrinks, and admission waits meanwhile
+// (K4). Only user metadata too long for Kafka on its own goes as it is; the
+// broker refuses it and the commit error is logged.
+func (b *windowBook) metadata(next int64) string {
+	finished := b.window.Finished()
+	md, err := offsets.EncodeMetadata(b.user, next, finished)
+	if err == nil {
+		b.fitted = b.user
+		return md
+	}
+	for _, user := range []string{b.fitted, ""} {
+		if md, err := offsets.EncodeMetadata(user, next, finished); err == nil {
+			return md
+		}
+	}
+	return b.user
 }
 
 // stored is the pending mark, or the committed position while the window
@@ -179,6 +197,9 @@ func (b *windowBook) mark(r *kgo.Record, metadata string) error {
 		return ErrMarkTooFarAhead
 	}
 	b.user = metadata
+	if w.SpanWith(r.Offset) <= offsets.MaxSpan(metadata) {
+		b.fitted = metadata // the window's record is sure to fit beside it
+	}
 	return nil
 }
 
@@ -206,7 +227,7 @@ func (b *windowBook) covered(offset int64) bool {
 func (b *windowBook) restore(m offsets.Mark) (string, error) {
 	user, finished, err := offsets.DecodeMetadata(m.Metadata, m.Offset)
 	b.window.Restore(m.Offset, finished)
-	b.user = user
+	b.user, b.fitted = user, user
 	b.acked = m
 	return user, err
 }
@@ -215,7 +236,7 @@ func (b *windowBook) restore(m offsets.Mark) (string, error) {
 // no metadata, so no record of finished messages.
 func (b *windowBook) begin(m offsets.Mark) {
 	b.window.Restore(m.Offset, nil)
-	b.user = ""
+	b.user, b.fitted = "", ""
 	b.acked = offsets.Mark{Offset: -1, Epoch: -1}
 }
 
