@@ -197,11 +197,7 @@ func TestParallelShutdownTimeoutCommitsWhatFinished(t *testing.T) {
 		t.Fatalf("committed %d (committed: %v, %v) with record %v; want 3 with 4–19 finished", at, ok, err, finished)
 	}
 
-	again := newRecorder()
-	app = s.start(s.route(again.fn(), ferry.Parallel(4)))
-	s.waitCommitted(map[int32]int64{0: 20})
-	s.stop(app)
-	if got := again.offsets(); !slices.Equal(got, []int64{3}) {
+	if got := s.rerun(20, ferry.Parallel(4)); !slices.Equal(got, []int64{3}) {
 		t.Errorf("the restart processed %v, want only the stuck offset 3", got)
 	}
 }
@@ -413,6 +409,29 @@ func (l *startLog) after(t time.Time) []int64 {
 	return out
 }
 
+// busyPartition starts an app on a partition of 24 keys whose handler
+// notes when each batch began, then runs work with the batch's first
+// offset, with opts and MaxMessages(4) — so a sequential batch, or
+// Parallel(4)'s four messages, is in flight and a backlog admitted behind —
+// and returns once that work has begun.
+func busyPartition(t *testing.T, opts []ferry.TopicOption, work func(offset int64), more ...ferry.Option) (*scenario, *running, *startLog) {
+	t.Helper()
+	s := newScenario(t, cluster(t), 1)
+	s.produceKeyed(distinctKeys(24)...)
+	starts := new(startLog)
+	fn := func(_ context.Context, b *ferry.Batch) error {
+		starts.began(b)
+		work(b.Messages[0].Offset)
+		return nil
+	}
+	app := s.start(append(more, s.route(s.recordThen(fn), append(opts, ferry.MaxMessages(4))...))...)
+	s.waitSeen(4)
+	return s, app, starts
+}
+
+// busyWork is a busy partition's usual work: 300 ms per batch.
+func busyWork(int64) { time.Sleep(300 * time.Millisecond) }
+
 // O4, K1: Pause on a busy partition — every slot in flight, a backlog
 // admitted behind them — lets what runs finish and starts nothing more:
 // the messages that end after Pause returned are not replaced (with
@@ -421,16 +440,7 @@ func (l *startLog) after(t time.Time) []int64 {
 func TestPauseBusyPartitionStartsNothingMore(t *testing.T) {
 	for _, tc := range sequentialAndParallel {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newScenario(t, cluster(t), 1)
-			s.produceKeyed(distinctKeys(24)...)
-			var starts startLog
-			fn := func(_ context.Context, b *ferry.Batch) error {
-				starts.began(b)
-				time.Sleep(300 * time.Millisecond)
-				return nil
-			}
-			app := s.start(s.route(s.recordThen(fn), append(tc.opts, ferry.MaxMessages(4))...))
-			s.waitSeen(4) // begun: a sequential batch, or Parallel(4)'s four messages
+			s, app, starts := busyPartition(t, tc.opts, busyWork)
 			if err := app.app.Pause(s.group, s.topic, 0); err != nil {
 				t.Fatal(err)
 			}
@@ -464,25 +474,18 @@ func TestPauseBusyPartitionStartsNothingMore(t *testing.T) {
 func TestSeekBusyPartitionWaitsAndStartsNothingElse(t *testing.T) {
 	for _, tc := range sequentialAndParallel {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newScenario(t, cluster(t), 1)
-			s.produceKeyed(distinctKeys(24)...)
-			var starts startLog
 			var mu sync.Mutex
 			var ended time.Time // when the last message processed so far ended
-			fn := func(_ context.Context, b *ferry.Batch) error {
-				starts.began(b)
+			s, app, starts := busyPartition(t, tc.opts, func(offset int64) {
 				d := 300 * time.Millisecond
-				if b.Messages[0].Offset >= 20 {
+				if offset >= 20 {
 					d = time.Second // the commit of the seek stays visible a while
 				}
 				time.Sleep(d)
 				mu.Lock()
 				ended = time.Now()
 				mu.Unlock()
-				return nil
-			}
-			app := s.start(s.route(s.recordThen(fn), append(tc.opts, ferry.MaxMessages(4))...))
-			s.waitSeen(4) // begun: a sequential batch, or Parallel(4)'s four messages
+			})
 			began := time.Now()
 			if err := app.app.Seek(ctxFor(t, 30*time.Second), s.group, s.topic, 0, 20); err != nil {
 				t.Fatal(err)
@@ -589,17 +592,7 @@ func TestParallelShutdownHookFlushesAfterInFlightFinished(t *testing.T) {
 func TestShutdownBusyPartitionStartsNothingMore(t *testing.T) {
 	for _, tc := range sequentialAndParallel {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newScenario(t, cluster(t), 1)
-			s.produceKeyed(distinctKeys(24)...)
-			var starts startLog
-			fn := func(_ context.Context, b *ferry.Batch) error {
-				starts.began(b)
-				time.Sleep(300 * time.Millisecond)
-				return nil
-			}
-			app := s.start(ferry.CommitInterval(time.Hour),
-				s.route(s.recordThen(fn), append(tc.opts, ferry.MaxMessages(4))...))
-			s.waitSeen(4) // begun: a sequential batch, or Parallel(4)'s four messages
+			s, app, starts := busyPartition(t, tc.opts, busyWork, ferry.CommitInterval(time.Hour))
 			stopping := time.Now()
 			s.stop(app)
 			if late := starts.after(stopping.Add(100 * time.Millisecond)); len(late) > 0 {
@@ -610,18 +603,15 @@ func TestShutdownBusyPartitionStartsNothingMore(t *testing.T) {
 				t.Fatal("all 24 messages were processed: the shutdown stopped nothing")
 			}
 
-			again := newRecorder()
-			app = s.start(s.route(again.fn(), tc.opts...))
-			s.waitCommitted(map[int32]int64{0: 24})
-			s.stop(app)
-			all := append(first, again.offsets()...)
+			second := s.rerun(24, tc.opts...)
+			all := append(slices.Clone(first), second...)
 			slices.Sort(all)
 			var want []int64
 			for o := range int64(24) {
 				want = append(want, o)
 			}
 			if !slices.Equal(all, want) {
-				t.Errorf("processed %v before the shutdown and %v after the restart; want each of 0–23 once", first, again.offsets())
+				t.Errorf("processed %v before the shutdown and %v after the restart; want each of 0–23 once", first, second)
 			}
 		})
 	}

@@ -182,11 +182,7 @@ func TestParallelCommitWaitsForUnfinishedAndNextOwnerSkipsFinished(t *testing.T)
 	}
 	s.stop(app) // the waiting retry is not in flight: shutdown does not wait for it
 
-	again := newRecorder()
-	app = s.start(s.route(again.fn(), ferry.Parallel(8)))
-	s.waitCommitted(map[int32]int64{0: 50})
-	s.stop(app)
-	if got := again.offsets(); !slices.Equal(got, []int64{10}) {
+	if got := s.rerun(50, ferry.Parallel(8)); !slices.Equal(got, []int64{10}) {
 		t.Errorf("the next owner processed %v, want only offset 10", got)
 	}
 }

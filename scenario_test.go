@@ -125,6 +125,18 @@ func (s *scenario) restart(n int) int64 {
 	return rec.snapshot()[0].offsets[0]
 }
 
+// rerun runs the group again with a plain consumer (with opts) until its
+// committed offset of partition 0 is end, stops it, and returns the offsets
+// it processed: what the group had not finished before.
+func (s *scenario) rerun(end int64, opts ...ferry.TopicOption) []int64 {
+	s.t.Helper()
+	again := newRecorder()
+	app := s.start(s.route(again.fn(), opts...))
+	s.waitCommitted(map[int32]int64{0: end})
+	s.stop(app)
+	return again.offsets()
+}
+
 // stop stops an app and fails the test if Run returned an error.
 func (s *scenario) stop(app *running) {
 	s.t.Helper()
