@@ -126,6 +126,26 @@ func (h *schedHarness) feed(chunk int, stop <-chan struct{}) {
 	}
 }
 
+// run starts the partition's goroutine and the feeder, pushing chunks of
+// chunk records. The returned stop stops the partition, waits for its
+// goroutine to end, then stops the feeder.
+func (h *schedHarness) run(chunk int) (stop func()) {
+	p := h.p
+	stopFeed := make(chan struct{})
+	fed := make(chan struct{})
+	go func() { h.feed(chunk, stopFeed); close(fed) }()
+	ran := make(chan struct{})
+	go func() { p.run(); close(ran) }()
+	return func() {
+		p.mu.Lock()
+		p.setStateLocked(stopping)
+		p.mu.Unlock()
+		<-ran
+		close(stopFeed)
+		<-fed
+	}
+}
+
 // A partition's goroutine, sequential and parallel, without a cluster:
 // lanes (one for a sequential partition, by key for a parallel one), unit
 // sizes, the in-flight bound, and how each offset tracker retries a failure
@@ -239,12 +259,8 @@ func TestPartitionLanesUnitsAndRetries(t *testing.T) {
 			defer cl.Close()
 			p.g.cl = cl
 			h.p = p
-			stopFeed := make(chan struct{})
-			fed := make(chan struct{})
-			go func() { h.feed(tt.chunk, stopFeed); close(fed) }()
-			ran := make(chan struct{})
 			p.topic.NewWorker = func(*Partition) Worker { return harnessWorker{h} }
-			go func() { p.run(); close(ran) }()
+			stop := h.run(tt.chunk)
 
 			deadline := time.After(20 * time.Second) // a hang, not a timing target
 			for {
@@ -261,12 +277,7 @@ func TestPartitionLanesUnitsAndRetries(t *testing.T) {
 				case <-time.After(time.Millisecond):
 				}
 			}
-			p.mu.Lock()
-			p.setStateLocked(stopping)
-			p.mu.Unlock()
-			<-ran
-			close(stopFeed)
-			<-fed
+			stop()
 
 			h.mu.Lock()
 			defer h.mu.Unlock()

@@ -72,19 +72,10 @@ func BenchmarkPartitionScheduler(b *testing.B) {
 			h := &schedHarness{p: p, log: log}
 			b.ReportAllocs()
 			b.ResetTimer()
-			stopFeed := make(chan struct{})
-			fed := make(chan struct{})
-			go func() { h.feed(1000, stopFeed); close(fed) }()
-			ran := make(chan struct{})
-			go func() { p.run(); close(ran) }()
+			stop := h.run(1000)
 			<-w.done
 			b.StopTimer()
-			p.mu.Lock()
-			p.setStateLocked(stopping)
-			p.mu.Unlock()
-			<-ran
-			close(stopFeed)
-			<-fed
+			stop()
 		})
 	}
 }
