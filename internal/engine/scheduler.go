@@ -63,7 +63,7 @@ type unitPolicy interface {
 // lane is the messages that must run one after another.
 type lane struct {
 	key      string
-	named    bool          // kept in scheduler.lanes under key
+	named    bool          // kept in the parallel policy's lanes under key
 	pending  []*kgo.Record // admitted, waiting, in offset order
 	busy     bool          // a unit of it is running
 	waiting  bool          // waiting out a retry backoff
@@ -97,7 +97,6 @@ type scheduler struct {
 	n      int  // bound on messages in flight
 	inline bool // units run on the scheduler's goroutine, one at a time
 
-	lanes map[string]*lane
 	ready []*lane // lanes with messages to start, oldest first
 
 	inflight int // messages in running units
